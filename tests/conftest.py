@@ -1,0 +1,27 @@
+"""Test harness: 8 simulated CPU devices (set before jax is imported) and parsed absl flags."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from absl import flags  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+assert jax.device_count() == 8, "tests expect 8 simulated CPU devices"
+
+
+@pytest.fixture(scope="session")
+def mesh8():
+  """(data=2, fsdp=2, tensor=2) mesh over the 8 CPU devices."""
+  from vaujax import sharding
+  return sharding.make_mesh(data=2, fsdp=2, tensor=2)
