@@ -1,0 +1,226 @@
+"""HF `LlamaForCausalLM` checkpoints <-> vaujax `Llama` params, both ways, declaratively.
+
+    python -m vaujax.convert.llama --hf_dir DIR --out DIR        # HF -> orbax params
+    python -m vaujax.convert.llama --params DIR --hf_out DIR     # orbax params -> HF safetensors
+
+The mapping is one table of (vaujax path, HF key, to_vaujax hook, to_hf hook). HF stores Linear
+weights as [out, in]; vaujax kernels are [in, out] with heads split out. HF LLaMA checkpoints
+already use the rotate-half RoPE layout, so q/k need no permutation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Mapping
+
+import numpy as np
+
+from vaujax.convert import params_io, weights
+from vaujax.errors import InputError
+from vaujax.models.llama import LlamaConfig
+
+# HF keys that carry no parameters (old checkpoints store RoPE buffers).
+IGNORED_HF_SUFFIXES = (".rotary_emb.inv_freq",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  path: tuple[str, ...]          # vaujax param path under 'params'
+  hf_key: str
+  shape: tuple[int, ...]         # vaujax shape
+  to_vaujax: Callable[[np.ndarray], np.ndarray]
+  to_hf: Callable[[np.ndarray], np.ndarray]
+
+
+def _linear(shape_out):
+  """HF [out, in] <-> vaujax [in, *split_out] (or [*split_in, out] for o_proj)."""
+  return (lambda w: w.T.reshape(shape_out)), (lambda k: k.reshape(shape_out[0], -1).T)
+
+
+def _linear_split_in(shape_out):
+  return (lambda w: w.T.reshape(shape_out)), (lambda k: k.reshape(-1, shape_out[-1]).T)
+
+
+_identity = (lambda w: w, lambda w: w)
+
+
+def rules(cfg: LlamaConfig) -> list[Rule]:
+  """The full vaujax <-> HF table for a config."""
+  d, f, v, dh = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_size
+  h, k = cfg.num_heads, cfg.num_kv_heads
+  table = [Rule(("embed_tokens", "embedding"), "model.embed_tokens.weight", (v, d), *_identity),
+           Rule(("norm", "weight"), "model.norm.weight", (d,), *_identity)]
+  if not cfg.tie_word_embeddings:
+    table.append(Rule(("lm_head", "kernel"), "lm_head.weight", (d, v), *_linear((d, v))))
+  for i in range(cfg.num_layers):
+    pre, hf = f"layers_{i}", f"model.layers.{i}"
+    proj = {"q_proj": (d, h, dh), "k_proj": (d, k, dh), "v_proj": (d, k, dh)}
+    for name, shape in proj.items():
+      table.append(Rule((pre, "self_attn", name, "kernel"), f"{hf}.self_attn.{name}.weight", shape,
+                        *_linear(shape)))
+      if cfg.attention_bias:
+        table.append(Rule((pre, "self_attn", name, "bias"), f"{hf}.self_attn.{name}.bias",
+                          shape[1:], lambda b, s=shape[1:]: b.reshape(s), lambda b: b.reshape(-1)))
+    table.append(Rule((pre, "self_attn", "o_proj", "kernel"), f"{hf}.self_attn.o_proj.weight",
+                      (h, dh, d), *_linear_split_in((h, dh, d))))
+    if cfg.attention_bias:
+      table.append(Rule((pre, "self_attn", "o_proj", "bias"), f"{hf}.self_attn.o_proj.bias", (d,),
+                        *_identity))
+    for name, shape in {"gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d)}.items():
+      table.append(Rule((pre, "mlp", name, "kernel"), f"{hf}.mlp.{name}.weight", shape,
+                        *_linear(shape)))
+    for name in ("input_layernorm", "post_attention_layernorm"):
+      table.append(Rule((pre, name, "weight"), f"{hf}.{name}.weight", (d,), *_identity))
+  return table
+
+
+def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConfig:
+  """Reads a HF LLaMA `config.json` dict (Vicuna v1.1/v1.5, LLaMA-2, LLaMA-VID's `llava`)."""
+  required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+              "num_attention_heads")
+  missing = [k for k in required if k not in hf_config]
+  if missing:
+    raise InputError(source, f"missing LLaMA config fields {missing}")
+  act = hf_config.get("hidden_act", "silu")
+  if act != "silu":
+    raise InputError(source, f"hidden_act {act!r} is not supported (LLaMA uses 'silu')")
+  scaling = hf_config.get("rope_scaling") or {}
+  kind = scaling.get("rope_type", scaling.get("type", "linear")) if scaling else None
+  if kind not in (None, "linear", "default"):
+    raise InputError(source, f"rope_scaling type {kind!r} is not supported (only linear)")
+  try:
+    return LlamaConfig(
+        vocab_size=int(hf_config["vocab_size"]), hidden_size=int(hf_config["hidden_size"]),
+        intermediate_size=int(hf_config["intermediate_size"]),
+        num_layers=int(hf_config["num_hidden_layers"]),
+        num_heads=int(hf_config["num_attention_heads"]),
+        num_kv_heads=int(hf_config.get("num_key_value_heads") or hf_config["num_attention_heads"]),
+        head_dim=hf_config.get("head_dim"),
+        max_position_embeddings=int(hf_config.get("max_position_embeddings", 2048)),
+        rms_norm_eps=float(hf_config.get("rms_norm_eps", 1e-6)),
+        rope_theta=float(hf_config.get("rope_theta",
+                                       (hf_config.get("rope_parameters") or {}).get("rope_theta",
+                                                                                     10000.0))),
+        rope_scaling_factor=float(scaling.get("factor", 1.0)) if kind == "linear" else 1.0,
+        attention_bias=bool(hf_config.get("attention_bias", False)),
+        tie_word_embeddings=bool(hf_config.get("tie_word_embeddings", False)),
+        bos_token_id=int(hf_config.get("bos_token_id") or 1),
+        eos_token_id=int(_first(hf_config.get("eos_token_id"), 2)),
+        pad_token_id=int(hf_config.get("pad_token_id") or 0))
+  except (TypeError, ValueError) as e:
+    raise InputError(source, f"invalid LLaMA config: {e}") from e
+
+
+def _first(x, default):
+  if x is None:
+    return default
+  return x[0] if isinstance(x, (list, tuple)) else x
+
+
+def config_to_hf(cfg: LlamaConfig) -> dict:
+  out = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+         "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+         "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_layers,
+         "num_attention_heads": cfg.num_heads, "num_key_value_heads": cfg.num_kv_heads,
+         "head_dim": cfg.head_size, "max_position_embeddings": cfg.max_position_embeddings,
+         "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_theta,
+         "attention_bias": cfg.attention_bias, "tie_word_embeddings": cfg.tie_word_embeddings,
+         "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
+         "pad_token_id": cfg.pad_token_id, "torch_dtype": "float32"}
+  out["rope_scaling"] = ({"type": "linear", "factor": cfg.rope_scaling_factor}
+                         if cfg.rope_scaling_factor != 1.0 else None)
+  return out
+
+
+def params_from_state_dict(state: Mapping[str, np.ndarray], cfg: LlamaConfig, *,
+                           prefix: str = "", source: str = "state dict",
+                           strict: bool = True) -> tuple[dict, set[str]]:
+  """HF state dict -> vaujax params {'params': ...}.
+
+  `prefix` is prepended to HF keys (LLaMA-VID stores the LLM under the same names). Returns the
+  params and the set of state keys it consumed. With `strict`, HF keys under the prefix that no
+  rule consumes are an error (unknown key).
+  """
+  tree: dict = {}
+  used: set[str] = set()
+  for rule in rules(cfg):
+    key = prefix + rule.hf_key
+    if key not in state:
+      raise InputError(source, f"missing key {key!r}")
+    value = np.asarray(state[key])
+    expected = rule.to_hf(np.zeros(rule.shape, np.int8)).shape
+    if value.shape != expected:
+      raise InputError(source, f"key {key!r} has shape {tuple(value.shape)}, config expects "
+                       f"{tuple(expected)}")
+    node = tree
+    for part in rule.path[:-1]:
+      node = node.setdefault(part, {})
+    node[rule.path[-1]] = rule.to_vaujax(value)
+    used.add(key)
+  if strict:
+    unknown = sorted(k for k in state if k.startswith(prefix) and k not in used
+                     and not k.endswith(IGNORED_HF_SUFFIXES))
+    if unknown:
+      raise InputError(source, f"unknown key {unknown[0]!r} ({len(unknown)} unknown in all)")
+  return {"params": tree}, used
+
+
+def params_to_state_dict(params: Mapping, cfg: LlamaConfig, *, prefix: str = "") -> dict:
+  """vaujax params -> HF state dict (numpy)."""
+  tree = params["params"] if "params" in params else params
+  out = {}
+  for rule in rules(cfg):
+    node = tree
+    for part in rule.path:
+      node = node[part]
+    out[prefix + rule.hf_key] = np.ascontiguousarray(rule.to_hf(np.asarray(node)))
+  return out
+
+
+def load_hf(hf_dir: str) -> tuple[dict, LlamaConfig]:
+  """Reads a local HF LLaMA directory (config.json + safetensors/.bin shards)."""
+  cfg_path = os.path.join(weights.require_dir(hf_dir, "HF model directory"), "config.json")
+  cfg = config_from_hf(weights.read_json(cfg_path), cfg_path)
+  state = weights.load_dir(hf_dir)
+  params, _ = params_from_state_dict(state, cfg, source=hf_dir)
+  return params, cfg
+
+
+def save_hf(params, cfg: LlamaConfig, out_dir: str, max_shard_bytes: int = 5 << 30) -> None:
+  """Writes a HF-loadable directory (config.json + safetensors shards)."""
+  weights.save_safetensors_dir(params_to_state_dict(params, cfg), out_dir, max_shard_bytes)
+  weights.write_json_atomic(os.path.join(out_dir, "config.json"), config_to_hf(cfg))
+
+
+def main(argv=None) -> None:
+  import argparse
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--hf_dir", help="HF LlamaForCausalLM directory to import")
+  parser.add_argument("--out", help="output orbax params directory (with --hf_dir)")
+  parser.add_argument("--params", help="vaujax orbax params directory to export")
+  parser.add_argument("--hf_out", help="output HF directory (with --params)")
+  args = parser.parse_args(argv)
+  if args.hf_dir and args.out:
+    params, cfg = load_hf(args.hf_dir)
+    params_io.save(args.out, params, metadata={"kind": "llama", "config": dataclasses.asdict(cfg)})
+    print(f"wrote {args.out} ({sum(p.size for p in _leaves(params)):,} parameters)")
+  elif args.params and args.hf_out:
+    params, meta = params_io.load(args.params)
+    if meta.get("kind") != "llama":
+      raise InputError(args.params, f"not a LLaMA params checkpoint (kind={meta.get('kind')!r})")
+    cfg = LlamaConfig(**meta["config"])
+    save_hf(params, cfg, args.hf_out)
+    print(f"wrote {args.hf_out}")
+  else:
+    parser.error("use --hf_dir DIR --out DIR, or --params DIR --hf_out DIR")
+
+
+def _leaves(tree):
+  import jax
+  return jax.tree_util.tree_leaves(tree)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,304 @@
+"""LLaMA / Vicuna decoder in flax.linen, numerically equal to HF `LlamaForCausalLM`.
+
+Axis legend: B batch, L query length, S key length (cache size), D hidden, H query heads,
+K key/value heads (grouped-query attention: H = K * G), Dh head dim, F MLP width, V vocab.
+
+The model is a pure function of (params, ids or embeddings, positions, masks, cache). The KV
+cache is an explicit pytree passed in and returned, so prefill and decode jit with static shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+# A layer's cache: {'k': [B, S, K, Dh], 'v': [B, S, K, Dh]}; the model cache is a list of them.
+LayerCache = dict[str, Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  """Architecture hyper-parameters (HF `LlamaConfig` names where they exist)."""
+
+  vocab_size: int = 32000
+  hidden_size: int = 4096
+  intermediate_size: int = 11008
+  num_layers: int = 32
+  num_heads: int = 32
+  num_kv_heads: int = 32
+  head_dim: Optional[int] = None  # defaults to hidden_size // num_heads
+  max_position_embeddings: int = 4096
+  rms_norm_eps: float = 1e-5
+  rope_theta: float = 10000.0
+  rope_scaling_factor: float = 1.0  # HF rope_scaling {"type": "linear", "factor": f}
+  attention_bias: bool = False
+  tie_word_embeddings: bool = False
+  bos_token_id: int = 1
+  eos_token_id: int = 2
+  pad_token_id: int = 0
+  remat: bool = False  # rematerialise each decoder layer in the backward pass
+
+  @property
+  def head_size(self) -> int:
+    return self.head_dim or self.hidden_size // self.num_heads
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
+                       f"num_kv_heads={self.num_kv_heads}")
+    if self.head_dim is None and self.hidden_size % self.num_heads:
+      raise ValueError(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
+    if self.head_size % 2:
+      raise ValueError(f"head_dim={self.head_size} must be even for rotary embeddings")
+
+
+def vicuna_7b_v15() -> LlamaConfig:
+  """lmsys/vicuna-7b-v1.5 (LLaMA-2 based; what LLaMA-VID fine-tunes): eps 1e-5, 4096 positions."""
+  return LlamaConfig()
+
+
+def vicuna_7b_v11() -> LlamaConfig:
+  """lmsys/vicuna-7b-v1.1 (LLaMA-1 based): RMSNorm eps 1e-6, 2048 positions."""
+  return LlamaConfig(rms_norm_eps=1e-6, max_position_embeddings=2048)
+
+
+def tiny_llama(**overrides) -> LlamaConfig:
+  """A seconds-on-CPU config for tests and the demo."""
+  base = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+              num_kv_heads=2, max_position_embeddings=512)
+  base.update(overrides)
+  return LlamaConfig(**base)
+
+
+def _dense_init(axes):
+  return nn.with_logical_partitioning(nn.initializers.normal(0.02), axes)
+
+
+class RMSNorm(nn.Module):
+  """x * rsqrt(mean(x^2) + eps) * weight, the reduction in fp32 as in HF."""
+
+  eps: float = 1e-5
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    weight = self.param("weight", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                        (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (jnp.asarray(weight, self.dtype) * normed.astype(self.dtype)).astype(self.dtype)
+
+
+def rotary_tables(positions: Array, head_dim: int, theta: float,
+                  scaling_factor: float = 1.0) -> tuple[Array, Array]:
+  """cos/sin tables [B, L, Dh] in fp32 (HF half-split layout: freqs repeated twice)."""
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  freqs = (positions.astype(jnp.float32) / scaling_factor)[..., None] * inv_freq  # [B, L, Dh/2]
+  emb = jnp.concatenate([freqs, freqs], axis=-1)
+  return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
+  """Rotate-half RoPE on x [B, L, heads, Dh] with cos/sin [B, L, Dh]."""
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  cos, sin = cos[:, :, None, :].astype(x.dtype), sin[:, :, None, :].astype(x.dtype)
+  return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+  """Causal grouped-query self-attention with an optional KV cache."""
+
+  config: LlamaConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def _proj(self, name, heads, axes):
+    cfg = self.config
+    return nn.DenseGeneral((heads, cfg.head_size), use_bias=cfg.attention_bias, dtype=self.dtype,
+                           param_dtype=self.param_dtype, kernel_init=_dense_init(axes),
+                           bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
+                           name=name)
+
+  @nn.compact
+  def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
+               cache: Optional[LayerCache], cache_index: Optional[Array]):
+    cfg = self.config
+    q = self._proj("q_proj", cfg.num_heads, ("embed", "heads", "head_dim"))(x)      # [B, L, H, Dh]
+    k = self._proj("k_proj", cfg.num_kv_heads, ("embed", "kv_heads", "head_dim"))(x)  # [B, L, K, Dh]
+    v = self._proj("v_proj", cfg.num_kv_heads, ("embed", "kv_heads", "head_dim"))(x)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    if cache is not None:
+      start = (0, cache_index, 0, 0)
+      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start)
+      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
+      cache = {"k": k, "v": v}
+      k, v = k.astype(self.dtype), v.astype(self.dtype)
+    out = grouped_attention(q, k, v, mask)                                          # [B, L, H, Dh]
+    out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads", None))
+    out = nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), use_bias=cfg.attention_bias,
+                          dtype=self.dtype, param_dtype=self.param_dtype,
+                          kernel_init=_dense_init(("heads", "head_dim", "embed")),
+                          bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+                          name="o_proj")(out)
+    return out, cache
+
+
+def grouped_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """Softmax attention (fp32 logits/softmax) for q [B,L,H,Dh], k/v [B,S,K,Dh], mask [B,L,S]."""
+  b, l, h, dh = q.shape
+  groups = h // k.shape[2]
+  q = q.reshape(b, l, k.shape[2], groups, dh)
+  logits = jnp.einsum("blkgd,bskd->bkgls", q, k, preferred_element_type=jnp.float32)
+  logits = logits / jnp.sqrt(jnp.float32(dh))
+  logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+  return out.reshape(b, l, h, dh)
+
+
+class MLP(nn.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  config: LlamaConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.config
+    dense = lambda feats, axes, name: nn.Dense(  # noqa: E731
+        feats, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
+        kernel_init=_dense_init(axes), name=name)
+    gate = dense(cfg.intermediate_size, ("embed", "mlp"), "gate_proj")(x)
+    up = dense(cfg.intermediate_size, ("embed", "mlp"), "up_proj")(x)
+    h = nn.with_logical_constraint(nn.silu(gate) * up, ("act_batch", "act_len", "act_mlp"))
+    return dense(cfg.hidden_size, ("mlp", "embed"), "down_proj")(h)
+
+
+class DecoderLayer(nn.Module):
+  config: LlamaConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, cos, sin, mask, cache=None, cache_index=None):
+    cfg = self.config
+    norm = lambda name: RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype, name=name)  # noqa: E731
+    attn_out, cache = Attention(cfg, self.dtype, self.param_dtype, name="self_attn")(
+        norm("input_layernorm")(x), cos, sin, mask, cache, cache_index)
+    x = x + attn_out
+    x = x + MLP(cfg, self.dtype, self.param_dtype, name="mlp")(norm("post_attention_layernorm")(x))
+    x = nn.with_logical_constraint(x, ("act_batch", "act_len", "act_embed"))
+    return x, cache
+
+
+def causal_padding_mask(attention_mask: Optional[Array], batch: int, q_len: int, kv_len: int,
+                   cache_index: Optional[Array]) -> Array:
+  """Boolean [B, L, S]: causal (key slot <= query slot) and key padding.
+
+  Without a cache the query slots are 0..L-1 and `attention_mask` is [B, L]. With a cache the
+  query slots start at `cache_index` and `attention_mask` is the key validity [B, S].
+  """
+  offset = 0 if cache_index is None else cache_index
+  q_slot = offset + jnp.arange(q_len)[:, None]
+  causal = jnp.arange(kv_len)[None, :] <= q_slot                                     # [L, S]
+  if attention_mask is None:
+    return jnp.broadcast_to(causal, (batch, q_len, kv_len))
+  return causal[None] & attention_mask[:, None, :kv_len].astype(bool)
+
+
+class Llama(nn.Module):
+  """LLaMA decoder with LM head. Parameter names mirror HF's (`embed_tokens`, `layers_i`, ...)."""
+
+  config: LlamaConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def setup(self):
+    cfg = self.config
+    self.embed_tokens = nn.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=self.dtype, param_dtype=self.param_dtype,
+        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
+    layer_cls = nn.remat(DecoderLayer) if cfg.remat else DecoderLayer
+    self.layers = [layer_cls(cfg, self.dtype, self.param_dtype, name=f"layers_{i}")
+                   for i in range(cfg.num_layers)]
+    self.norm = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype)
+    if not cfg.tie_word_embeddings:
+      self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=self.dtype,
+                              param_dtype=self.param_dtype,
+                              kernel_init=_dense_init(("embed", "vocab")))
+
+  def embed(self, input_ids: Array) -> Array:
+    """Token embeddings [B, L, D] (placeholder ids < 0 embed as id 0; callers overwrite them)."""
+    return self.embed_tokens(jnp.maximum(input_ids, 0))
+
+  def logits(self, hidden: Array) -> Array:
+    """LM head in fp32: [B, L, D] -> [B, L, V]."""
+    if self.config.tie_word_embeddings:
+      out = self.embed_tokens.attend(hidden)
+    else:
+      out = self.lm_head(hidden)
+    return nn.with_logical_constraint(out.astype(jnp.float32), ("act_batch", "act_len", "act_vocab"))
+
+  def __call__(self, input_ids: Optional[Array] = None, *, inputs_embeds: Optional[Array] = None,
+               positions: Optional[Array] = None, attention_mask: Optional[Array] = None,
+               cache: Optional[list[LayerCache]] = None, cache_index: Optional[Array] = None,
+               return_hidden: bool = False):
+    """Runs the decoder.
+
+    Args:
+      input_ids: [B, L] int token ids, or None when `inputs_embeds` [B, L, D] is given.
+      positions: [B, L] rotary positions; default 0..L-1 (offset by `cache_index` with a cache).
+      attention_mask: [B, L] (no cache) or [B, S] key validity (with cache); 1 = real token.
+      cache: list of per-layer {'k','v'} [B, S, K, Dh] from `init_cache`; `cache_index` is
+        the slot of the first query token.
+      return_hidden: also return the final normed hidden states [B, L, D].
+
+    Returns:
+      logits [B, L, V] fp32; with a cache `(logits, new_cache)`; with `return_hidden`, the
+      hidden states are appended to the returned tuple.
+    """
+    if (input_ids is None) == (inputs_embeds is None):
+      raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds.astype(self.dtype)
+    b, l = x.shape[:2]
+    x = nn.with_logical_constraint(x, ("act_batch", "act_len", "act_embed"))
+    if positions is None:
+      start = 0 if cache_index is None else cache_index
+      positions = jnp.broadcast_to(start + jnp.arange(l), (b, l))
+    cfg = self.config
+    cos, sin = rotary_tables(positions, cfg.head_size, cfg.rope_theta, cfg.rope_scaling_factor)
+    kv_len = l if cache is None else cache[0]["k"].shape[1]
+    mask = causal_padding_mask(attention_mask, b, l, kv_len, cache_index)
+    new_cache = []
+    for i, layer in enumerate(self.layers):
+      x, layer_cache = layer(x, cos, sin, mask, None if cache is None else cache[i], cache_index)
+      new_cache.append(layer_cache)
+    hidden = self.norm(x)
+    logits = self.logits(hidden)
+    out = (logits,) if cache is None else (logits, new_cache)
+    if return_hidden:
+      out = out + (hidden,)
+    return out[0] if len(out) == 1 else out
+
+
+
+def init_cache(config: LlamaConfig, batch: int, max_len: int,
+               dtype: Dtype = jnp.float32) -> list[LayerCache]:
+  """Zeroed KV cache: per layer {'k','v'} of shape [B, max_len, K, Dh]."""
+  shape = (batch, max_len, config.num_kv_heads, config.head_size)
+  return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+          for _ in range(config.num_layers)]
+
+
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
