@@ -33,15 +33,12 @@ class Rule:
   to_hf: Callable[[np.ndarray], np.ndarray]
 
 
-def _linear(shape_out):
-  """HF [out, in] <-> vaujax [in, *split_out] (or [*split_in, out] for o_proj)."""
-  return (lambda w: w.T.reshape(shape_out)), (lambda k: k.reshape(shape_out[0], -1).T)
+def _transpose(w: np.ndarray) -> np.ndarray:
+  """HF Linear [out, in] <-> flax Dense kernel [in, out]."""
+  return w.T
 
 
-def _linear_split_in(shape_out):
-  return (lambda w: w.T.reshape(shape_out)), (lambda k: k.reshape(-1, shape_out[-1]).T)
-
-
+_linear = (_transpose, _transpose)
 _identity = (lambda w: w, lambda w: w)
 
 
@@ -52,24 +49,17 @@ def rules(cfg: LlamaConfig) -> list[Rule]:
   table = [Rule(("embed_tokens", "embedding"), "model.embed_tokens.weight", (v, d), *_identity),
            Rule(("norm", "weight"), "model.norm.weight", (d,), *_identity)]
   if not cfg.tie_word_embeddings:
-    table.append(Rule(("lm_head", "kernel"), "lm_head.weight", (d, v), *_linear((d, v))))
+    table.append(Rule(("lm_head", "kernel"), "lm_head.weight", (d, v), *_linear))
   for i in range(cfg.num_layers):
     pre, hf = f"layers_{i}", f"model.layers.{i}"
-    proj = {"q_proj": (d, h, dh), "k_proj": (d, k, dh), "v_proj": (d, k, dh)}
-    for name, shape in proj.items():
-      table.append(Rule((pre, "self_attn", name, "kernel"), f"{hf}.self_attn.{name}.weight", shape,
-                        *_linear(shape)))
-      if cfg.attention_bias:
-        table.append(Rule((pre, "self_attn", name, "bias"), f"{hf}.self_attn.{name}.bias",
-                          shape[1:], lambda b, s=shape[1:]: b.reshape(s), lambda b: b.reshape(-1)))
-    table.append(Rule((pre, "self_attn", "o_proj", "kernel"), f"{hf}.self_attn.o_proj.weight",
-                      (h, dh, d), *_linear_split_in((h, dh, d))))
-    if cfg.attention_bias:
-      table.append(Rule((pre, "self_attn", "o_proj", "bias"), f"{hf}.self_attn.o_proj.bias", (d,),
-                        *_identity))
-    for name, shape in {"gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d)}.items():
-      table.append(Rule((pre, "mlp", name, "kernel"), f"{hf}.mlp.{name}.weight", shape,
-                        *_linear(shape)))
+    linears = {"self_attn.q_proj": (d, h * dh), "self_attn.k_proj": (d, k * dh),
+               "self_attn.v_proj": (d, k * dh), "self_attn.o_proj": (h * dh, d),
+               "mlp.gate_proj": (d, f), "mlp.up_proj": (d, f), "mlp.down_proj": (f, d)}
+    for name, shape in linears.items():
+      path = (pre, *name.split("."))
+      table.append(Rule(path + ("kernel",), f"{hf}.{name}.weight", shape, *_linear))
+      if cfg.attention_bias and name.startswith("self_attn"):
+        table.append(Rule(path + ("bias",), f"{hf}.{name}.bias", shape[1:], *_identity))
     for name in ("input_layernorm", "post_attention_layernorm"):
       table.append(Rule((pre, name, "weight"), f"{hf}.{name}.weight", (d,), *_identity))
   return table
@@ -158,6 +148,12 @@ def params_from_state_dict(state: Mapping[str, np.ndarray], cfg: LlamaConfig, *,
       node = node.setdefault(part, {})
     node[rule.path[-1]] = rule.to_vaujax(value)
     used.add(key)
+  head_key = prefix + "lm_head.weight"
+  if cfg.tie_word_embeddings and head_key in state:  # HF state dicts list tied weights twice
+    if not np.array_equal(state[head_key], state[prefix + "model.embed_tokens.weight"]):
+      raise InputError(source, f"config ties word embeddings but {head_key!r} differs from "
+                       "the input embeddings")
+    used.add(head_key)
   if strict:
     unknown = sorted(k for k in state if k.startswith(prefix) and k not in used
                      and not k.endswith(IGNORED_HF_SUFFIXES))

@@ -121,34 +121,33 @@ class Attention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
-  def _proj(self, name, heads, axes):
+  def _dense(self, features, axes, name):
     cfg = self.config
-    return nn.DenseGeneral((heads, cfg.head_size), use_bias=cfg.attention_bias, dtype=self.dtype,
-                           param_dtype=self.param_dtype, kernel_init=_dense_init(axes),
-                           bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
-                           name=name)
+    return nn.Dense(features, use_bias=cfg.attention_bias, dtype=self.dtype,
+                    param_dtype=self.param_dtype, kernel_init=_dense_init(axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
+                    name=name)
 
   @nn.compact
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
                cache: Optional[LayerCache], cache_index: Optional[Array]):
     cfg = self.config
-    q = self._proj("q_proj", cfg.num_heads, ("embed", "heads", "head_dim"))(x)      # [B, L, H, Dh]
-    k = self._proj("k_proj", cfg.num_kv_heads, ("embed", "kv_heads", "head_dim"))(x)  # [B, L, K, Dh]
-    v = self._proj("v_proj", cfg.num_kv_heads, ("embed", "kv_heads", "head_dim"))(x)
-    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    b, l, _ = x.shape
+    dh = cfg.head_size
+    # Kernels are [D, heads*Dh] (HF layout transposed); heads are split after the matmul.
+    q = self._dense(cfg.num_heads * dh, ("embed", "heads"), "q_proj")(x).reshape(b, l, -1, dh)
+    k = self._dense(cfg.num_kv_heads * dh, ("embed", "kv_heads"), "k_proj")(x).reshape(b, l, -1, dh)
+    v = self._dense(cfg.num_kv_heads * dh, ("embed", "kv_heads"), "v_proj")(x).reshape(b, l, -1, dh)
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)                   # [B, L, H|K, Dh]
     if cache is not None:
       start = (0, cache_index, 0, 0)
       k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start)
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
       cache = {"k": k, "v": v}
       k, v = k.astype(self.dtype), v.astype(self.dtype)
-    out = grouped_attention(q, k, v, mask)                                          # [B, L, H, Dh]
-    out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads", None))
-    out = nn.DenseGeneral(cfg.hidden_size, axis=(-2, -1), use_bias=cfg.attention_bias,
-                          dtype=self.dtype, param_dtype=self.param_dtype,
-                          kernel_init=_dense_init(("heads", "head_dim", "embed")),
-                          bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-                          name="o_proj")(out)
+    out = grouped_attention(q, k, v, mask).reshape(b, l, -1)                      # [B, L, H*Dh]
+    out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads"))
+    out = self._dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out)
     return out, cache
 
 

@@ -1,0 +1,117 @@
+"""LLaMA decoder: parity with HF transformers, KV cache, sharding, dtypes, parameter count."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from tests.llama_reference import hf_model, vaujax_params
+from vaujax import sharding
+from vaujax.models import llama
+
+CONFIGS = {
+    "mha": llama.tiny_llama(num_kv_heads=4),
+    "gqa": llama.tiny_llama(),
+    "tied": llama.tiny_llama(tie_word_embeddings=True),
+    "odd_hidden": llama.tiny_llama(hidden_size=72, num_heads=3, num_kv_heads=1,
+                                   intermediate_size=100, vocab_size=301, num_layers=3),
+    "rope_scaling_bias": llama.tiny_llama(rope_scaling_factor=4.0, attention_bias=True,
+                                          rope_theta=500000.0, rms_norm_eps=1e-6),
+}
+
+
+def _batch(vocab, seed=0):
+  rng = np.random.RandomState(seed)
+  ids = rng.randint(3, vocab, (3, 17))
+  mask = np.ones_like(ids)
+  mask[1, 11:] = 0   # right padding
+  mask[2, 5:] = 0
+  return ids, mask
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_logits_match_hf(name):
+  cfg = CONFIGS[name]
+  hf = hf_model(cfg)
+  params = vaujax_params(hf, cfg)
+  ids, mask = _batch(cfg.vocab_size)
+  ours = np.asarray(llama.Llama(cfg).apply(params, jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
+  with torch.no_grad():
+    ref = hf(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+  valid = mask.astype(bool)
+  assert np.abs(ours - ref)[valid].max() <= 1e-5
+
+
+def test_inputs_embeds_equal_ids():
+  cfg = CONFIGS["gqa"]
+  model = llama.Llama(cfg)
+  ids = jnp.asarray(_batch(cfg.vocab_size)[0])
+  params = model.init(jax.random.key(1), ids)
+  embeds = model.apply(params, ids, method=llama.Llama.embed)
+  np.testing.assert_array_equal(model.apply(params, ids), model.apply(params, inputs_embeds=embeds))
+
+
+def test_kv_cache_decode_equals_full_recompute():
+  cfg = CONFIGS["gqa"]
+  model = llama.Llama(cfg)
+  ids = jnp.asarray(np.random.RandomState(3).randint(3, cfg.vocab_size, (2, 12)))
+  params = model.init(jax.random.key(0), ids)
+  full = model.apply(params, ids)
+  cache = llama.init_cache(cfg, 2, 16)
+  mask = jnp.ones((2, 16), jnp.int32)
+  logits, cache = model.apply(params, ids[:, :5], attention_mask=mask, cache=cache,
+                              cache_index=jnp.int32(0))
+  np.testing.assert_allclose(logits, full[:, :5], atol=1e-5)
+  for t in range(5, 12):
+    step, cache = model.apply(params, ids[:, t:t + 1], attention_mask=mask, cache=cache,
+                              cache_index=jnp.int32(t))
+    assert np.abs(np.asarray(step[:, 0]) - np.asarray(full[:, t])).max() <= 1e-5
+
+
+def test_sharded_forward_equals_unsharded(mesh8):
+  cfg = llama.tiny_llama(num_heads=4, num_kv_heads=2, vocab_size=256)
+  model = llama.Llama(cfg)
+  ids = jnp.asarray(np.random.RandomState(0).randint(3, 256, (8, 16)))
+  boxed = model.init(jax.random.key(0), ids)
+  params = nn.unbox(boxed)
+  expected = model.apply(params, ids)
+  shardings = sharding.logical_to_mesh_sharding(boxed, mesh8)
+  sharded_params = jax.device_put(params, shardings)
+  assert sharded_params["params"]["layers_0"]["mlp"]["gate_proj"]["kernel"].sharding.spec == \
+      jax.sharding.PartitionSpec("fsdp", "tensor")
+  sharded_ids = jax.device_put(ids, sharding.batch_sharding(mesh8, 2))
+
+  def fwd(p, x):
+    return model.apply(p, x)
+
+  with jax.set_mesh(mesh8), nn.logical_axis_rules(sharding.DEFAULT_RULES):
+    out = jax.jit(fwd, in_shardings=(shardings, sharding.batch_sharding(mesh8, 2)))(
+        sharded_params, sharded_ids)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+
+
+def test_bf16_close_to_fp32():
+  cfg = CONFIGS["gqa"]
+  ids = jnp.asarray(_batch(cfg.vocab_size)[0])
+  params = llama.Llama(cfg).init(jax.random.key(0), ids)
+  fp32 = llama.Llama(cfg).apply(params, ids)
+  bf16_params = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), params)
+  bf16 = llama.Llama(cfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16).apply(bf16_params, ids)
+  assert bf16.dtype == jnp.float32  # logits are always returned in fp32
+  assert np.abs(np.asarray(bf16) - np.asarray(fp32)).max() < 0.05 * np.abs(np.asarray(fp32)).max()
+
+
+@pytest.mark.parametrize("make,eps,positions", [(llama.vicuna_7b_v15, 1e-5, 4096),
+                                                 (llama.vicuna_7b_v11, 1e-6, 2048)])
+def test_vicuna_7b_abstract_init_has_exact_parameter_count(make, eps, positions):
+  cfg = make()
+  assert (cfg.rms_norm_eps, cfg.max_position_embeddings) == (eps, positions)
+  shapes = jax.eval_shape(llama.Llama(cfg).init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32))
+  assert llama.count_params(nn.unbox(shapes)) == 6_738_415_616
+
+
+def test_config_rejects_bad_heads():
+  with pytest.raises(ValueError, match="multiple of num_kv_heads"):
+    llama.tiny_llama(num_heads=4, num_kv_heads=3)

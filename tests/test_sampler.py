@@ -1,0 +1,128 @@
+"""KV-cache sampler and continuation scoring against HF transformers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from tests.llama_reference import hf_model, vaujax_params
+from vaujax.generation import scoring
+from vaujax.generation.sampler import Sampler, SamplingConfig, filter_logits, left_pad
+from vaujax.models import llama
+
+CFG = llama.tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def models():
+  hf = hf_model(CFG, seed=1)
+  return hf, vaujax_params(hf, CFG)
+
+
+@pytest.mark.parametrize("prompts", [[[1, 7, 9, 33, 70, 5]],
+                                     [[1, 5, 9, 33, 70], [1, 40, 41], [1, 3, 4, 5, 6, 7, 8, 9]]])
+def test_greedy_32_tokens_equal_hf_generate(models, prompts):
+  hf, params = models
+  ids, mask = left_pad(prompts, CFG.pad_token_id)
+  out = Sampler(llama.Llama(CFG), SamplingConfig(max_new_tokens=32))(
+      params, ids, mask, jax.random.key(0))
+  with torch.no_grad():
+    ref = hf.generate(torch.tensor(np.asarray(ids)), attention_mask=torch.tensor(np.asarray(mask)),
+                      max_new_tokens=32, do_sample=False, pad_token_id=CFG.pad_token_id,
+                      eos_token_id=CFG.eos_token_id)[:, ids.shape[1]:].numpy()
+  ours = np.asarray(out.tokens)
+  np.testing.assert_array_equal(ours[:, :ref.shape[1]], ref)
+  # scores are log-probs of the chosen tokens under HF's model
+  with torch.no_grad():
+    full = torch.cat([torch.tensor(np.asarray(ids)), torch.tensor(ours)], 1)
+    fmask = torch.cat([torch.tensor(np.asarray(mask)), torch.ones_like(torch.tensor(ours))], 1)
+    pos = (fmask.cumsum(1) - 1).clamp(min=0)
+    logp = torch.log_softmax(hf(full, attention_mask=fmask, position_ids=pos).logits, -1)
+  p = ids.shape[1]
+  ref_scores = np.take_along_axis(logp[:, p - 1:-1].numpy(), ours[..., None], -1)[..., 0]
+  live = np.arange(32)[None] < np.asarray(out.lengths)[:, None]
+  np.testing.assert_allclose(np.asarray(out.scores)[live], ref_scores[live], atol=1e-4)
+
+
+def test_eos_stops_each_row(models):
+  """Declare the token that greedy decoding emits at step 3 of row 0 to be EOS: that row must stop
+  there (pad afterwards); every row equals the unstopped greedy run up to its own first EOS."""
+  import dataclasses
+  _, params = models
+  ids, mask = left_pad([[1, 5, 9], [1, 40, 41, 42]], CFG.pad_token_id)
+  free = np.asarray(Sampler(llama.Llama(CFG), SamplingConfig(max_new_tokens=10, stop_at_eos=False))(
+      params, ids, mask, jax.random.key(0)).tokens)
+  eos = int(free[0, 3])
+  cfg = dataclasses.replace(CFG, eos_token_id=eos)
+  out = Sampler(llama.Llama(cfg), SamplingConfig(max_new_tokens=10))(params, ids, mask,
+                                                                      jax.random.key(0))
+  toks, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+  for row in range(2):
+    hits = np.nonzero(free[row] == eos)[0]
+    stop = int(hits[0]) + 1 if len(hits) else 10
+    np.testing.assert_array_equal(toks[row, :stop], free[row, :stop])
+    assert (toks[row, stop:] == cfg.pad_token_id).all()
+    assert lengths[row] == stop
+    assert (np.asarray(out.scores)[row, stop:] == 0).all()
+  assert lengths[0] <= 4
+
+
+def test_top_k_one_equals_greedy(models):
+  _, params = models
+  ids, mask = left_pad([[1, 5, 9, 33], [1, 40, 41]], CFG.pad_token_id)
+  model = llama.Llama(CFG)
+  greedy = Sampler(model, SamplingConfig(max_new_tokens=12))(params, ids, mask, jax.random.key(0))
+  topk1 = Sampler(model, SamplingConfig(max_new_tokens=12, temperature=0.7, top_k=1))(
+      params, ids, mask, jax.random.key(5))
+  np.testing.assert_array_equal(np.asarray(greedy.tokens), np.asarray(topk1.tokens))
+
+
+def test_filters_keep_exactly_the_allowed_tokens():
+  logits = jnp.log(jnp.asarray([[0.5, 0.2, 0.15, 0.1, 0.05]], jnp.float32))
+  kept = lambda cfg: np.isfinite(np.asarray(filter_logits(logits, cfg))) & (  # noqa: E731
+      np.asarray(filter_logits(logits, cfg)) > np.finfo(np.float32).min)
+  assert kept(SamplingConfig(temperature=1.0, top_k=2)).tolist() == [[1, 1, 0, 0, 0]]
+  # nucleus 0.8: 0.5 + 0.2 = 0.7 < 0.8 so the third token is needed; the fourth is not.
+  assert kept(SamplingConfig(temperature=1.0, top_p=0.8)).tolist() == [[1, 1, 1, 0, 0]]
+  assert kept(SamplingConfig(temperature=1.0, top_p=0.3)).tolist() == [[1, 0, 0, 0, 0]]
+
+
+def test_sampling_draws_follow_the_filtered_distribution(models):
+  _, params = models
+  model = llama.Llama(CFG)
+  ids, mask = left_pad([[1, 5, 9, 33]] * 512, CFG.pad_token_id)
+  cfg = SamplingConfig(max_new_tokens=1, temperature=1.3, top_k=5, top_p=0.9)
+  out = Sampler(model, cfg)(params, ids, mask, jax.random.key(3))
+  last = model.apply(params, ids[:1], attention_mask=mask[:1])[:, -1]
+  filtered = np.asarray(filter_logits(last, cfg))[0]
+  allowed = set(np.nonzero(filtered > np.finfo(np.float32).min)[0].tolist())
+  drawn = np.asarray(out.tokens)[:, 0]
+  assert set(drawn.tolist()) <= allowed
+  probs = np.exp(filtered - filtered.max())
+  probs /= probs.sum()
+  freq = np.bincount(drawn, minlength=CFG.vocab_size) / len(drawn)
+  assert np.abs(freq - probs).max() < 0.08
+
+
+def test_too_long_prompt_is_rejected(models):
+  _, params = models
+  ids, mask = left_pad([[1] * 500], CFG.pad_token_id)
+  with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
+    Sampler(llama.Llama(CFG), SamplingConfig(max_new_tokens=32))(params, ids, mask,
+                                                                 jax.random.key(0))
+
+
+def test_continuation_logprobs_equal_hf(models):
+  hf, params = models
+  prompts, conts = [[1, 5, 9, 33], [1, 40]], [[7, 8, 9], [10, 11]]
+  ids, mask = left_pad(prompts, 0)
+  cont = jnp.asarray([[7, 8, 9], [10, 11, 0]])
+  cmask = jnp.asarray([[1, 1, 1], [1, 1, 0]])
+  total, mean = scoring.continuation_logprobs(llama.Llama(CFG), params, ids, mask, cont, cmask)
+  for row, (p, c) in enumerate(zip(prompts, conts)):
+    with torch.no_grad():
+      logp = torch.log_softmax(hf(torch.tensor([p + c])).logits[0], -1).numpy()
+    ref = sum(logp[len(p) - 1 + t, tok] for t, tok in enumerate(c))
+    assert abs(float(total[row]) - ref) < 1e-4
+    assert abs(float(mean[row]) - ref / len(c)) < 1e-4

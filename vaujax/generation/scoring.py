@@ -1,0 +1,46 @@
+"""Log-likelihood of given continuations after a prompt (multiple-choice scoring without parsing).
+
+Prompt (left-padded) and continuation (right-padded) are laid side by side in one sequence,
+positions count real tokens only, and one forward pass scores every continuation token.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from vaujax.models.llama import Llama
+
+Array = jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def continuation_logprobs(model: Llama, params, prompt_ids: Optional[Array], prompt_mask: Array,
+                          cont_ids: Array, cont_mask: Array,
+                          prompt_embeds: Optional[Array] = None) -> tuple[Array, Array]:
+  """Sum and mean log p(continuation | prompt) per row.
+
+  Args:
+    prompt_ids: [B, P] left-padded ids, or None when `prompt_embeds` [B, P, D] is given.
+    prompt_mask: [B, P] 1 on real prompt tokens.
+    cont_ids: [B, C] right-padded continuation ids; cont_mask [B, C].
+  Returns:
+    (sum_logprob [B], mean_logprob [B]) over the real continuation tokens.
+  """
+  if prompt_embeds is None:
+    prompt_embeds = model.apply(params, prompt_ids, method=Llama.embed)
+  cont_embeds = model.apply(params, cont_ids, method=Llama.embed)
+  embeds = jnp.concatenate([prompt_embeds.astype(cont_embeds.dtype), cont_embeds], axis=1)
+  mask = jnp.concatenate([prompt_mask, cont_mask], axis=1)
+  positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
+  logits = model.apply(params, inputs_embeds=embeds, positions=positions, attention_mask=mask)
+  p = prompt_mask.shape[1]
+  # Token t of the continuation is predicted by the logits at sequence slot p + t - 1.
+  pred = jax.nn.log_softmax(logits[:, p - 1:-1], axis=-1)                          # [B, C, V]
+  token_logp = jnp.take_along_axis(pred, cont_ids[..., None], axis=-1)[..., 0]
+  token_logp = jnp.where(cont_mask > 0, token_logp, 0.0)
+  total = token_logp.sum(axis=1)
+  return total, total / jnp.maximum(cont_mask.sum(axis=1), 1)
