@@ -86,7 +86,7 @@ def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConf
         num_layers=int(hf_config["num_hidden_layers"]),
         num_heads=int(hf_config["num_attention_heads"]),
         num_kv_heads=int(hf_config.get("num_key_value_heads") or hf_config["num_attention_heads"]),
-        head_dim=hf_config.get("head_dim"),
+        head_dim=_explicit_head_dim(hf_config),
         max_position_embeddings=int(hf_config.get("max_position_embeddings", 2048)),
         rms_norm_eps=float(hf_config.get("rms_norm_eps", 1e-6)),
         rope_theta=float(hf_config.get("rope_theta",
@@ -100,6 +100,13 @@ def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConf
         pad_token_id=int(hf_config.get("pad_token_id") or 0))
   except (TypeError, ValueError) as e:
     raise InputError(source, f"invalid LLaMA config: {e}") from e
+
+
+def _explicit_head_dim(hf_config: Mapping):
+  """head_dim only when it differs from hidden_size // num_attention_heads (HF 5 always writes it)."""
+  head_dim = hf_config.get("head_dim")
+  default = int(hf_config["hidden_size"]) // int(hf_config["num_attention_heads"])
+  return None if head_dim in (None, default) else int(head_dim)
 
 
 def _first(x, default):
