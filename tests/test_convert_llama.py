@@ -116,7 +116,8 @@ def test_shape_mismatch_names_key(tmp_path, hf):
   cfg["intermediate_size"] = 96
   (d / "config.json").write_text(json.dumps(cfg))
   with pytest.raises(InputError, match=r"'model.layers.0.mlp.gate_proj.weight' has shape "
-                                       r"\(128, 64\), config expects \(96, 64\)"):
+                                       r"\(128, 64\), which does not fit the config's "
+                                       r"layers_0/mlp/gate_proj/kernel \(64, 96\)"):
     convert.load_hf(str(d))
 
 

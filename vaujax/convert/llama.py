@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from vaujax.convert import params_io, weights
+from vaujax.convert.mapping import LINEAR, Rule, export_state, import_state
 from vaujax.errors import InputError
 from vaujax.models.llama import LlamaConfig
 
@@ -24,44 +25,22 @@ from vaujax.models.llama import LlamaConfig
 IGNORED_HF_SUFFIXES = (".rotary_emb.inv_freq",)
 
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
-  path: tuple[str, ...]          # vaujax param path under 'params'
-  hf_key: str
-  shape: tuple[int, ...]         # vaujax shape
-  to_vaujax: Callable[[np.ndarray], np.ndarray]
-  to_hf: Callable[[np.ndarray], np.ndarray]
-
-
-def _transpose(w: np.ndarray) -> np.ndarray:
-  """HF Linear [out, in] <-> flax Dense kernel [in, out]."""
-  return w.T
-
-
-_linear = (_transpose, _transpose)
-_identity = (lambda w: w, lambda w: w)
-
-
 def rules(cfg: LlamaConfig) -> list[Rule]:
   """The full vaujax <-> HF table for a config."""
-  d, f, v, dh = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_size
-  h, k = cfg.num_heads, cfg.num_kv_heads
-  table = [Rule(("embed_tokens", "embedding"), "model.embed_tokens.weight", (v, d), *_identity),
-           Rule(("norm", "weight"), "model.norm.weight", (d,), *_identity)]
+  table = [Rule(("embed_tokens", "embedding"), "model.embed_tokens.weight"),
+           Rule(("norm", "weight"), "model.norm.weight")]
   if not cfg.tie_word_embeddings:
-    table.append(Rule(("lm_head", "kernel"), "lm_head.weight", (d, v), *_linear))
+    table.append(Rule(("lm_head", "kernel"), "lm_head.weight", **LINEAR))
   for i in range(cfg.num_layers):
     pre, hf = f"layers_{i}", f"model.layers.{i}"
-    linears = {"self_attn.q_proj": (d, h * dh), "self_attn.k_proj": (d, k * dh),
-               "self_attn.v_proj": (d, k * dh), "self_attn.o_proj": (h * dh, d),
-               "mlp.gate_proj": (d, f), "mlp.up_proj": (d, f), "mlp.down_proj": (f, d)}
-    for name, shape in linears.items():
+    for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
       path = (pre, *name.split("."))
-      table.append(Rule(path + ("kernel",), f"{hf}.{name}.weight", shape, *_linear))
+      table.append(Rule(path + ("kernel",), f"{hf}.{name}.weight", **LINEAR))
       if cfg.attention_bias and name.startswith("self_attn"):
-        table.append(Rule(path + ("bias",), f"{hf}.{name}.bias", shape[1:], *_identity))
+        table.append(Rule(path + ("bias",), f"{hf}.{name}.bias"))
     for name in ("input_layernorm", "post_attention_layernorm"):
-      table.append(Rule((pre, name, "weight"), f"{hf}.{name}.weight", (d,), *_identity))
+      table.append(Rule((pre, name, "weight"), f"{hf}.{name}.weight"))
   return table
 
 
@@ -139,46 +118,33 @@ def params_from_state_dict(state: Mapping[str, np.ndarray], cfg: LlamaConfig, *,
   params and the set of state keys it consumed. With `strict`, HF keys under the prefix that no
   rule consumes are an error (unknown key).
   """
-  tree: dict = {}
-  used: set[str] = set()
-  for rule in rules(cfg):
-    key = prefix + rule.hf_key
-    if key not in state:
-      raise InputError(source, f"missing key {key!r}")
-    value = np.asarray(state[key])
-    expected = rule.to_hf(np.zeros(rule.shape, np.int8)).shape
-    if value.shape != expected:
-      raise InputError(source, f"key {key!r} has shape {tuple(value.shape)}, config expects "
-                       f"{tuple(expected)}")
-    node = tree
-    for part in rule.path[:-1]:
-      node = node.setdefault(part, {})
-    node[rule.path[-1]] = rule.to_vaujax(value)
-    used.add(key)
-  head_key = prefix + "lm_head.weight"
-  if cfg.tie_word_embeddings and head_key in state:  # HF state dicts list tied weights twice
-    if not np.array_equal(state[head_key], state[prefix + "model.embed_tokens.weight"]):
-      raise InputError(source, f"config ties word embeddings but {head_key!r} differs from "
+  tied_head = prefix + "lm_head.weight"
+  if cfg.tie_word_embeddings and tied_head in state:  # HF state dicts list tied weights twice
+    if not np.array_equal(state[tied_head], state.get(prefix + "model.embed_tokens.weight")):
+      raise InputError(source, f"config ties word embeddings but {tied_head!r} differs from "
                        "the input embeddings")
-    used.add(head_key)
-  if strict:
-    unknown = sorted(k for k in state if k.startswith(prefix) and k not in used
-                     and not k.endswith(IGNORED_HF_SUFFIXES))
-    if unknown:
-      raise InputError(source, f"unknown key {unknown[0]!r} ({len(unknown)} unknown in all)")
+  tree, used = import_state(
+      state, rules(cfg), source=source, prefix=prefix, strict=strict,
+      expected=abstract_params(cfg),
+      ignore=lambda k: k.endswith(IGNORED_HF_SUFFIXES) or (cfg.tie_word_embeddings
+                                                           and k == tied_head))
   return {"params": tree}, used
+
+
+def abstract_params(cfg: LlamaConfig):
+  """Shapes of the vaujax params for `cfg` (no allocation)."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from vaujax.models.llama import Llama
+  shapes = jax.eval_shape(Llama(cfg).init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
+  return nn.unbox(shapes)["params"]
 
 
 def params_to_state_dict(params: Mapping, cfg: LlamaConfig, *, prefix: str = "") -> dict:
   """vaujax params -> HF state dict (numpy)."""
   tree = params["params"] if "params" in params else params
-  out = {}
-  for rule in rules(cfg):
-    node = tree
-    for part in rule.path:
-      node = node[part]
-    out[prefix + rule.hf_key] = np.ascontiguousarray(rule.to_hf(np.asarray(node)))
-  return out
+  return export_state(tree, rules(cfg), prefix=prefix)
 
 
 def load_hf(hf_dir: str) -> tuple[dict, LlamaConfig]:
