@@ -1,0 +1,93 @@
+"""Frame preprocessing equal to the published image processors, as jittable functions.
+
+`uint8 [T, H, W, 3]` frames -> `float32 [T, S, S, 3]` normalised crops (NHWC, what `ViT` takes).
+
+HF's CLIPImageProcessor and BitImageProcessor (DINOv2) resize with PIL's bicubic filter on
+uint8 images, which works in 8-bit fixed point with 22 fractional bits and rounds to uint8 after
+each separable pass. We apply the same integer coefficients as two int32 matmuls, horizontal
+pass first, so the resized frames are bit-identical to PIL's; center crop and normalisation then
+follow HF (rescale by 1/255, subtract mean, divide by std).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from vaujax.models import resample
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessSpec:
+  """Resize the shortest side to `shortest_edge` (bicubic), center-crop `crop`, normalise."""
+
+  shortest_edge: int
+  crop: int
+  mean: tuple[float, float, float]
+  std: tuple[float, float, float]
+
+
+CLIP_224 = PreprocessSpec(224, 224, CLIP_MEAN, CLIP_STD)          # LLaMA-VID / EVA / CLIP-L-224
+CLIP_336 = PreprocessSpec(336, 336, CLIP_MEAN, CLIP_STD)          # LLaVA-1.5 CLIP-L-336
+DINOV2_EVAL = PreprocessSpec(256, 224, IMAGENET_MEAN, IMAGENET_STD)  # HF/FB DINOv2 eval
+# DINOv2 on the same 224 crop as the 224 tower, so both patch grids are 16x16 and align 1:1.
+DINOV2_SAME_CROP = PreprocessSpec(224, 224, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def shortest_edge_size(height: int, width: int, shortest: int) -> tuple[int, int]:
+  """HF's output size for `size={'shortest_edge': s}`: the long side is truncated, not rounded."""
+  if height <= width:
+    return shortest, int(shortest * width / height)
+  return int(shortest * height / width), shortest
+
+
+def pil_bicubic_resize(frames: jax.Array, height: int, width: int) -> jax.Array:
+  """Bit-exact `PIL.Image.resize((width, height), BICUBIC, reducing_gap=None)` on uint8 frames."""
+  t, h, w, c = frames.shape
+  half = 1 << (resample.PIL_PRECISION_BITS - 1)
+
+  def fixed_point_pass(x, coeffs, spec):
+    acc = jnp.einsum(spec, jnp.asarray(coeffs), x.astype(jnp.int32),
+                     preferred_element_type=jnp.int32)
+    return jnp.clip(jnp.right_shift(acc + half, resample.PIL_PRECISION_BITS), 0, 255)
+
+  x = frames
+  if width != w:
+    x = fixed_point_pass(x, resample.pil_fixed_point_matrix(w, width), "ox,tyxc->tyoc")
+  if height != h:
+    x = fixed_point_pass(x, resample.pil_fixed_point_matrix(h, height), "oy,tyxc->toxc")
+  return x.astype(jnp.uint8)
+
+
+def center_crop(frames: jax.Array, size: int) -> jax.Array:
+  """HF center crop: top = (H - size) // 2, left = (W - size) // 2."""
+  h, w = frames.shape[1:3]
+  if h < size or w < size:
+    raise ValueError(f"frames {h}x{w} are smaller than the crop {size}")
+  top, left = (h - size) // 2, (w - size) // 2
+  return frames[:, top:top + size, left:left + size]
+
+
+def normalize(frames: jax.Array, mean, std) -> jax.Array:
+  x = frames.astype(jnp.float32) * jnp.float32(1 / 255)
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def preprocess(frames: jax.Array, spec: PreprocessSpec) -> jax.Array:
+  """uint8 [T, H, W, 3] -> float32 [T, crop, crop, 3]."""
+  if frames.dtype != jnp.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+  h, w = frames.shape[1:3]
+  out_h, out_w = shortest_edge_size(h, w, spec.shortest_edge)
+  resized = pil_bicubic_resize(frames, out_h, out_w)
+  return normalize(center_crop(resized, spec.crop), spec.mean, spec.std)
+
