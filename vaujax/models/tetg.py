@@ -1,0 +1,128 @@
+"""TETG: temporal effective token generation (VA-GPT).
+
+A 3-layer MLP scores each frame's class embedding (DINOv2 pooler output) as anomalous; the
+confident anomalous run becomes a text hint in the prompt.
+
+Label / logit convention: the classifier outputs one logit `s` per frame, the *anomalous* score,
+`P(anomalous) = sigmoid(s)`. The paper writes its loss with `sigma(F_A(z))` as the probability of
+*normal*: `L = E_normal[-log sigma(F(z))] + E_anomalous[-log(1 - sigma(F(z)))]`. With
+`F(z) = -s` that is exactly `tetg_loss` below (a class-balanced sigmoid cross-entropy: the mean
+over normal frames plus the mean over anomalous frames).
+
+Interval rule (`extract_interval`): smooth the per-frame probabilities with a centred moving
+average of `smooth` frames (1 = none), mark frames with `p >= threshold` (0.5), merge runs
+separated by at most `merge_gap` frames (0), and keep the run with the largest probability mass;
+its first and last frame timestamps are <a-start> and <a-end>. No marked frame -> no interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+UCF_CRIME_CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                     "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
+                     "Vandalism")
+
+CLASS_SENTENCE = "Known common crime types are: {classes}."
+INTERVAL_SENTENCE = ("There is one of the crime types occurring from {start:.1f} to {end:.1f} "
+                     "seconds.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TETGConfig:
+  hidden: tuple[int, ...] = (512, 256)   # two hidden layers + the output layer = 3 layers
+  threshold: float = 0.5
+  smooth: int = 1
+  merge_gap: int = 0
+
+
+class TETGClassifier(nn.Module):
+  """[..., D] class embeddings -> [...] anomalous logits."""
+
+  config: TETGConfig = TETGConfig()
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    x = z.astype(self.dtype)
+    widths = (*self.config.hidden, 1)
+    for i, width in enumerate(widths):
+      x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+                   kernel_init=nn.with_logical_partitioning(
+                       nn.initializers.lecun_normal(), ("embed" if i == 0 else "mlp", "mlp")),
+                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
+                   name=f"fc{i + 1}")(x)
+      if i < len(widths) - 1:
+        x = nn.relu(x)
+    return x[..., 0].astype(jnp.float32)
+
+
+def tetg_loss(logits: Array, labels: Array, weights: Optional[Array] = None) -> Array:
+  """The paper's loss: mean over normal frames of -log P(normal) + mean over anomalous frames of
+  -log P(anomalous). labels: 1 anomalous, 0 normal; `weights` masks padding (1 = real)."""
+  weights = jnp.ones_like(logits) if weights is None else weights
+  labels = labels.astype(jnp.float32)
+  log_p_anom, log_p_normal = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+  anom_w, normal_w = weights * labels, weights * (1 - labels)
+  term_normal = -(normal_w * log_p_normal).sum() / jnp.maximum(normal_w.sum(), 1)
+  term_anom = -(anom_w * log_p_anom).sum() / jnp.maximum(anom_w.sum(), 1)
+  return term_normal + term_anom
+
+
+def frame_labels(timestamps: np.ndarray, intervals: Sequence[Sequence[float]]) -> np.ndarray:
+  """1 where a frame's timestamp lies in any [start, end] anomaly interval (seconds), else 0."""
+  t = np.asarray(timestamps, np.float64)
+  labels = np.zeros(t.shape, np.int32)
+  for start, end in intervals:
+    if end < start:
+      raise ValueError(f"anomaly interval ends before it starts: [{start}, {end}]")
+    labels |= ((t >= start) & (t <= end)).astype(np.int32)
+  return labels
+
+
+def extract_interval(probs: np.ndarray, timestamps: np.ndarray,
+                     config: TETGConfig = TETGConfig()) -> Optional[tuple[float, float]]:
+  """(start_s, end_s) of the confident anomalous run, or None (rule in the module docstring)."""
+  p = np.asarray(probs, np.float64)
+  t = np.asarray(timestamps, np.float64)
+  if p.shape != t.shape or p.ndim != 1:
+    raise ValueError(f"probs {p.shape} and timestamps {t.shape} must be equal 1-D shapes")
+  if not len(p):
+    return None
+  if config.smooth > 1:
+    kernel = np.ones(config.smooth) / config.smooth
+    padded = np.pad(p, (config.smooth // 2, (config.smooth - 1) // 2), mode="edge")
+    p = np.convolve(padded, kernel, mode="valid")
+  runs = _runs(p >= config.threshold, config.merge_gap)
+  if not runs:
+    return None
+  start, end = max(runs, key=lambda r: (p[r[0]:r[1] + 1].sum(), -r[0]))
+  return float(t[start]), float(t[end])
+
+
+def _runs(marked: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
+  runs: list[list[int]] = []
+  for i in np.nonzero(marked)[0]:
+    if runs and i - runs[-1][1] - 1 <= merge_gap:
+      runs[-1][1] = int(i)
+    else:
+      runs.append([int(i), int(i)])
+  return [tuple(r) for r in runs]
+
+
+def hint_text(interval: Optional[tuple[float, float]],
+              classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
+  """The prompt hint. Without an interval only the class sentence is given."""
+  text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
+  if interval is None:
+    return text
+  return text + " " + INTERVAL_SENTENCE.format(start=interval[0], end=interval[1])
