@@ -41,6 +41,8 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("pos", None),
     ("classes", None),
     ("queries", None),
+    ("vision", None),
+    ("vision_out", None),
 )
 
 
