@@ -1,0 +1,36 @@
+"""VA-GPT model configs.
+
+  configs/vagpt.py:size=tiny              CPU, seconds (tests, demo)
+  configs/vagpt.py:size=paper             EVA ViT-g/14 (1408-wide patch tokens, 16x16 grid) +
+                                          DINOv2-B/14 on the same 224 crop + Vicuna-7B v1.5, K=0.5
+  ...:sets=false / tetg=false / k=0.25    ablation switches
+"""
+
+import ml_collections
+
+from configs.common import parse_arg
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, size="tiny", sets=True, tetg=True, k=0.5, frames=8,
+                   mode="context_content")
+  c = ml_collections.ConfigDict()
+  c.size = args.size
+  c.num_frames = args.frames
+  c.use_sets = args.sets
+  c.use_tetg = args.tetg
+  c.sets_ratio = args.k
+  c.frame_token_mode = args.mode
+  if args.size == "paper":
+    c.llm = "vicuna_7b_v15"
+    c.vision_dim, c.num_patches = 1408, 256       # EVA-g patch tokens, CLS dropped
+    c.dino_dim, c.dino_patches = 768, 256         # DINOv2-B/14 on the 224 crop
+    c.query_dim, c.num_queries = 768, 32
+  elif args.size == "tiny":
+    c.llm = "tiny"
+    c.vision_dim, c.num_patches = 32, 16
+    c.dino_dim, c.dino_patches = 16, 16
+    c.query_dim, c.num_queries = 16, 4
+  else:
+    raise ValueError(f"unknown VA-GPT size {args.size!r} (tiny | paper)")
+  return c

@@ -1,0 +1,186 @@
+"""VA-GPT: LLaMA-VID frame tokens with SETS token selection, spliced into a LLaMA/Vicuna LLM.
+
+Axis legend: B videos, T frames, N tower patches per frame, M DINOv2 patches per frame,
+Dv tower width, Dd DINOv2 width, L text length, V = num_video_tokens slots, D LLM width.
+
+Inputs are pre-extracted features (as VA-GPT and LLaMA-VID's long-video path train): the frozen
+vision tower's patch tokens and DINOv2 patch features per sampled frame. The TETG hint is text,
+inserted into the prompt by the data pipeline (`conversation.insert_hint`), so the model sees it
+as ordinary tokens.
+
+Steps (methods a reader can follow):
+  select_tokens  SETS: keep ceil(K*N) patches per frame whose DINOv2 features changed most
+  frame_tokens   LLaMA-VID context + content tokens (or projected patch tokens)
+  embed_inputs   text embeddings with the visual tokens written into the <video> slots
+  __call__       logits of the LLM
+Freezing (towers, LLM parts) is the optimizer's business: this module has no stop_gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vaujax.data.conversation import VIDEO_TOKEN_ID
+from vaujax.generation.sampler import GenerateOutput, Sampler, SamplingConfig
+from vaujax.models import sets
+from vaujax.models.frame_tokens import FrameTokens, FrameTokensConfig
+from vaujax.models.llama import Llama, LlamaConfig
+
+Array = jax.Array
+Dtype = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class VAGPTConfig:
+  llm: LlamaConfig
+  frame_tokens: FrameTokensConfig
+  num_frames: int                 # T (videos are sampled/padded to this many frames)
+  num_patches: int                # N tower patches per frame (CLS dropped)
+  dino_patches: int               # M DINOv2 patches per frame
+  num_queries: int = 32           # learned text-agnostic queries (the Q-Former replaces them)
+  use_sets: bool = True
+  sets_ratio: float = 0.5         # K
+  use_tetg: bool = True           # the data pipeline inserts the TETG hint when set
+
+  @property
+  def kept_patches(self) -> int:
+    return sets.num_kept(self.num_patches, self.sets_ratio) if self.use_sets else self.num_patches
+
+  @property
+  def num_video_tokens(self) -> int:
+    """Slots for one video in the prompt."""
+    if self.frame_tokens.mode == "context_content":
+      return 2 * self.num_frames
+    return self.num_frames * self.kept_patches
+
+
+def splice_visual_tokens(text_embeds: Array, input_ids: Array, visual: Array) -> Array:
+  """Writes visual tokens into the VIDEO_TOKEN_ID slots of a sequence, in order.
+
+  text_embeds [B, L, D], input_ids [B, L], visual [B, V, D]: the k-th slot of row b receives
+  visual[b, k]. Static shapes; rows with no slots are returned unchanged.
+  """
+  is_slot = input_ids == VIDEO_TOKEN_ID
+  slot = jnp.clip(jnp.cumsum(is_slot, axis=1) - 1, 0, visual.shape[1] - 1)      # [B, L]
+  gathered = jnp.take_along_axis(visual, slot[..., None], axis=1)               # [B, L, D]
+  return jnp.where(is_slot[..., None], gathered.astype(text_embeds.dtype), text_embeds)
+
+
+class VAGPT(nn.Module):
+  config: VAGPTConfig
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def setup(self):
+    cfg = self.config
+    self.llm = Llama(cfg.llm, self.dtype, self.param_dtype)
+    self.frame_token_generator = FrameTokens(cfg.frame_tokens, self.dtype, self.param_dtype)
+    if cfg.frame_tokens.mode == "context_content":
+      self.vlm_att_query = self.param(
+          "vlm_att_query", nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                        ("queries", None)),
+          (cfg.num_queries, cfg.frame_tokens.query_dim), self.param_dtype)
+
+  def select_tokens(self, tower_patches: Array, dino_patches: Optional[Array]):
+    """SETS -> (patches [B, T, k, Dv] or the full [B, T, N, Dv], mask None)."""
+    cfg = self.config
+    if not cfg.use_sets or cfg.sets_ratio >= 1.0:
+      return tower_patches
+    if dino_patches is None:
+      raise ValueError("SETS is on (config.use_sets) but no DINOv2 patch features were given")
+    return sets.select_batch(dino_patches, tower_patches, cfg.sets_ratio)["tokens"]
+
+  def frame_tokens(self, tower_patches: Array, dino_patches: Optional[Array] = None) -> Array:
+    """[B, T, N, Dv] (+ DINOv2 [B, T, M, Dd]) -> visual tokens [B, V, D]."""
+    cfg = self.config
+    kept = self.select_tokens(tower_patches, dino_patches)
+    queries = None
+    if cfg.frame_tokens.mode == "context_content":
+      b, t = kept.shape[:2]
+      queries = jnp.broadcast_to(self.vlm_att_query.astype(self.dtype),
+                                 (b, t, *self.vlm_att_query.shape))
+    return self.frame_token_generator(kept, queries)
+
+  def embed_inputs(self, input_ids: Array, tower_patches: Array,
+                   dino_patches: Optional[Array] = None) -> Array:
+    visual = self.frame_tokens(tower_patches, dino_patches)
+    return splice_visual_tokens(self.llm.embed(input_ids), input_ids, visual)
+
+  def __call__(self, input_ids: Array, tower_patches: Array, dino_patches: Optional[Array] = None,
+               attention_mask: Optional[Array] = None, positions: Optional[Array] = None) -> Array:
+    """Logits [B, L, vocab] (fp32)."""
+    embeds = self.embed_inputs(input_ids, tower_patches, dino_patches)
+    return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, positions=positions)
+
+
+def llm_params(params) -> dict:
+  """The LLM's own variables out of VA-GPT's, for the sampler and scorer."""
+  return {"params": params["params"]["llm"]}
+
+
+@functools.lru_cache(maxsize=16)
+def _sampler(llm: LlamaConfig, dtype, param_dtype, sampling: SamplingConfig) -> Sampler:
+  """One compiled sampler per (LLM, dtypes, sampling settings)."""
+  return Sampler(Llama(llm, dtype, param_dtype), sampling)
+
+
+def generate(model: VAGPT, params, prompt_ids: Array, prompt_mask: Array, tower_patches: Array,
+             dino_patches: Optional[Array], rng: Array,
+             sampling: SamplingConfig = SamplingConfig()) -> GenerateOutput:
+  """Answers left-padded prompts (with video slots) about their videos."""
+  embeds = jax.jit(functools.partial(model.apply, method=VAGPT.embed_inputs))(
+      params, prompt_ids, tower_patches, dino_patches)
+  sampler = _sampler(model.config.llm, model.dtype, model.param_dtype, sampling)
+  return sampler(llm_params(params), None, prompt_mask, rng, inputs_embeds=embeds)
+
+
+def config_from_dict(cd) -> VAGPTConfig:
+  """VAGPTConfig from a `configs/vagpt.py` ConfigDict (llm: 'tiny' | 'vicuna_7b_v15' | ...)."""
+  from vaujax.models import llama
+  makers = {"tiny": llama.tiny_llama, "vicuna_7b_v15": llama.vicuna_7b_v15,
+            "vicuna_7b_v11": llama.vicuna_7b_v11}
+  if cd.llm not in makers:
+    raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
+  llm = makers[cd.llm]()
+  return VAGPTConfig(
+      llm=llm, frame_tokens=FrameTokensConfig(cd.vision_dim, llm.hidden_size, cd.query_dim,
+                                              cd.frame_token_mode),
+      num_frames=cd.num_frames, num_patches=cd.num_patches, dino_patches=cd.dino_patches,
+      num_queries=cd.num_queries, use_sets=cd.use_sets, sets_ratio=cd.sets_ratio,
+      use_tetg=cd.use_tetg)
+
+
+def parameter_counts(cd) -> dict[str, int]:
+  """Parameters per component of a `configs/vagpt.py` config, from abstract inits (no memory).
+
+  The vision tower and DINOv2 run frozen outside the model (features are pre-extracted); they
+  are counted with their published configs for the paper size.
+  """
+  from vaujax.models import tetg, vit
+  cfg = config_from_dict(cd)
+  count = lambda tree: int(sum(x.size for x in jax.tree_util.tree_leaves(nn.unbox(tree))))  # noqa
+  b, t = 1, cfg.num_frames
+  shapes = jax.eval_shape(
+      VAGPT(cfg).init, jax.random.key(0), jnp.zeros((b, 4), jnp.int32),
+      jnp.zeros((b, t, cfg.num_patches, cfg.frame_tokens.vision_dim)),
+      jnp.zeros((b, t, cfg.dino_patches, cd.dino_dim)))["params"]
+  out = {"llm": count(shapes["llm"]),
+         "frame_tokens": count(shapes["frame_token_generator"]) + count(
+             shapes.get("vlm_att_query", {}))}
+  if cd.size == "paper":
+    towers = {"vision_tower (EVA ViT-g/14, frozen)": vit.eva_vit_g14(),
+              "dinov2 (ViT-B/14, frozen)": vit.dinov2("base")}
+    for name, tower in towers.items():
+      size = tower.native_grid * tower.patch_size
+      out[name] = count(jax.eval_shape(vit.ViT(tower).init, jax.random.key(0),
+                                       jnp.zeros((1, size, size, 3))))
+  out["tetg"] = count(jax.eval_shape(tetg.TETGClassifier().init, jax.random.key(0),
+                                     jnp.zeros((1, cd.dino_dim))))
+  out["total"] = sum(out.values())
+  return out
