@@ -158,6 +158,8 @@ def render_video(cfg: SyntheticConfig, index: int, label: str) -> tuple[np.ndarr
         p = (t - start_s) / dur
         x = (p if forward else 1 - p) * (size + 10) - 5
         _box(frame, x, lane, 3, color)
+    if label == "Stealing" and t < interval[0]:  # the package waits before it is taken
+      _box(frame, location[0] + 3, location[1] + 2, 2, (40, 220, 60))
     if interval and interval[0] <= t <= interval[1]:
       u = (t - interval[0]) / max(interval[1] - interval[0], 1e-6)
       _draw_anomaly(frame, label, u, location[0], location[1], t - interval[0])
