@@ -1,0 +1,104 @@
+"""Benchmark builders: the UCF-Crime QA set (in-domain) and XD-Violence-style 4-option multiple
+choice (cross-domain), from annotations with classes and anomaly intervals.
+
+MC item: {"id", "video", "question", "options": [4 strings], "answer": "A".."D",
+"category": "type" | "temporal", "gt_interval": [s, e] | None, "label"}. Exactly one option is
+correct; options are shuffled with a seeded RNG (per item, so items are independent of order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from vaujax.data.annotations import NORMAL, VideoAnnotation
+from vaujax.data.instructions import FINAL_QUESTION, anomaly_answer, clips_of, readable
+
+LETTERS = "ABCD"
+TYPE_QUESTION = "Which type of anomaly happens in the video?"
+TEMPORAL_QUESTION = "When does the anomaly happen in the video?"
+NO_ANOMALY = "There is no anomaly."
+
+
+def ucf_qa(videos: Iterable[VideoAnnotation], video_ext: str = ".mp4") -> list[dict]:
+  """Open QA items: the final question of each video and, for anomalies, type and time."""
+  items = []
+  for v in videos:
+    clip = clips_of(v)[0]
+    items.append({"id": f"{v.video_id}_q0", "video": v.video_id + video_ext,
+                  "question": FINAL_QUESTION, "answer": anomaly_answer(clip), "category": "judgement",
+                  "gt_interval": list(clip.anomalies[0]) if clip.anomalies else None,
+                  "label": v.label})
+  return items
+
+
+def _rng(seed: int, key: str) -> np.random.RandomState:
+  digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+  return np.random.RandomState(int.from_bytes(digest[:4], "little"))
+
+
+def _interval_text(s: float, e: float) -> str:
+  return f"From {s:.1f} to {e:.1f} seconds."
+
+
+def _iou(a, b) -> float:
+  inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+  union = max(a[1], b[1]) - min(a[0], b[0])
+  return inter / union if union > 0 else 1.0
+
+
+def _temporal_distractors(rng, interval, duration) -> list[tuple[float, float]]:
+  """Three intervals whose IoU with the truth and with each other is below 0.5.
+
+  Candidates: every start on a 0.5 s grid with lengths L, L/2 and 2L (L the true length),
+  drawn in a seeded random order.
+  """
+  length = max(interval[1] - interval[0], 0.5)
+  candidates = [(round(a, 1), round(a + l, 1))
+                for l in (length, max(length / 2, 0.5), min(2 * length, duration))
+                for a in np.arange(0.0, duration - l + 1e-6, 0.5)]
+  out = []
+  for i in rng.permutation(len(candidates)):
+    c = candidates[i]
+    if _iou(c, interval) < 0.5 and all(_iou(c, o) < 0.5 for o in out):
+      out.append(c)
+      if len(out) == 3:
+        return out
+  raise ValueError(f"cannot place 3 distractor intervals for {interval} in {duration} s")
+
+
+def multiple_choice(videos: Iterable[VideoAnnotation], classes: Sequence[str], *, seed: int = 0,
+                    video_ext: str = ".mp4") -> list[dict]:
+  """Two MC questions per anomalous video (type, temporal), one (type) per normal video."""
+  items = []
+  for v in videos:
+    rng = _rng(seed, v.video_id)
+    truth = NO_ANOMALY if v.label == NORMAL else readable(v.label)
+    pool = [readable(c) for c in classes if c != v.label] + ([NO_ANOMALY] if v.label != NORMAL
+                                                              else [])
+    distractors = list(rng.choice(pool, 3, replace=False))
+    items.append(_item(v, video_ext, "type", TYPE_QUESTION, truth, distractors, rng, None))
+    if v.anomaly_intervals:
+      interval = v.anomaly_intervals[0]
+      wrong = [_interval_text(*w) for w in _temporal_distractors(rng, interval, v.duration)]
+      items.append(_item(v, video_ext, "temporal", TEMPORAL_QUESTION, _interval_text(*interval),
+                         wrong, rng, list(interval)))
+  return items
+
+
+def _item(v, ext, category, question, correct, wrong, rng, interval):
+  options = [correct] + [str(w) for w in wrong]
+  order = rng.permutation(4)
+  shuffled = [options[i] for i in order]
+  return {"id": f"{v.video_id}_{category}", "video": v.video_id + ext, "question": question,
+          "options": shuffled, "answer": LETTERS[int(np.nonzero(order == 0)[0][0])],
+          "category": category, "gt_interval": interval, "label": v.label}
+
+
+def mc_prompt(item: dict) -> str:
+  """The human turn of an MC item (LLaMA-VID ScienceQA style)."""
+  options = "\n".join(f"{l}. {o}" for l, o in zip(LETTERS, item["options"]))
+  return (f"<video>\n{item['question']}\n{options}\n"
+          "Answer with the option's letter from the given choices directly.")

@@ -1,0 +1,187 @@
+"""Annotations -> clips -> three questions per clip -> LLaVA-format instruction JSON.
+
+Every clip gets three question/answer pairs; the last question is always "Are there any
+anomalies?". Generation is pluggable: `TemplateQA` (deterministic, the default) or `LLMQA`, which
+hands a prompt to any callable `str -> str` (the paper used GPT-4, then human review) and parses
+its JSON reply.
+
+Output items: {"id", "video", "clip": [start_s, end_s], "label", "anomaly_intervals",
+"conversations": [{"from": "human", "value": "<video>\\nQ1"}, {"from": "gpt", ...}, ...]}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable, Iterable, Protocol, Sequence
+
+from vaujax.data.annotations import NORMAL, VideoAnnotation
+from vaujax.data.conversation import VIDEO_PLACEHOLDER
+from vaujax.errors import InputError
+
+FINAL_QUESTION = "Are there any anomalies?"
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+  video_id: str
+  start: float
+  end: float
+  sentences: tuple[str, ...]
+  label: str                                     # the video's class (Normal or an anomaly)
+  anomalies: tuple[tuple[float, float], ...]     # anomaly intervals inside the clip, clip-relative
+
+
+class QAGenerator(Protocol):
+  def __call__(self, clip: Clip) -> list[tuple[str, str]]:
+    """Three (question, answer) pairs; the third question is FINAL_QUESTION."""
+
+
+def clips_of(video: VideoAnnotation, clip_seconds: float | None = None) -> list[Clip]:
+  """Cuts a video into consecutive clips (the whole video when `clip_seconds` is None)."""
+  length = clip_seconds or video.duration
+  out, start = [], 0.0
+  while start < video.duration - 1e-6:
+    end = min(start + length, video.duration)
+    sentences = tuple(s for (a, b), s in zip(video.timestamps, video.sentences)
+                      if a < end and b > start)
+    anomalies = tuple((round(max(a, start) - start, 1), round(min(b, end) - start, 1))
+                      for a, b in video.anomaly_intervals if a < end and b > start)
+    if sentences:
+      out.append(Clip(video.video_id, start, end, sentences,
+                      video.label if anomalies or video.label == NORMAL else NORMAL, anomalies))
+    start = end
+  return out
+
+
+def _article(word: str) -> str:
+  return "an" if word[0].lower() in "aeiou" else "a"
+
+
+def anomaly_answer(clip: Clip) -> str:
+  """Canonical answer to FINAL_QUESTION (also what the template generator says)."""
+  if clip.label == NORMAL or not clip.anomalies:
+    return "No, there are no anomalies in the video."
+  start, end = clip.anomalies[0]
+  name = readable(clip.label)
+  return f"Yes, there is {_article(name)} {name.lower()} from {start:.1f} to {end:.1f} seconds."
+
+
+def readable(label: str) -> str:
+  return {"RoadAccidents": "Road accident"}.get(label, label)
+
+
+class TemplateQA:
+  """Deterministic questions: description, type/time of the anomaly, and the final question."""
+
+  def __call__(self, clip: Clip) -> list[tuple[str, str]]:
+    description = " ".join(clip.sentences)
+    pairs = [("What happens in the video?", description)]
+    if clip.anomalies:
+      start, end = clip.anomalies[0]
+      pairs.append(("What type of anomaly happens in the video, and when?",
+                    f"{readable(clip.label)}, from {start:.1f} to {end:.1f} seconds."))
+    else:
+      pairs.append(("Is anything unusual happening in the video?",
+                    "No, everything in the video looks normal."))
+    pairs.append((FINAL_QUESTION, anomaly_answer(clip)))
+    return pairs
+
+
+@dataclasses.dataclass
+class LLMQA:
+  """Asks an LLM callable for the first two Q/A pairs as JSON; the final pair stays canonical.
+
+  The callable gets a prompt and must return `[{"q": ..., "a": ...}, {"q": ..., "a": ...}]`.
+  """
+
+  llm: Callable[[str], str]
+
+  def __call__(self, clip: Clip) -> list[tuple[str, str]]:
+    prompt = ("You write instruction data for a video anomaly assistant. Events in the clip "
+              f"(seconds): {list(zip(clip.sentences, clip.anomalies or [None]))}. "
+              f"Class: {clip.label}. Write two question/answer pairs as JSON "
+              '[{"q": ..., "a": ...}, {"q": ..., "a": ...}].')
+    reply = self.llm(prompt)
+    try:
+      items = json.loads(reply)
+      pairs = [(str(i["q"]).strip(), str(i["a"]).strip()) for i in items][:2]
+    except (json.JSONDecodeError, TypeError, KeyError) as e:
+      raise ValueError(f"LLM reply is not the requested JSON: {reply[:200]!r}") from e
+    if len(pairs) != 2 or not all(q and a for q, a in pairs):
+      raise ValueError(f"LLM reply needs two non-empty pairs, got {pairs}")
+    return pairs + [(FINAL_QUESTION, anomaly_answer(clip))]
+
+
+def build_instructions(videos: Iterable[VideoAnnotation], *, video_dir_prefix: str = "",
+                       video_ext: str = ".mp4", clip_seconds: float | None = None,
+                       generator: QAGenerator | None = None) -> list[dict]:
+  """LLaVA-format items, three Q/A pairs per clip."""
+  generator = generator or TemplateQA()
+  items = []
+  for video in videos:
+    for k, clip in enumerate(clips_of(video, clip_seconds)):
+      pairs = generator(clip)
+      if len(pairs) != 3 or pairs[-1][0] != FINAL_QUESTION:
+        raise ValueError(f"{video.video_id}: a QA generator must return three pairs ending with "
+                         f"{FINAL_QUESTION!r}")
+      conversations = []
+      for i, (q, a) in enumerate(pairs):
+        conversations.append({"from": "human",
+                              "value": f"{VIDEO_PLACEHOLDER}\n{q}" if i == 0 else q})
+        conversations.append({"from": "gpt", "value": a})
+      items.append({"id": f"{video.video_id}_clip{k}", "video": video_dir_prefix + video.video_id
+                    + video_ext, "clip": [clip.start, clip.end], "label": clip.label,
+                    "anomaly_intervals": [list(a) for a in clip.anomalies],
+                    "conversations": conversations})
+  return items
+
+
+def write_json(path: str, items: Sequence[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(list(items), f, indent=1)
+  os.replace(tmp, path)
+
+
+def read_instructions(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
+  """Reads and validates an instruction JSON list -> (items, problems skipped when skip_bad)."""
+  from vaujax.errors import require_file
+  require_file(path, "instruction file")
+  try:
+    with open(path, encoding="utf-8") as f:
+      data = json.load(f)
+  except json.JSONDecodeError as e:
+    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+  if not isinstance(data, list):
+    raise InputError(path, f"expected a JSON list of examples, found {type(data).__name__}")
+  items, problems = [], []
+  for i, item in enumerate(data):
+    problem = _problem(item)
+    if problem is None:
+      items.append(item)
+      continue
+    where = item.get("id", f"#{i}") if isinstance(item, dict) else f"#{i}"
+    if not skip_bad:
+      raise InputError(path, f"example {where}: {problem}")
+    problems.append(f"example {where}: {problem}")
+  return items, problems
+
+
+def _problem(item) -> str | None:
+  if not isinstance(item, dict):
+    return "not an object"
+  conv = item.get("conversations")
+  if not isinstance(conv, list) or not conv:
+    return "missing 'conversations'"
+  values = [t.get("value") if isinstance(t, dict) else None for t in conv]
+  if any(not isinstance(v, str) for v in values):
+    return "a turn has no text 'value'"
+  has_placeholder = any("<video>" in v or "<image>" in v for v in values)
+  if has_placeholder and not item.get("video"):
+    return "has a <video> placeholder but no 'video'"
+  for turn, v in zip(conv, values):
+    if turn.get("from") == "human" and not v.replace("<video>", "").replace("<image>", "").strip():
+      return "empty question"
+  return None
