@@ -1,0 +1,133 @@
+"""Grain pipelines: instruction examples + per-video features -> padded, masked batches.
+
+    source (JSON list or a TFDS data source)
+      -> repeat(num_epochs) -> shuffle(seed) -> [process_index::process_count]
+      -> Prepare (load features, insert TETG hint, tokenize, mask labels, truncate/pad)
+      -> batch(drop_remainder) -> iterator with get_state()/set_state()
+
+Every example in a batch has the same shapes: ids/labels/mask [L] (L = max_length; longer
+examples are truncated from the end and counted), features [T, ...] (T fixed by extraction).
+The iterator state is a small dict that orbax/grain checkpoint with the model, so a restored
+iterator yields exactly the examples that had not been seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Callable, Mapping, Optional, Sequence
+
+import grain
+import numpy as np
+
+from vaujax.data import conversation, features
+from vaujax.data.tokenizer import Tokenizer
+from vaujax.errors import InputError
+
+HintFn = Callable[[str, Mapping[str, np.ndarray]], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  feature_dir: str
+  num_video_tokens: int
+  max_length: int
+  batch_size: int
+  feature_shapes: Mapping[str, Optional[tuple]] = dataclasses.field(default_factory=dict)
+  num_epochs: int = 1
+  seed: int = 0
+  shuffle: bool = True
+
+
+def video_key(item: Mapping) -> str:
+  """Feature file stem of an example: the video file name without folders or extension."""
+  return os.path.splitext(os.path.basename(item["video"]))[0]
+
+
+class Prepare(grain.transforms.Map):
+  """One example -> numpy arrays (features loaded, conversation tokenized and padded)."""
+
+  def __init__(self, cfg: PipelineConfig, tokenizer: Tokenizer, hint_fn: Optional[HintFn] = None):
+    self.cfg, self.tokenizer, self.hint_fn = cfg, tokenizer, hint_fn
+    self.truncated = 0
+
+  def map(self, item):
+    cfg = self.cfg
+    path = os.path.join(cfg.feature_dir, video_key(item) + ".npz")
+    feats = features.load(path, cfg.feature_shapes)
+    conv = item["conversations"]
+    if self.hint_fn is not None:
+      conv = conversation.insert_hint(conv, self.hint_fn(video_key(item), feats))
+    try:
+      ids, labels = conversation.tokenize_conversation(conv, self.tokenizer,
+                                                       num_video_tokens=cfg.num_video_tokens)
+    except conversation.ConversationError as e:
+      raise InputError(item.get("id"), str(e)) from e
+    if len(ids) > cfg.max_length:
+      if cfg.num_video_tokens and (ids[cfg.max_length:] == conversation.VIDEO_TOKEN_ID).any():
+        raise InputError(item.get("id"), f"max_length {cfg.max_length} cuts into the video slots")
+      self.truncated += 1
+      logging.warning("example %s: %d tokens truncated to %d", item.get("id"), len(ids),
+                      cfg.max_length)
+      ids, labels = ids[:cfg.max_length], labels[:cfg.max_length]
+    pad = cfg.max_length - len(ids)
+    out = {"input_ids": np.pad(ids, (0, pad), constant_values=self.tokenizer.pad_id),
+           "labels": np.pad(labels, (0, pad), constant_values=conversation.IGNORE_INDEX),
+           "attention_mask": np.pad(np.ones(len(ids), np.int32), (0, pad)),
+           "example_index": np.int64(item.get("_index", -1))}
+    for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
+      if key in feats:
+        out[key] = feats[key].astype(np.float32)
+    return out
+
+
+def json_source(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
+  from vaujax.data.instructions import read_instructions
+  items, problems = read_instructions(path, skip_bad=skip_bad)
+  return [dict(item, _index=i) for i, item in enumerate(items)], problems
+
+
+def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
+                                   ) -> tuple[list[dict], list[str]]:
+  """Validates every example's feature file up front (skip-and-count mode)."""
+  kept, problems = [], []
+  for item in items:
+    try:
+      features.load(os.path.join(cfg.feature_dir, video_key(item) + ".npz"), cfg.feature_shapes)
+      kept.append(item)
+    except InputError as e:
+      problems.append(str(e))
+  return kept, problems
+
+
+def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
+                 process_index: int = 0, process_count: int = 1,
+                 hint_fn: Optional[HintFn] = None) -> grain.IterDataset:
+  """The batched dataset for one process (`source`: a list of items or a random-access source)."""
+  ds = grain.MapDataset.source(source)
+  if cfg.num_epochs != 1:
+    ds = ds.repeat(cfg.num_epochs)
+  if cfg.shuffle:
+    ds = ds.shuffle(seed=cfg.seed)
+  ds = ds[process_index::process_count]
+  ds = ds.map(Prepare(cfg, tokenizer, hint_fn))
+  return ds.batch(cfg.batch_size, drop_remainder=True).to_iter_dataset()
+
+
+class TFDSInstructionSource:
+  """Adapts a `tfds.data_source` of the instruction builder to the JSON items' form."""
+
+  def __init__(self, data_source):
+    self._source = data_source
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    record = self._source[index]
+    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    return {"id": text(record["id"]), "video": text(record["video"]),
+            "conversations": json.loads(text(record["conversations"])),
+            "_index": int(record["index"])}
