@@ -117,16 +117,22 @@ def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
 
 
 class TFDSInstructionSource:
-  """Adapts a `tfds.data_source` of the instruction builder to the JSON items' form."""
+  """Adapts a `tfds.data_source` of the instruction builder to the JSON items' form.
+
+  TFDS stores ArrayRecord examples in its own order; position i here is the example whose
+  `index` field is i (one pass over the records at construction), so the JSON and TFDS paths
+  shuffle and batch identically.
+  """
 
   def __init__(self, data_source):
     self._source = data_source
+    self._order = np.argsort([int(data_source[i]["index"]) for i in range(len(data_source))])
 
   def __len__(self):
     return len(self._source)
 
   def __getitem__(self, index):
-    record = self._source[index]
+    record = self._source[int(self._order[index])]
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
     return {"id": text(record["id"]), "video": text(record["video"]),
             "conversations": json.loads(text(record["conversations"])),

@@ -30,7 +30,6 @@ class InstructionData(tfds.core.GeneratorBasedBuilder):
 
   name = "vaujax_instructions"
   VERSION = tfds.core.Version("1.0.0")
-  disable_shuffling = True  # record i is example i: the Grain pipeline shuffles by seed
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Put train.json (and optionally test.json) in manual_dir."
 
   def _info(self):
@@ -64,7 +63,6 @@ class MultipleChoiceBenchmark(tfds.core.GeneratorBasedBuilder):
 
   name = "vaujax_multiple_choice"
   VERSION = tfds.core.Version("1.0.0")
-  disable_shuffling = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Put test.json (a list of MC items) in manual_dir."
 
   def _info(self):
