@@ -11,6 +11,8 @@ import ml_collections
 def get_config(arg=None):
   args = parse_arg(arg, momentum=0.0, epochs=20)
   c = ml_collections.ConfigDict()
+  c.task = "tetg"
+  c.data = ml_collections.ConfigDict(dict(feature_dir="", labels_json=""))
   c.hidden = (512, 256)
   c.learning_rate = 1e-3
   c.momentum = args.momentum

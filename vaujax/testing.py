@@ -39,3 +39,29 @@ def real_dinov2_onnx() -> str | None:
 def real_sentencepiece_model() -> str | None:
   """A real 32000-piece LLaMA-format SentencePiece model (mistral-common's v1)."""
   return asset_path("mistral_common", "data", "tokenizer.model.v1")
+
+
+def make_tiny_vagpt_data(root: str, *, num_videos: int = 12, seconds: float = 8.0,
+                         fps: float = 4.0, num_frames: int = 8, seed: int = 0) -> dict:
+  """Synthetic videos -> tiny-tower features -> instruction JSON + tokenizer, under `root`.
+
+  Returns paths: {"videos", "features", "train_json", "tokenizer", "labels_json", "uca_json"}.
+  """
+  from vaujax.data import annotations, conversation, features, instructions, synthetic
+  from vaujax.data.tokenizer import train_sentencepiece
+  paths = {"videos": os.path.join(root, "synthetic", "videos"),
+           "features": os.path.join(root, "features"),
+           "train_json": os.path.join(root, "train.json"),
+           "labels_json": os.path.join(root, "synthetic", "labels.json"),
+           "uca_json": os.path.join(root, "synthetic", "uca.json")}
+  labels = synthetic.generate(os.path.join(root, "synthetic"), synthetic.SyntheticConfig(
+      num_videos=num_videos, seconds=seconds, fps=fps, seed=seed))
+  features.extract_folder(paths["videos"], paths["features"], features.tiny_encoder(seed),
+                          num_frames=num_frames, log=lambda s: None)
+  vids, _ = annotations.read_uca(paths["uca_json"], anomaly_intervals={
+      k: v["anomaly_intervals"] for k, v in labels.items()})
+  items = instructions.build_instructions(vids, video_dir_prefix="videos/")
+  instructions.write_json(paths["train_json"], items)
+  texts = [conversation.SYSTEM] + [t["value"] for i in items for t in i["conversations"]]
+  paths["tokenizer"] = train_sentencepiece(texts * 3, os.path.join(root, "tokenizer"), 600)
+  return paths

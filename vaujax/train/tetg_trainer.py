@@ -78,3 +78,68 @@ def train(features: np.ndarray, labels: np.ndarray, config: ml_collections.Confi
     if eval_features is not None:
       aucs.append(metrics.roc_auc(eval_labels, predict_probs(params, cfg, eval_features)))
   return TETGResult(params, cfg, losses, aucs)
+
+
+def save(path: str, result: TETGResult) -> None:
+  """Writes a trained classifier (orbax params + config) for `hint_fn_from_dir`."""
+  from vaujax.convert import params_io
+  params_io.save(path, result.params, {"kind": "tetg",
+                                       "config": dataclasses.asdict(result.model_config)})
+
+
+def load(path: str) -> tuple[dict, tetg.TETGConfig]:
+  from vaujax.convert import params_io
+  from vaujax.errors import InputError
+  params, meta = params_io.load(path)
+  if meta.get("kind") != "tetg":
+    raise InputError(path, f"not a TETG classifier directory (kind={meta.get('kind')!r})")
+  cfg = dict(meta["config"])
+  cfg["hidden"] = tuple(cfg["hidden"])
+  return params, tetg.TETGConfig(**cfg)
+
+
+def hint_fn_from_dir(path: str, classes=tetg.UCF_CRIME_CLASSES):
+  """A pipeline hint function: DINOv2 class embeddings -> interval -> prompt hint text."""
+  params, cfg = load(path)
+
+  def hint(video_id: str, feats) -> str:
+    probs = predict_probs(params, cfg, feats["dino_cls"])
+    return tetg.hint_text(tetg.extract_interval(probs, feats["timestamps"], cfg), classes)
+
+  return hint
+
+
+def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Class embeddings and 0/1 frame labels of every video in `labels`
+  ({video_id: {"anomaly_intervals": [[s, e], ...]}}) that has a feature file."""
+  import os
+
+  from vaujax.data import features
+  xs, ys = [], []
+  for video_id, truth in sorted(labels.items()):
+    path = os.path.join(feature_dir, video_id + ".npz")
+    if not os.path.exists(path):
+      continue
+    feats = features.load(path, {"dino_cls": None, "timestamps": ()})
+    xs.append(feats["dino_cls"])
+    ys.append(tetg.frame_labels(feats["timestamps"], truth.get("anomaly_intervals", [])))
+  if not xs:
+    raise ValueError(f"no feature files in {feature_dir} for the labelled videos")
+  return np.concatenate(xs), np.concatenate(ys)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> TETGResult:
+  """`python -m vaujax.train --config configs/tetg.py --workdir DIR`: trains and saves."""
+  import json
+  import os
+
+  from vaujax.convert.weights import read_json
+  labels = read_json(config.data.labels_json)
+  x, y = frames_from_features(config.data.feature_dir, labels)
+  result = train(x, y, config)
+  save(os.path.join(workdir, "tetg"), result)
+  summary = {"frames": int(len(y)), "anomalous": int(y.sum()), "final_loss": result.losses[-1]}
+  with open(os.path.join(workdir, "tetg_summary.json"), "w") as f:
+    json.dump(summary, f)
+  print(f"TETG trained on {summary['frames']} frames; saved to {workdir}/tetg", flush=True)
+  return result

@@ -1,0 +1,39 @@
+"""VA-GPT stage one: instruction fine-tuning on all frame tokens (everything but the towers trains).
+
+  python -m vaujax.train --config configs/vagpt_stage1.py:size=tiny --workdir runs/stage1 \
+      --config.data.train_json=data/train.json --config.data.feature_dir=data/features \
+      --config.data.tokenizer=data/tokenizer.model
+
+The vision tower and DINOv2 are frozen by construction: their features are pre-extracted.
+"""
+
+import ml_collections
+
+from configs import vagpt as model_configs
+from configs.common import parse_arg
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, size="tiny", frames=8, steps=200)
+  c = ml_collections.ConfigDict()
+  c.task = "vagpt"
+  c.seed = 0
+  c.model = model_configs.get_config(f"size={args.size},frames={args.frames},sets=false")
+  c.dtype = "float32"
+  c.data = ml_collections.ConfigDict(dict(
+      train_json="", feature_dir="", tokenizer="", max_length=256, batch_size=8, num_epochs=1000,
+      skip_bad=True, tetg_params=""))
+  c.optim = ml_collections.ConfigDict(dict(
+      learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
+      total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,
+      trainable=[(".*", "train")]))
+  c.total_steps = args.steps
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1, devices=-1))
+  c.ckpt_every = 50
+  c.keep = 3
+  c.log_every = 10
+  c.progress = True
+  c.init_from = ""
+  c.distributed = ml_collections.ConfigDict(dict(auto=False, coordinator="", num_processes=1,
+                                                 process_id=0))
+  return c

@@ -1,0 +1,168 @@
+"""The sharded trainer: learning, sharded == unsharded, exact resume after SIGKILL, corrupted
+checkpoints, NaN stop, freezing, stage two from stage one, TETG through the same entry point."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tetg as tetg_config
+from configs import vagpt_stage1, vagpt_stage2
+from vaujax import testing
+from vaujax.train import loop, optimizer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  return testing.make_tiny_vagpt_data(str(tmp_path_factory.mktemp("data")), num_videos=8,
+                                      num_frames=4)
+
+
+def _config(paths, steps=20, **mesh):
+  c = vagpt_stage1.get_config(f"size=tiny,frames=4,steps={steps}")
+  c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
+  c.data.tokenizer = paths["tokenizer"]
+  c.data.batch_size = 4
+  c.progress = False
+  c.ckpt_every = 5
+  c.mesh.update(dict(data=2, fsdp=2, tensor=2))
+  for k, v in mesh.items():
+    c.mesh[k] = v
+  return c
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_loss_falls_and_sharded_equals_single_device(data, tmp_path):
+  sharded = loop.train_and_evaluate(_config(data, data=2, fsdp=2, tensor=2), str(tmp_path / "a"))
+  single = loop.train_and_evaluate(_config(data, data=1, fsdp=1, tensor=1, devices=1),
+                                   str(tmp_path / "b"))
+  a, b = [h["loss"] for h in sharded], [h["loss"] for h in single]
+  assert len(a) == len(b) == 20
+  np.testing.assert_allclose(a, b, atol=1e-5)
+  assert np.mean(a[-5:]) < 0.7 * np.mean(a[:5])
+  assert [h["examples"] for h in sharded] == [h["examples"] for h in single]
+
+
+def _cli(data, workdir, steps, extra=()):
+  args = [sys.executable, "-m", "vaujax.train", "--config",
+          os.path.join(REPO, f"configs/vagpt_stage1.py:size=tiny,frames=4,steps={steps}"),
+          "--workdir", workdir, f"--config.data.train_json={data['train_json']}",
+          f"--config.data.feature_dir={data['features']}",
+          f"--config.data.tokenizer={data['tokenizer']}", "--config.data.batch_size=8",
+          "--config.ckpt_every=5", "--config.progress=False", *extra]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  return args, env
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_gives_the_uninterrupted_losses(data, tmp_path):
+  args, env = _cli(data, str(tmp_path / "ref"), 24)
+  subprocess.run(args, env=env, check=True, cwd=REPO, capture_output=True)
+  reference = _losses(str(tmp_path / "ref"))
+  run = str(tmp_path / "run")
+  args, env = _cli(data, run, 24)
+  proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  kill_after = np.random.RandomState(int(time.time())).randint(6, 14)
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    ckpts = os.path.join(run, "checkpoints")
+    done = os.path.exists(os.path.join(run, "metrics.jsonl")) and len(_losses(run)) >= kill_after
+    if done and os.path.isdir(ckpts) and any(n.isdigit() for n in os.listdir(ckpts)):
+      break
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = len(_losses(run))
+  assert killed_at < 24
+  subprocess.run(args, env=env, check=True, cwd=REPO, capture_output=True)
+  resumed = _losses(run)
+  assert [r["step"] for r in resumed] == list(range(1, 25))
+  np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in reference],
+                             atol=1e-6)
+  assert [r["examples"] for r in resumed] == [r["examples"] for r in reference]
+
+
+def test_corrupted_latest_checkpoint_falls_back(data, tmp_path, capsys):
+  workdir = str(tmp_path / "w")
+  loop.train_and_evaluate(_config(data, steps=10), workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  assert sorted(int(n) for n in os.listdir(ckpts) if n.isdigit()) == [5, 10]
+  for root, _, files in os.walk(os.path.join(ckpts, "10", "state")):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  history = loop.train_and_evaluate(_config(data, steps=12), workdir)
+  out = capsys.readouterr().out
+  assert "checkpoint step 10" in out and "unreadable" in out and "resumed from step 5" in out
+  assert [h["step"] for h in history] == list(range(6, 13))
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(data, tmp_path):
+  workdir = str(tmp_path / "nan")
+  loop.train_and_evaluate(_config(data, steps=5), workdir)
+  c = _config(data, steps=10)
+  c.optim.learning_rate = 1e30   # blows up within a step or two
+  with pytest.raises(loop.NonFiniteLoss, match="stopping. The last good checkpoint"):
+    loop.train_and_evaluate(c, workdir)
+  steps = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
+  assert steps[0] == 5
+  good = loop.train_and_evaluate(_config(data, steps=6), workdir)  # resumes from a finite state
+  assert np.isfinite(good[0]["loss"])
+
+
+def test_frozen_parameters_are_untouched_and_have_no_optimizer_state():
+  params = {"llm": {"w": np.ones((3, 3), np.float32)}, "frame": {"w": np.ones(3, np.float32)}}
+  import ml_collections
+  cfg = ml_collections.ConfigDict(dict(learning_rate=0.1, warmup_steps=1, total_steps=10,
+                                       weight_decay=0.0, grad_clip=1.0, accumulate=1,
+                                       trainable=[("llm/.*", "freeze"), (".*", "train")]))
+  tx = optimizer.make_optimizer(cfg, params)
+  state = tx.init(params)
+  leaves = jax.tree_util.tree_leaves(state)
+  assert sum(x.size for x in leaves if hasattr(x, "size")) < 3 * 9  # no Adam moments for llm
+  grads = jax.tree_util.tree_map(np.ones_like, params)
+  _, state = tx.update(grads, state, params)          # step 0 of the warmup has lr 0
+  updates, _ = tx.update(grads, state, params)
+  assert (np.asarray(updates["llm"]["w"]) == 0).all()
+  assert (np.asarray(updates["frame"]["w"]) != 0).all()
+  with pytest.raises(ValueError, match="matches no rule"):
+    optimizer.trainable_labels(params, [("frame/.*", "train")])
+
+
+def test_stage_two_starts_from_stage_one(data, tmp_path):
+  stage1 = str(tmp_path / "s1")
+  first = loop.train_and_evaluate(_config(data, steps=10), stage1)
+  c = vagpt_stage2.get_config("size=tiny,frames=4,steps=5")
+  c.data.train_json, c.data.feature_dir, c.data.tokenizer = (data["train_json"], data["features"],
+                                                             data["tokenizer"])
+  c.data.batch_size, c.progress, c.init_from = 4, False, stage1
+  c.mesh.update(dict(data=2, fsdp=2, tensor=2))
+  assert c.model.use_sets and c.total_steps < 150
+  second = loop.train_and_evaluate(c, str(tmp_path / "s2"))
+  assert second[0]["loss"] < first[0]["loss"]   # starts from learned weights, not from scratch
+
+
+def test_tetg_trains_through_the_same_entry_point(data, tmp_path):
+  from vaujax.train import tetg_trainer
+  c = tetg_config.get_config("epochs=3")
+  c.data.feature_dir, c.data.labels_json = data["features"], data["labels_json"]
+  tetg_trainer.run(c, str(tmp_path))
+  hint = tetg_trainer.hint_fn_from_dir(str(tmp_path / "tetg"))
+  from vaujax.data import features
+  name = sorted(os.listdir(data["features"]))[0]
+  text = hint(name[:-4], features.load(os.path.join(data["features"], name)))
+  assert text.startswith("Known common crime types are: 'Abuse'")

@@ -1,0 +1,30 @@
+"""python -m vaujax.train --config configs/vagpt_stage1.py --workdir DIR [--config.key=value]"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from vaujax.train import distributed
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config file",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  distributed.initialize(config)
+  if config.get("task", "vagpt") == "tetg":
+    from vaujax.train import tetg_trainer
+    tetg_trainer.run(config, _WORKDIR.value)
+    return
+  from vaujax.train import loop
+  try:
+    loop.train_and_evaluate(config, _WORKDIR.value)
+  except loop.NonFiniteLoss as e:
+    raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

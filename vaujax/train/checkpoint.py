@@ -1,0 +1,79 @@
+"""Orbax checkpointing of the whole training state and the data iterator, behind one class.
+
+Layout: WORKDIR/checkpoints/<step>/{state, data}. `state` holds params, optimizer state, step
+and RNG (restored into an abstract sharded target, so a checkpoint saved on one mesh restores
+onto another); `data` is the Grain iterator state (JSON). Saves are asynchronous; the newest
+`keep` checkpoints (and the best by `best_metric`, if set) are preserved. Restoring walks back
+from the newest checkpoint and skips any that cannot be read, saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import orbax.checkpoint as ocp
+
+from vaujax.errors import InputError
+
+
+class Checkpointer:
+  def __init__(self, workdir: str, *, every_steps: int, keep: int = 3,
+               best_metric: Optional[str] = None, best_mode: str = "min"):
+    policies = [ocp.checkpoint_managers.LatestN(keep)]
+    if best_metric:
+      policies.append(ocp.checkpoint_managers.BestN(
+          get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1))
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(
+            save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every_steps),
+            preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=True))
+
+  def save(self, step: int, state: Any, data_state: Optional[dict], metrics: Optional[dict] = None,
+           force: bool = False) -> bool:
+    args = {"state": ocp.args.StandardSave(state)}
+    if data_state is not None:
+      args["data"] = ocp.args.JsonSave(data_state)
+    return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=force)
+
+  def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, Optional[dict]]]:
+    """(step, state, data_state) of the newest readable checkpoint, or None if there is none."""
+    self.manager.wait_until_finished()
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        return step, restored["state"], restored.get("data")
+      except Exception as e:  # orbax raises many types for damaged checkpoints
+        logging.warning("checkpoint %s/%d is unreadable (%s: %s); trying the previous one",
+                        self.directory, step, type(e).__name__, str(e).splitlines()[0][:200])
+        print(f"warning: checkpoint step {step} in {self.directory} is unreadable "
+              f"({type(e).__name__}); falling back to an earlier checkpoint", flush=True)
+    return None
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def restore_params_only(path: str, abstract_params: Any) -> Any:
+  """Params from another run's workdir (its newest checkpoint): stage two starts from stage one."""
+  ckpt_dir = os.path.join(os.path.abspath(path), "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise InputError(path, "no checkpoints/ directory to initialise from")
+  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step()
+  if step is None:
+    raise InputError(ckpt_dir, "contains no checkpoint")
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
+  manager.close()
+  import jax
+  params = restored["state"]["params"]
+  return jax.tree_util.tree_map(lambda target, value: value.astype(target.dtype),
+                                abstract_params, params)

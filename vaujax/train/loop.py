@@ -1,0 +1,199 @@
+"""The training loop: `train_and_evaluate(config, workdir)`, importable from Colab and tests.
+
+One jitted step with explicit in/out shardings over a (data, fsdp, tensor) mesh; per-process
+data (Grain, sharded by process) assembled into global arrays; orbax checkpoints of state and
+data iterator with automatic resume; metrics to `metrics.jsonl`, TensorBoard and the console.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vaujax import sharding
+from vaujax.data import pipeline
+from vaujax.data.tokenizer import Tokenizer
+from vaujax.models import vagpt
+from vaujax.train import checkpoint, optimizer, vagpt_task
+
+
+class NonFiniteLoss(RuntimeError):
+  pass
+
+
+def _mesh(config) -> jax.sharding.Mesh:
+  devices = jax.devices()
+  n = config.mesh.get("devices", -1)
+  if n and n > 0:
+    devices = devices[:n]
+  return sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
+
+
+def _rules(config):
+  return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in config.get(
+      "logical_rules", sharding.DEFAULT_RULES))
+
+
+def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
+  source, problems = pipeline.json_source(config.data.train_json, skip_bad=config.data.skip_bad)
+  pcfg = pipeline.PipelineConfig(
+      feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
+      max_length=config.data.max_length,
+      batch_size=config.data.batch_size // jax.process_count(),
+      feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
+                      "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
+      num_epochs=config.data.num_epochs, seed=config.seed)
+  if config.data.skip_bad:
+    source, missing = pipeline.drop_examples_without_features(source, pcfg)
+    problems += missing
+  if problems:
+    print(f"data: skipped {len(problems)} bad examples, e.g. {problems[0]}", flush=True)
+  hint_fn = None
+  if config.model.use_tetg and config.data.get("tetg_params"):
+    from vaujax.train import tetg_trainer
+    hint_fn = tetg_trainer.hint_fn_from_dir(config.data.tetg_params)
+  ds = pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
+                             process_count=jax.process_count(), hint_fn=hint_fn)
+  return iter(ds)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints)."""
+  os.makedirs(workdir, exist_ok=True)
+  mesh, rules = _mesh(config), _rules(config)
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.data.batch_size % shards:
+    raise ValueError(f"config.data.batch_size={config.data.batch_size} is not divisible by the "
+                     f"data x fsdp mesh axes ({shards})")
+  tokenizer = Tokenizer.load(config.data.tokenizer)
+  cfg = vagpt_task.model_config(config, tokenizer.vocab_size)
+  dtype = jnp.dtype(config.get("dtype", "float32"))
+  model = vagpt.VAGPT(cfg, dtype=dtype, param_dtype=jnp.float32)
+  data_it = _data_iterator(config, tokenizer, cfg)
+  batch_sh = {k: sharding.batch_sharding(mesh, v.ndim) for k, v in
+              vagpt_task.dummy_batch(cfg, config, 1).items()}
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    init = vagpt_task.init_fn(model)
+    dummy = vagpt_task.dummy_batch(cfg, config, config.data.batch_size)
+    boxed = jax.eval_shape(init, jax.random.key(config.seed), dummy)
+    param_sh = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, list(rules))
+    params = jax.jit(lambda r, b: nn.unbox(init(r, b)), out_shardings=param_sh)(
+        jax.random.key(config.seed), dummy)
+    if config.get("init_from"):
+      params = jax.device_put(checkpoint.restore_params_only(config.init_from, params), param_sh)
+      print(f"initialised params from {config.init_from}", flush=True)
+    tx = optimizer.make_optimizer(config.optim, params)
+    state = {"step": jnp.zeros((), jnp.int32), "params": params,
+             "opt_state": jax.jit(tx.init)(params), "rng": jax.random.key_data(
+                 jax.random.key(config.seed))}
+    state_sh = jax.tree_util.tree_map(lambda x: x.sharding, state)
+
+    ckpt = checkpoint.Checkpointer(workdir, every_steps=config.ckpt_every, keep=config.keep,
+                                   best_metric=config.get("best_metric"))
+    restored = ckpt.restore_latest(jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state))
+    log_path = os.path.join(workdir, "metrics.jsonl")
+    if restored is not None:
+      start, state, data_state = restored
+      if data_state is not None:
+        data_it.set_state(data_state)
+      print(f"resumed from step {start}", flush=True)
+      _truncate_log(log_path, start)
+    else:
+      start = 0
+      _truncate_log(log_path, 0)
+
+    compute_loss = vagpt_task.loss_fn(model)
+    schedule = optimizer.learning_rate_schedule(config.optim)
+
+    def train_step(state, batch):
+      def objective(p):
+        return compute_loss(p, batch)
+      (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+      params = jax.tree_util.tree_map(lambda p, u: p + u, state["params"], updates)
+      metrics = {"loss": loss, "grad_norm": _global_norm(grads), "num_tokens": aux["num_tokens"],
+                 "learning_rate": schedule(state["step"])}
+      return {"step": state["step"] + 1, "params": params, "opt_state": opt_state,
+              "rng": state["rng"]}, metrics
+
+    step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
+                      out_shardings=(state_sh, None), donate_argnums=0)
+    history = _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path)
+  return history
+
+
+def _global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+                      for x in jax.tree_util.tree_leaves(tree)))
+
+
+def _truncate_log(path: str, step: int) -> None:
+  """Keeps only log lines of steps <= `step` (a resumed run rewrites what came after)."""
+  if not os.path.exists(path) or jax.process_index() != 0:
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(path + ".tmp", path)
+
+
+def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path):
+  from tqdm import tqdm
+  writer = _tensorboard(workdir)
+  history = []
+  log = open(log_path, "a") if jax.process_index() == 0 else None
+  bar = tqdm(range(start, config.total_steps), initial=start, total=config.total_steps,
+             disable=jax.process_index() != 0 or not config.get("progress", True),
+             desc="train", dynamic_ncols=True)
+  try:
+    for step in bar:
+      local = next(data_it)
+      t0 = time.perf_counter()
+      batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])
+               for k in batch_sh}
+      state, metrics = step_fn(state, batch)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      dt = time.perf_counter() - t0
+      if not np.isfinite(metrics["loss"]) or not np.isfinite(metrics["grad_norm"]):
+        ckpt.wait()
+        raise NonFiniteLoss(f"step {step + 1}: loss={metrics['loss']} grad_norm="
+                            f"{metrics['grad_norm']}; stopping. The last good checkpoint in "
+                            f"{ckpt.directory} is kept.")
+      metrics.update(step=step + 1, step_time=dt, tokens_per_s=metrics["num_tokens"] / dt,
+                     examples=[int(i) for i in local["example_index"]])
+      history.append(metrics)
+      if log:
+        log.write(json.dumps(metrics) + "\n")
+        log.flush()
+      if writer:
+        for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time"):
+          writer.add_scalar(f"train/{key}", metrics[key], step + 1)
+      if (step + 1) % config.log_every == 0:
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
+      ckpt.save(step + 1, state, data_it.get_state(), {"loss": metrics["loss"]},
+                force=step + 1 == config.total_steps)
+  finally:
+    ckpt.close()
+    if log:
+      log.close()
+    if writer:
+      writer.close()
+  return history
+
+
+def _tensorboard(workdir):
+  if jax.process_index() != 0:
+    return None
+  from tensorboardX import SummaryWriter
+  return SummaryWriter(os.path.join(workdir, "tensorboard"))
