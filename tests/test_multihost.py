@@ -1,0 +1,60 @@
+"""2 processes x 4 CPU devices (jax.distributed on loopback) train with the losses of
+1 process x 8 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vaujax import testing
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 6
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _args(data, workdir, *extra):
+  return [sys.executable, "-m", "vaujax.train", "--config",
+          os.path.join(REPO, f"configs/vagpt_stage1.py:size=tiny,frames=4,steps={STEPS}"),
+          "--workdir", workdir, f"--config.data.train_json={data['train_json']}",
+          f"--config.data.feature_dir={data['features']}",
+          f"--config.data.tokenizer={data['tokenizer']}", "--config.data.batch_size=4",
+          "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+          "--config.ckpt_every=3", "--config.progress=False", *extra]
+
+
+def _env(devices):
+  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+              PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  data = testing.make_tiny_vagpt_data(str(tmp_path / "data"), num_videos=8, num_frames=4)
+  single = str(tmp_path / "single")
+  subprocess.run(_args(data, single), env=_env(8), check=True, cwd=REPO, capture_output=True)
+  multi = str(tmp_path / "multi")
+  port = _free_port()
+  procs = [subprocess.Popen(_args(data, multi, "--config.distributed.num_processes=2",
+                                  f"--config.distributed.coordinator=127.0.0.1:{port}",
+                                  f"--config.distributed.process_id={p}"),
+                            env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT) for p in (0, 1)]
+  outputs = [p.communicate(timeout=600)[0].decode() for p in procs]
+  assert all(p.returncode == 0 for p in procs), outputs[0][-3000:] + outputs[1][-3000:]
+  read = lambda d: [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]  # noqa
+  a, b = read(single), read(multi)
+  assert [r["step"] for r in b] == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], atol=1e-5)
+  # process 0 logs its own rows; together the processes cover the same examples
+  assert all(set(x["examples"]) <= set(sum((r["examples"] for r in a), []))
+             for x in b)
