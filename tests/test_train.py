@@ -166,3 +166,24 @@ def test_tetg_trains_through_the_same_entry_point(data, tmp_path):
   name = sorted(os.listdir(data["features"]))[0]
   text = hint(name[:-4], features.load(os.path.join(data["features"], name)))
   assert text.startswith("Known common crime types are: 'Abuse'")
+
+
+def test_checkpoint_restores_onto_a_smaller_mesh(data, tmp_path):
+  reference = loop.train_and_evaluate(_config(data, steps=10), str(tmp_path / "ref"))
+  workdir = str(tmp_path / "w")
+  first = _config(data, steps=10)   # the 10-step schedule, stopped after 5 steps
+  first.total_steps = 5
+  loop.train_and_evaluate(first, workdir)                             # 8 devices (2, 2, 2)
+  rest = loop.train_and_evaluate(_config(data, steps=10, data=1, fsdp=2, tensor=2, devices=4),
+                                 workdir)                             # 4 devices (1, 2, 2)
+  assert [h["step"] for h in rest] == list(range(6, 11))
+  np.testing.assert_allclose([h["loss"] for h in rest], [h["loss"] for h in reference[5:]],
+                             atol=1e-5)
+
+
+def test_bf16_compute_with_fp32_master_weights(data, tmp_path):
+  c = _config(data, steps=8)
+  c.dtype = "bfloat16"
+  history = loop.train_and_evaluate(c, str(tmp_path / "bf16"))
+  assert all(np.isfinite(h["loss"]) for h in history)
+  assert np.mean([h["loss"] for h in history[-3:]]) < history[0]["loss"]
