@@ -34,6 +34,12 @@ def get_config(arg=None):
   c.log_every = 10
   c.progress = True
   c.init_from = ""
+  # LoRA on the LLM (rank 0 = off); with it, use trainable=[("base/.*", "freeze"), (".*", "train")]
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0,
+                                          targets=r"llm/layers_\d+/self_attn/(q_proj|v_proj)/kernel"))
+  # periodic evaluation: held-out loss every `eval.every` steps on `eval.json` (0 = off)
+  c.eval = ml_collections.ConfigDict(dict(every=0, json="", batches=2))
+  c.best_metric = ""
   c.distributed = ml_collections.ConfigDict(dict(auto=False, coordinator="", num_processes=1,
                                                  process_id=0))
   return c

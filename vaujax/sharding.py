@@ -96,3 +96,29 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   """Leading axis over (data, fsdp), the rest replicated."""
   return NamedSharding(mesh, P(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def shardings_like_params(abstract_tree: Any, params: Any, param_shardings: Any,
+                          mesh: Mesh) -> Any:
+  """Shardings for a tree whose leaves mirror parameters (optimizer moments, EMAs, ...).
+
+  A leaf takes the sharding of the parameter whose key path is a suffix of its own path and
+  whose shape it shares; any other leaf (counts, scalars) is replicated. This keeps Adam moments
+  FSDP-sharded exactly like their parameters.
+  """
+  def keys(path):
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+  by_path = {keys(p): (x.shape, s) for (p, x), s in zip(
+      jax.tree_util.tree_leaves_with_path(params), jax.tree_util.tree_leaves(param_shardings))}
+  lengths = sorted({len(k) for k in by_path}, reverse=True)
+
+  def pick(path, leaf):
+    k = keys(path)
+    for n in lengths:
+      match = by_path.get(k[-n:]) if len(k) >= n else None
+      if match is not None and tuple(match[0]) == tuple(getattr(leaf, "shape", ())):
+        return match[1]
+    return NamedSharding(mesh, P())
+
+  return jax.tree_util.tree_map_with_path(pick, abstract_tree)

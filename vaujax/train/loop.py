@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -65,8 +65,14 @@ def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
   return iter(ds)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints)."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       hooks: Sequence[Callable] = ()) -> list[dict]:
+  """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints).
+
+  Every `config.eval.every` steps the held-out loss on `config.eval.json` is computed and each
+  hook `hook(step, params) -> dict` is called; their metrics are logged (`eval_*`) and can pick
+  the best checkpoint (`config.best_metric`, e.g. "eval_loss").
+  """
   os.makedirs(workdir, exist_ok=True)
   mesh, rules = _mesh(config), _rules(config)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -91,14 +97,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     if config.get("init_from"):
       params = jax.device_put(checkpoint.restore_params_only(config.init_from, params), param_sh)
       print(f"initialised params from {config.init_from}", flush=True)
+    compute_loss = vagpt_task.loss_fn(model)
+    lora_cfg = config.get("lora") or {}
+    if lora_cfg.get("rank", 0) > 0:  # train adapters only: base frozen by the freeze rules
+      from vaujax.train import lora
+      rank, alpha = lora_cfg["rank"], lora_cfg.get("alpha", 2.0 * lora_cfg["rank"])
+      adapters = lora.init(params["params"], jax.random.key(config.seed + 1), rank,
+                           lora_cfg.get("targets", lora.DEFAULT_TARGETS))
+      params = {"base": params, "lora": jax.device_put(adapters, sharding.replicated(mesh))}
+      base_loss = compute_loss
+
+      def compute_loss(p, batch):
+        merged = {"params": lora.merge(p["base"]["params"], p["lora"], alpha, rank)}
+        return base_loss(merged, batch)
     tx = optimizer.make_optimizer(config.optim, params)
+    param_sh = jax.tree_util.tree_map(lambda x: x.sharding, params)
+    opt_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, params), params, param_sh,
+                                            mesh)
     state = {"step": jnp.zeros((), jnp.int32), "params": params,
-             "opt_state": jax.jit(tx.init)(params), "rng": jax.random.key_data(
+             "opt_state": jax.jit(tx.init, out_shardings=opt_sh)(params), "rng": jax.random.key_data(
                  jax.random.key(config.seed))}
     state_sh = jax.tree_util.tree_map(lambda x: x.sharding, state)
 
     ckpt = checkpoint.Checkpointer(workdir, every_steps=config.ckpt_every, keep=config.keep,
-                                   best_metric=config.get("best_metric"))
+                                   best_metric=config.get("best_metric") or None)
     restored = ckpt.restore_latest(jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state))
     log_path = os.path.join(workdir, "metrics.jsonl")
@@ -112,24 +134,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
       start = 0
       _truncate_log(log_path, 0)
 
-    compute_loss = vagpt_task.loss_fn(model)
-    schedule = optimizer.learning_rate_schedule(config.optim)
-
-    def train_step(state, batch):
-      def objective(p):
-        return compute_loss(p, batch)
-      (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
-      updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-      params = jax.tree_util.tree_map(lambda p, u: p + u, state["params"], updates)
-      metrics = {"loss": loss, "grad_norm": _global_norm(grads), "num_tokens": aux["num_tokens"],
-                 "learning_rate": schedule(state["step"])}
-      return {"step": state["step"] + 1, "params": params, "opt_state": opt_state,
-              "rng": state["rng"]}, metrics
-
+    train_step = make_train_step(compute_loss, tx, optimizer.learning_rate_schedule(config.optim))
     step_fn = jax.jit(train_step, in_shardings=(state_sh, batch_sh),
                       out_shardings=(state_sh, None), donate_argnums=0)
-    history = _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path)
+    evaluate = _evaluator(config, tokenizer, cfg, compute_loss, state_sh["params"], batch_sh,
+                          hooks)
+    history = _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
+                   evaluate)
   return history
+
+
+def make_train_step(compute_loss, tx, schedule):
+  """(state, batch) -> (state, metrics) for `compute_loss(params, batch) -> (loss, aux)`."""
+
+  def train_step(state, batch):
+    (loss, aux), grads = jax.value_and_grad(compute_loss, has_aux=True)(state["params"], batch)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = jax.tree_util.tree_map(lambda p, u: p + u, state["params"], updates)
+    metrics = {"loss": loss, "grad_norm": _global_norm(grads), "num_tokens": aux["num_tokens"],
+               "learning_rate": schedule(state["step"])}
+    return {"step": state["step"] + 1, "params": params, "opt_state": opt_state,
+            "rng": state["rng"]}, metrics
+
+  return train_step
 
 
 def _global_norm(tree):
@@ -148,7 +175,38 @@ def _truncate_log(path: str, step: int) -> None:
   os.replace(path + ".tmp", path)
 
 
-def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path):
+def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
+  """(step, params) -> eval metrics, or None when evaluation is off."""
+  ev = config.get("eval") or {}
+  if not ev.get("every"):
+    return None
+  loss_fn = jax.jit(lambda p, b: compute_loss(p, b)[0], in_shardings=(param_sh, batch_sh))
+
+  def evaluate(step, params):
+    metrics = {}
+    if ev.get("json"):
+      source, _ = pipeline.json_source(ev["json"], skip_bad=True)
+      pcfg = pipeline.PipelineConfig(
+          feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
+          max_length=config.data.max_length,
+          batch_size=config.data.batch_size // jax.process_count(), shuffle=False)
+      it = iter(pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
+                                      process_count=jax.process_count()))
+      losses = []
+      for _, local in zip(range(ev.get("batches", 2)), it):
+        batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])
+                 for k in batch_sh}
+        losses.append(float(loss_fn(params, batch)))
+      metrics["eval_loss"] = float(np.mean(losses)) if losses else float("nan")
+    for hook in hooks:
+      metrics.update({f"eval_{k}": float(v) for k, v in hook(step, params).items()})
+    return metrics
+
+  return evaluate
+
+
+def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
+         evaluate=None):
   from tqdm import tqdm
   writer = _tensorboard(workdir)
   history = []
@@ -172,6 +230,8 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
                             f"{ckpt.directory} is kept.")
       metrics.update(step=step + 1, step_time=dt, tokens_per_s=metrics["num_tokens"] / dt,
                      examples=[int(i) for i in local["example_index"]])
+      if evaluate is not None and (step + 1) % config.eval.every == 0:
+        metrics.update(evaluate(step + 1, state["params"]))
       history.append(metrics)
       if log:
         log.write(json.dumps(metrics) + "\n")
@@ -179,9 +239,12 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
       if writer:
         for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time"):
           writer.add_scalar(f"train/{key}", metrics[key], step + 1)
+        for key in (k for k in metrics if k.startswith("eval_")):
+          writer.add_scalar(f"eval/{key[5:]}", metrics[key], step + 1)
       if (step + 1) % config.log_every == 0:
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
-      ckpt.save(step + 1, state, data_it.get_state(), {"loss": metrics["loss"]},
+      ckpt.save(step + 1, state, data_it.get_state(),
+                {k: v for k, v in metrics.items() if k == "loss" or k.startswith("eval_")},
                 force=step + 1 == config.total_steps)
   finally:
     ckpt.close()
