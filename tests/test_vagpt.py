@@ -131,9 +131,10 @@ def test_sharded_equals_unsharded(setup, mesh8):
 
 def test_tokens_mode_and_sets_off(setup):
   cfg, _, batch = setup
+  kept = -(-cfg.num_patches * 1 // 2)   # ceil(0.5 * N)
   for overrides, slots in [(dict(use_sets=False), 2 * 4),
                            (dict(frame_tokens=vagpt.FrameTokensConfig(32, 64, 16, "tokens")),
-                            4 * 8)]:
+                            4 * kept)]:
     c = dataclasses.replace(cfg, **overrides)
     assert c.num_video_tokens == slots
     ids = jnp.concatenate([jnp.full((4, slots), -200), batch["ids"][:, -6:]], axis=1)
