@@ -29,7 +29,7 @@ def get_config(arg=None):
   elif args.size == "tiny":
     c.llm = "tiny"
     c.vision_dim, c.num_patches = 32, 64          # features.tiny_encoder(): 112 px, 8x8 grid
-    c.dino_dim, c.dino_patches = 16, 64
+    c.dino_dim, c.dino_patches = 64, 64
     c.query_dim, c.num_queries = 16, 4
   else:
     raise ValueError(f"unknown VA-GPT size {args.size!r} (tiny | paper)")

@@ -22,7 +22,7 @@ def test_extract_folder_and_resume(dataset, tmp_path):
   files = sorted(p.name for p in (tmp_path / "f").iterdir())
   assert len(files) == 3 and all(f.endswith(".npz") for f in files)
   feats = features.load(str(tmp_path / "f" / files[0]),
-                         {"tower_patches": (64, 32), "dino_patches": (64, 16), "dino_cls": (16,),
+                         {"tower_patches": (64, 32), "dino_patches": (64, 64), "dino_cls": (64,),
                           "timestamps": ()})
   assert feats["tower_patches"].shape == (6, 64, 32)
   again = features.extract_folder(str(dataset / "videos"), str(tmp_path / "f"),

@@ -98,3 +98,14 @@ def test_skip_bad_examples_and_count(tmp_path, videos):
   path.write_text(json.dumps(good + [{"id": "broken", "video": "v.mp4"}]))
   items, problems = ins.read_instructions(str(path), skip_bad=True)
   assert len(items) == 3 and problems == ["example broken: missing 'conversations'"]
+
+
+def test_single_turn_items_split_every_question():
+  from vaujax.data import instructions as ins
+  conv = [{"from": "human", "value": "<video>\nQ1"}, {"from": "gpt", "value": "A1"},
+          {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]
+  out = ins.single_turn_items([{"id": "x", "video": "v.mp4", "conversations": conv}])
+  assert [o["id"] for o in out] == ["x_turn0", "x_turn1"]
+  assert out[1]["conversations"] == [{"from": "human", "value": "<video>\nQ2"},
+                                     {"from": "gpt", "value": "A2"}]
+  assert all(o["video"] == "v.mp4" for o in out)

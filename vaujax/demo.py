@@ -1,146 +1,203 @@
-"""End-to-end VA-GPT on CPU in a few minutes (the README's main command, `make demo`).
+"""End-to-end VA-GPT on CPU (the README's main command, `make demo`).
 
   python -m vaujax.demo --workdir demo_out
 
-1. writes synthetic surveillance videos with known anomalies (real mp4 files + UCA annotations),
+1. writes synthetic surveillance videos with known anomalies (real mp4 files + UCA annotations)
+   and splits them by video into train and held-out sets,
 2. extracts per-video features with tiny (random, frozen) vision towers,
-3. trains the TETG frame classifier and reports its frame AUC on held-out videos,
-4. trains VA-GPT stage one (all tokens), then stage two (SETS, K=0.5) from stage one,
-5. holds a three-turn conversation about each held-out video (the model's own answers are fed
-   back) and prints its answer to the last question, "Are there any anomalies?".
+3. builds the training data (three QA per clip + MC questions of the training videos), the
+   held-out benchmarks (UCF-Crime-style open QA, 4-option MC) and a tokenizer,
+4. trains the TETG frame classifier and reports frame AUC / AP on the held-out videos,
+5. trains VA-GPT stage one (all tokens, TETG hints), then stage two (SETS, K=0.5) from it,
+6. evaluates the held-out benchmarks (MC by log-likelihood and by generate-then-parse; open QA)
+   and writes `report.md` with figures (loss curves, TETG score curves, SETS maps, results).
 
-Everything lands in --workdir. This is the pipeline at toy scale; the benchmark evaluators,
-report and figures come with the evaluation issue.
+Everything lands in --workdir; rerunning reuses finished steps (videos, features, checkpoints).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 
-import jax
 import numpy as np
 
-from configs import tetg as tetg_configs
-from configs import vagpt_stage1, vagpt_stage2
-from vaujax import testing
-from vaujax.convert.weights import read_json
-from vaujax.data import conversation, features
-from vaujax.data.tokenizer import Tokenizer
-from vaujax.evaluate import metrics
-from vaujax.generation.sampler import SamplingConfig, left_pad
-from vaujax.models import vagpt
-from vaujax.train import loop, tetg_trainer, vagpt_task
+from vaujax.data import annotations, benchmark_files, conversation, features, instructions, synthetic
+from vaujax.data.tokenizer import train_sentencepiece
+from vaujax.models import tetg
 
 FRAMES = 8
 
 
-def _split(paths: dict, workdir: str, held_out: int) -> tuple[str, list[dict]]:
-  items = json.load(open(paths["train_json"]))
-  train, test = items[:-held_out], items[-held_out:]
-  path = os.path.join(workdir, "train_split.json")
-  with open(path, "w") as f:
-    json.dump(train, f)
-  return path, test
+@dataclasses.dataclass
+class DemoConfig:
+  num_videos: int = 240
+  held_out: float = 0.25        # fraction of videos held out (by video)
+  seconds: float = 8.0
+  fps: float = 4.0
+  frames: int = FRAMES
+  stage1_steps: int = 2000
+  stage2_steps: int = 120
+  mc_copies: int = 3            # MC training questions per training video (distinct seeds)
+  batch_size: int = 8
+  anomaly_scale: float = 2.5   # anomalies big enough for the tiny random towers to see
+  seed: int = 0
 
 
-def _stage_config(make, paths, train_json, steps):
-  c = make(f"size=tiny,frames={FRAMES},steps={steps}")
-  c.data.train_json, c.data.feature_dir = train_json, paths["features"]
-  c.data.tokenizer = paths["tokenizer"]
-  c.mesh.update(dict(data=1, fsdp=1, tensor=1, devices=1))
-  c.ckpt_every = steps
-  return c
+def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
+  """Videos, features, train/held-out split, training JSON, benchmarks and tokenizer."""
+  syn = synthetic.SyntheticConfig(num_videos=c.num_videos, seconds=c.seconds, fps=c.fps,
+                                  seed=c.seed, anomaly_scale=c.anomaly_scale)
+  labels = synthetic.generate(os.path.join(root, "synthetic"), syn)
+  paths = {"videos": os.path.join(root, "synthetic", "videos"),
+           "features": os.path.join(root, "features"),
+           "labels": labels, "classes": list(syn.classes)}
+  features.extract_folder(paths["videos"], paths["features"], features.tiny_encoder(c.seed),
+                          num_frames=c.frames, log=log)
+  videos, _ = annotations.read_uca(os.path.join(root, "synthetic", "uca.json"),
+                                   anomaly_intervals={k: v["anomaly_intervals"]
+                                                      for k, v in labels.items()})
+  videos = [dataclasses.replace(v, label=labels[v.video_id]["label"]) for v in videos]
+  rng = np.random.RandomState(c.seed)
+  order = rng.permutation(len(videos))
+  n_test = max(1, int(round(c.held_out * len(videos))))
+  test = [videos[i] for i in sorted(order[:n_test])]
+  train = [videos[i] for i in sorted(order[n_test:])]
+  train_items = instructions.build_instructions(train, video_dir_prefix="videos/")
+  train_items += instructions.single_turn_items(train_items)
+  for copy in range(c.mc_copies):
+    mc = benchmark_files.multiple_choice(train, syn.classes, seed=1000 + copy)
+    train_items += benchmark_files.mc_training_items(mc)
+  paths["train_json"] = os.path.join(root, "train.json")
+  instructions.write_json(paths["train_json"], train_items)
+  paths["mc"] = benchmark_files.multiple_choice(test, syn.classes, seed=c.seed)
+  paths["ucf_qa"] = benchmark_files.ucf_qa(test)
+  for name in ("mc", "ucf_qa"):
+    with open(os.path.join(root, f"test_{name}.json"), "w") as f:
+      json.dump(paths[name], f, indent=1)
+  paths["train_ids"] = [v.video_id for v in train]
+  paths["test_ids"] = [v.video_id for v in test]
+  hints = [tetg.hint_text(None, syn.classes), tetg.hint_text((1.5, 4.5), syn.classes)]
+  texts = [conversation.SYSTEM] + hints + [t["value"] for i in train_items
+                                           for t in i["conversations"]]
+  paths["tokenizer"] = train_sentencepiece(texts * 3, os.path.join(root, "tokenizer"), 600)
+  return paths
 
 
-def run(workdir: str, num_videos: int = 30, held_out: int = 6, steps: int = 150) -> dict:
+def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
+  c_ = make(f"size=tiny,frames={c.frames},steps={steps}")
+  c_.data.train_json, c_.data.feature_dir = paths["train_json"], paths["features"]
+  c_.data.tokenizer, c_.data.tetg_params = paths["tokenizer"], tetg_dir
+  c_.data.classes, c_.data.encoder = paths["classes"], f"tiny:{c.seed}"
+  c_.data.batch_size, c_.data.max_length = c.batch_size, 320
+  c_.mesh.update(dict(data=1, fsdp=1, tensor=1, devices=1))
+  c_.ckpt_every, c_.progress = steps, False
+  c_.log_every = max(1, steps // 20)
+  return c_
+
+
+def train_tetg(paths: dict, workdir: str, log=print):
+  from configs import tetg as tetg_configs
+  from vaujax.evaluate import qa
+  from vaujax.train import tetg_trainer
+  labels = paths["labels"]
+  x, y = tetg_trainer.frames_from_features(paths["features"],
+                                           {k: labels[k] for k in paths["train_ids"]})
+  result = tetg_trainer.train(x, y, tetg_configs.get_config("epochs=200,momentum=0.9"))
+  out = os.path.join(workdir, "tetg", "tetg")
+  if not os.path.exists(out):
+    tetg_trainer.save(out, result)
+  scorer = lambda f: tetg_trainer.predict_probs(result.params, result.model_config,  # noqa: E731
+                                                f["dino_cls"])
+  frame = qa.evaluate_frames(scorer, labels, paths["features"], paths["test_ids"])
+  return out, result, frame
+
+
+def run(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
+  from configs import vagpt_stage1, vagpt_stage2
+  from vaujax.evaluate import qa
+  from vaujax.infer import Assistant
+  from vaujax.train import loop
   start = time.perf_counter()
+  workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  paths = testing.make_tiny_vagpt_data(os.path.join(workdir, "data"), num_videos=num_videos,
-                                       num_frames=FRAMES)
-  labels = read_json(paths["labels_json"])
-  print(f"[1/5] {num_videos} synthetic videos in {paths['videos']}")
-  print(f"[2/5] features in {paths['features']}")
-  train_json, test_items = _split(paths, workdir, held_out)
-  test_ids = {os.path.splitext(os.path.basename(i["video"]))[0] for i in test_items}
-  train_labels = {k: v for k, v in labels.items() if k not in test_ids}
-  x, y = tetg_trainer.frames_from_features(paths["features"], train_labels)
-  xe, ye = tetg_trainer.frames_from_features(
-      paths["features"], {k: v for k, v in labels.items() if k in test_ids})
-  tcfg = tetg_configs.get_config("epochs=200,momentum=0.9")
-  result = tetg_trainer.train(x, y, tcfg)
-  probs = tetg_trainer.predict_probs(result.params, result.model_config, xe)
-  auc = metrics.roc_auc(ye, probs) if 0 < ye.sum() < len(ye) else float("nan")
-  print(f"[3/5] TETG frame AUC on held-out videos: {auc:.3f} ({len(ye)} frames)")
-  s1 = _stage_config(vagpt_stage1.get_config, paths, train_json, steps)
+  timings = {}
+
+  def lap(name, t0):
+    timings[name] = round(time.perf_counter() - t0, 1)
+
+  t0 = time.perf_counter()
+  paths = prepare_data(os.path.join(workdir, "data"), c, log=lambda s: None)
+  lap("data", t0)
+  log(f"[1/6] {c.num_videos} synthetic videos ({len(paths['train_ids'])} train, "
+      f"{len(paths['test_ids'])} held out) in {paths['videos']}")
+  log(f"[2/6] features in {paths['features']}")
+  log(f"[3/6] training data {paths['train_json']}; held-out benchmarks: {len(paths['mc'])} MC "
+      f"questions, {len(paths['ucf_qa'])} open questions")
+  t0 = time.perf_counter()
+  tetg_dir, tetg_result, frame = train_tetg(paths, workdir)
+  lap("tetg", t0)
+  log(f"[4/6] TETG on held-out videos: frame AUC {frame['frame_auc']:.3f}, "
+      f"AP {frame['frame_ap']:.3f} ({frame['num_frames']} frames)")
+  t0 = time.perf_counter()
+  s1 = stage_config(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir)
   h1 = loop.train_and_evaluate(s1, os.path.join(workdir, "stage1"))
-  s2 = _stage_config(vagpt_stage2.get_config, paths, train_json, steps // 3)
+  lap("stage1", t0)
+  t0 = time.perf_counter()
+  s2 = stage_config(vagpt_stage2.get_config, paths, c, c.stage2_steps, tetg_dir)
   s2.init_from = os.path.join(workdir, "stage1")
   h2 = loop.train_and_evaluate(s2, os.path.join(workdir, "stage2"))
-  print(f"[4/5] stage one loss {h1[0]['loss']:.3f} -> {h1[-1]['loss']:.3f}; "
-        f"stage two (SETS) loss {h2[0]['loss']:.3f} -> {h2[-1]['loss']:.3f}")
-  answers = _answer(s2, os.path.join(workdir, "stage2"), paths, test_items)
-  correct = 0
-  for video_id, answer in answers.items():
-    truth = labels[video_id]
-    says_yes = answer.strip().lower().startswith("yes")
-    correct += says_yes == bool(truth["anomaly_intervals"])
-    print(f"      {video_id:28s} truth={truth['label']:13s} {truth['anomaly_intervals']} "
-          f"-> {answer!r}")
-  summary = {"tetg_frame_auc": auc, "stage1_loss": [h1[0]["loss"], h1[-1]["loss"]],
-             "stage2_loss": [h2[0]["loss"], h2[-1]["loss"]],
-             "held_out_judgement_accuracy": correct / len(answers), "answers": answers,
-             "seconds": time.perf_counter() - start}
-  print(f"[5/5] yes/no judgement on {len(answers)} held-out videos: {correct}/{len(answers)}; "
-        f"done in {summary['seconds']:.0f} s; summary in {workdir}/summary.json")
+  lap("stage2", t0)
+  log(f"[5/6] stage one loss {h1[0]['loss']:.3f} -> {h1[-1]['loss']:.3f}; "
+      f"stage two (SETS K=0.5) loss {h2[0]['loss']:.3f} -> {h2[-1]['loss']:.3f}")
+  t0 = time.perf_counter()
+  assistant = Assistant.load(s2, os.path.join(workdir, "stage2"))
+  results = {}
+  evals = os.path.join(workdir, "eval")
+  for method in ("loglik", "generate"):
+    rows, summary = qa.evaluate_mc(assistant, paths["mc"], paths["features"], method=method,
+                                   instruction=benchmark_files.TEXT_INSTRUCTION, progress=False)
+    qa.write_results(evals, f"mc_{method}", rows, summary)
+    results[f"mc_{method}"] = summary
+  rows, summary = qa.evaluate_open(assistant, paths["ucf_qa"], paths["features"], progress=False)
+  qa.write_results(evals, "ucf_qa", rows, summary)
+  results["ucf_qa"] = summary
+  lap("evaluate", t0)
+  mc = results["mc_loglik"]
+  log(f"[6/6] held-out MC (log-likelihood): Total Acc {mc['total_acc']:.1%}, Temporal Acc "
+      f"{mc['temporal_acc']:.1%} ({mc['num_questions']} questions, chance 25%); "
+      f"generate-then-parse Total Acc {results['mc_generate']['total_acc']:.1%}; "
+      f"open QA Total Acc {results['ucf_qa']['total_acc']:.1%}, Temporal Acc "
+      f"{results['ucf_qa']['temporal_acc']:.1%}")
+  summary = {"config": dataclasses.asdict(c), "tetg": frame, "results": results,
+             "stage1_loss": [h1[0]["loss"], h1[-1]["loss"]],
+             "stage2_loss": [h2[0]["loss"], h2[-1]["loss"]], "timings_s": timings,
+             "seconds": round(time.perf_counter() - start, 1)}
+  try:
+    from vaujax.evaluate import report
+    summary["report"] = report.write_demo_report(workdir, summary, paths, assistant, tetg_result,
+                                                 [h1, h2])
+  except ImportError:
+    pass
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
+  log(f"MC accuracy {mc['total_acc']:.1%} (goal >= 90%), TETG frame AUC "
+      f"{frame['frame_auc']:.3f} (goal >= 0.95); done in {summary['seconds']:.0f} s; "
+      f"report: {summary.get('report', os.path.join(workdir, 'summary.json'))}")
   return summary
-
-
-def _answer(config, workdir, paths, items) -> dict[str, str]:
-  """Greedy answers of the trained model to the final question of each held-out item."""
-  import orbax.checkpoint as ocp
-  tok = Tokenizer.load(paths["tokenizer"])
-  cfg = vagpt_task.model_config(config, tok.vocab_size)
-  model = vagpt.VAGPT(cfg)
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
-  state = manager.restore(manager.latest_step(),
-                          args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
-  params = {"params": state["params"]["params"]}
-  feats = [features.load(os.path.join(paths["features"], os.path.splitext(
-      os.path.basename(i["video"]))[0] + ".npz")) for i in items]
-  tower = np.stack([f["tower_patches"] for f in feats])
-  dino = np.stack([f["dino_patches"] for f in feats])
-  # Ask the three questions in the order the model was trained on, feeding back its own answers.
-  questions = [t["value"].replace("<video>\n", "") for t in items[0]["conversations"][0::2]]
-  chats = [[] for _ in items]
-  for turn, question in enumerate(questions):
-    for chat in chats:
-      chat.append({"from": "human", "value": ("<video>\n" if turn == 0 else "") + question})
-    prompts = [conversation.tokenize_prompt(c, tok, num_video_tokens=cfg.num_video_tokens)
-               for c in chats]
-    ids, mask = left_pad([p.tolist() for p in prompts], tok.pad_id)
-    out = vagpt.generate(model, params, ids, mask, tower, dino, jax.random.key(turn),
-                         SamplingConfig(max_new_tokens=48))
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    for i, chat in enumerate(chats):
-      text = tok.decode([t for t in tokens[i, :lengths[i]] if t != tok.eos_id])
-      chat.append({"from": "gpt", "value": text})
-  return {os.path.splitext(os.path.basename(item["video"]))[0]: chat[-1]["value"]
-          for item, chat in zip(items, chats)}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", default="demo_out")
-  parser.add_argument("--num_videos", type=int, default=30)
-  parser.add_argument("--steps", type=int, default=150)
+  for field in dataclasses.fields(DemoConfig):
+    parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
   args = parser.parse_args(argv)
-  run(args.workdir, num_videos=args.num_videos, steps=args.steps)
+  c = DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)})
+  run(args.workdir, c)
 
 
 if __name__ == "__main__":

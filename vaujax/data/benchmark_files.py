@@ -97,8 +97,23 @@ def _item(v, ext, category, question, correct, wrong, rng, interval):
           "category": category, "gt_interval": interval, "label": v.label}
 
 
-def mc_prompt(item: dict) -> str:
-  """The human turn of an MC item (LLaMA-VID ScienceQA style)."""
+LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+TEXT_INSTRUCTION = "Answer with the text of the correct option."
+
+
+def mc_prompt(item: dict, instruction: str = LETTER_INSTRUCTION) -> str:
+  """The human turn of an MC item (LLaMA-VID ScienceQA style; `TEXT_INSTRUCTION` asks for the
+  option's text instead of its letter)."""
   options = "\n".join(f"{l}. {o}" for l, o in zip(LETTERS, item["options"]))
-  return (f"<video>\n{item['question']}\n{options}\n"
-          "Answer with the option's letter from the given choices directly.")
+  return f"<video>\n{item['question']}\n{options}\n{instruction}"
+
+
+def mc_training_items(mc_items: Iterable[dict], instruction: str = TEXT_INSTRUCTION) -> list[dict]:
+  """MC items as LLaVA-format training conversations (answer = the correct option's text)."""
+  out = []
+  for item in mc_items:
+    answer = item["options"][LETTERS.index(item["answer"])]
+    out.append({"id": item["id"] + "_mc", "video": item["video"], "label": item.get("label"),
+                "conversations": [{"from": "human", "value": mc_prompt(item, instruction)},
+                                  {"from": "gpt", "value": answer}]})
+  return out

@@ -107,8 +107,8 @@ class FrameEncoder:
 def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
   """Seeded random tiny towers for tests and the CPU demo (patch 14 on a 112 crop: 8x8 grid)."""
   tower_cfg = vit.tiny_vit("eva", image_size=image_size)
-  dino_cfg = vit.tiny_vit("dinov2", image_size=image_size, hidden_size=16, num_heads=2,
-                          mlp_dim=64)
+  dino_cfg = vit.tiny_vit("dinov2", image_size=image_size, hidden_size=64, num_heads=4,
+                          mlp_dim=128)
   x = jnp.zeros((1, image_size, image_size, 3))
   init = lambda cfg, s: jax.tree_util.tree_map(  # noqa: E731
       np.asarray, nn.unbox(vit.ViT(cfg).init(jax.random.key(s), x)))

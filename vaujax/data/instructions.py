@@ -138,6 +138,20 @@ def build_instructions(videos: Iterable[VideoAnnotation], *, video_dir_prefix: s
   return items
 
 
+def single_turn_items(items: Iterable[dict]) -> list[dict]:
+  """Each question of multi-turn items as its own one-turn item (video placeholder first), so a
+  model also learns to answer any of the questions without the earlier turns."""
+  out = []
+  for item in items:
+    conv = item["conversations"]
+    for k in range(0, len(conv) - 1, 2):
+      question = conv[k]["value"].replace(VIDEO_PLACEHOLDER, "").strip()
+      out.append({**item, "id": f"{item['id']}_turn{k // 2}",
+                  "conversations": [{"from": "human", "value": f"{VIDEO_PLACEHOLDER}\n{question}"},
+                                    dict(conv[k + 1])]})
+  return out
+
+
 def write_json(path: str, items: Sequence[dict]) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:

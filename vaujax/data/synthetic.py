@@ -50,6 +50,7 @@ class SyntheticConfig:
   max_event_s: float = 4.0
   seed: int = 0
   classes: tuple[str, ...] = CLASSES
+  anomaly_scale: float = 1.0          # size of the anomalies (1 = a few patches at 112 px)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,29 +96,30 @@ def _box(frame, x, y, half, color):
     frame[y0:y1, x0:x1] = color
 
 
-def _draw_anomaly(frame, label, u, x, y, t_since):
-  """u in [0, 1]: progress through the anomaly interval."""
+def _draw_anomaly(frame, label, u, x, y, t_since, s=1.0):
+  """u in [0, 1]: progress through the anomaly interval; s scales sizes and distances."""
   if label == "Explosion":
-    r = 3 + 11 * min(u * 2.5, 1.0)
+    r = s * (3 + 11 * min(u * 2.5, 1.0))
     _disk(frame, x, y, r, (255, 240, 160), alpha=max(0.35, 1.0 - 0.6 * u))
   elif label == "Fighting":
-    gap = 2 + 5 * abs(np.sin(t_since * 6.0))
-    _box(frame, x - gap, y, 3, (200, 30, 30))
-    _box(frame, x + gap, y + np.sin(t_since * 9.0), 3, (220, 40, 40))
+    gap = s * (2 + 5 * abs(np.sin(t_since * 6.0)))
+    _box(frame, x - gap, y, 3 * s, (200, 30, 30))
+    _box(frame, x + gap, y + s * np.sin(t_since * 9.0), 3 * s, (220, 40, 40))
   elif label == "RoadAccidents":
-    d = 24 * max(0.0, 1.0 - u * 3.0)
-    _box(frame, x - 4 - d, y, 4, (30, 60, 230))
-    _box(frame, x + 4 + d, y, 4, (230, 200, 20))
+    d = s * 24 * max(0.0, 1.0 - u * 3.0)
+    _box(frame, x - 4 * s - d, y, 4 * s, (30, 60, 230))
+    _box(frame, x + 4 * s + d, y, 4 * s, (230, 200, 20))
     if u * 3.0 >= 1.0 and u < 0.6:
-      _disk(frame, x, y, 6, (255, 255, 255), alpha=0.7)
+      _disk(frame, x, y, 6 * s, (255, 255, 255), alpha=0.7)
   elif label == "Stealing":
-    carry = 20 * u
-    _box(frame, x + carry, y - 1, 3, (25, 25, 25))
-    _box(frame, x + carry + 3, y + 2, 2, (40, 220, 60))
+    carry = s * 20 * u
+    _box(frame, x + carry, y - 3 * s, 4 * s, (25, 25, 25))     # the thief
+    _box(frame, x + carry, y - 8 * s, 2 * s, (60, 40, 30))     # their head
+    _box(frame, x + carry + 3 * s, y + 2 * s, 2 * s, (40, 220, 60))
   elif label == "Arson":
-    r = 2 + 7 * u + 1.5 * np.sin(t_since * 11.0)
-    _disk(frame, x, y, max(r, 1.5), (255, 110, 0), alpha=0.9)
-    _disk(frame, x, y - 2, max(r * 0.5, 1.0), (255, 200, 40), alpha=0.9)
+    r = s * (2 + 7 * u + 1.5 * np.sin(t_since * 11.0))
+    _disk(frame, x, y, max(r, 1.5 * s), (255, 110, 0), alpha=0.9)
+    _disk(frame, x, y - 2 * s, max(r * 0.5, s), (255, 200, 40), alpha=0.9)
   else:
     raise ValueError(f"no renderer for class {label!r}")
 
@@ -159,10 +161,12 @@ def render_video(cfg: SyntheticConfig, index: int, label: str) -> tuple[np.ndarr
         x = (p if forward else 1 - p) * (size + 10) - 5
         _box(frame, x, lane, 3, color)
     if label == "Stealing" and t < interval[0]:  # the package waits before it is taken
-      _box(frame, location[0] + 3, location[1] + 2, 2, (40, 220, 60))
+      s = cfg.anomaly_scale
+      _box(frame, location[0] + 3 * s, location[1] + 2 * s, 2 * s, (40, 220, 60))
     if interval and interval[0] <= t <= interval[1]:
       u = (t - interval[0]) / max(interval[1] - interval[0], 1e-6)
-      _draw_anomaly(frame, label, u, location[0], location[1], t - interval[0])
+      _draw_anomaly(frame, label, u, location[0], location[1], t - interval[0],
+                    cfg.anomaly_scale)
     frame += rng.normal(0, 3.0, frame.shape)
     frames[i] = np.clip(frame, 0, 255).astype(np.uint8)
   order = np.argsort([s[0] for s in stamps], kind="stable")

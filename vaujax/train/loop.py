@@ -59,7 +59,8 @@ def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
   hint_fn = None
   if config.model.use_tetg and config.data.get("tetg_params"):
     from vaujax.train import tetg_trainer
-    hint_fn = tetg_trainer.hint_fn_from_dir(config.data.tetg_params)
+    hint_fn = tetg_trainer.hint_fn_from_dir(
+        config.data.tetg_params, tuple(config.data.get("classes") or ()) or None)
   ds = pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
                              process_count=jax.process_count(), hint_fn=hint_fn)
   return iter(ds)

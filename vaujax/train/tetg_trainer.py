@@ -8,6 +8,7 @@ the same static shape and every frame is seen once per epoch. Deterministic by `
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -34,10 +35,16 @@ def model_config(config: ml_collections.ConfigDict) -> tetg.TETGConfig:
                          smooth=config.smooth, merge_gap=config.merge_gap)
 
 
+@functools.lru_cache(maxsize=8)
+def _probs_fn(cfg: tetg.TETGConfig):
+  """One compiled classifier per config (the data pipeline calls it once per example)."""
+  model = tetg.TETGClassifier(cfg)
+  return jax.jit(lambda params, x: jax.nn.sigmoid(model.apply(params, x)))
+
+
 def predict_probs(params, cfg: tetg.TETGConfig, features: np.ndarray) -> np.ndarray:
   """P(anomalous) per frame, [N]."""
-  logits = jax.jit(tetg.TETGClassifier(cfg).apply)(params, jnp.asarray(features, jnp.float32))
-  return np.asarray(jax.nn.sigmoid(logits))
+  return np.asarray(_probs_fn(cfg)(params, jnp.asarray(features, jnp.float32)))
 
 
 def train(features: np.ndarray, labels: np.ndarray, config: ml_collections.ConfigDict, *,
@@ -98,9 +105,11 @@ def load(path: str) -> tuple[dict, tetg.TETGConfig]:
   return params, tetg.TETGConfig(**cfg)
 
 
-def hint_fn_from_dir(path: str, classes=tetg.UCF_CRIME_CLASSES):
-  """A pipeline hint function: DINOv2 class embeddings -> interval -> prompt hint text."""
+def hint_fn_from_dir(path: str, classes=None):
+  """A pipeline hint function: DINOv2 class embeddings -> interval -> prompt hint text
+  (`classes`: the hint's class list, UCF-Crime's 13 by default)."""
   params, cfg = load(path)
+  classes = tuple(classes or tetg.UCF_CRIME_CLASSES)
 
   def hint(video_id: str, feats) -> str:
     probs = predict_probs(params, cfg, feats["dino_cls"])

@@ -1,0 +1,246 @@
+"""Benchmark evaluators: parsing and grading on hand-made predictions with known accuracies,
+frame AUC / AP against scikit-learn, option scoring against a plain forward pass, the structured
+answer schema, and the inference CLI on a real (synthetic) video file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import jsonschema
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from vaujax import testing
+from vaujax.data import conversation
+from vaujax.evaluate import parsing, qa
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPTIONS = ["Explosion", "Road accident", "There is no anomaly.", "Arson"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("B", 1), ("(C)", 2), ("D.", 3), ("A. Explosion", 0), ("B) Road accident", 1),
+    ("I think the answer is C.", 2), ("The answer is D.", 3), ("Road accident.", 1),
+    ("road  ACCIDENT", 1), ("There is no anomaly.", 2), ("Explosion or arson", None),
+    ("", None), ("E", None), ("a road accident near the road", 1), ("Fire", None),
+])
+def test_parse_choice(text, expected):
+  assert parsing.parse_choice(text, OPTIONS) == expected
+
+
+def test_parse_interval_judgement_class():
+  assert parsing.parse_interval("Yes, a fight from 2.5 to 4.0 seconds.") == (2.5, 4.0)
+  assert parsing.parse_interval("from 6 s to 3 s") == (3.0, 6.0)
+  assert parsing.parse_interval("at some point") is None
+  assert parsing.parse_judgement("Yes, there is an explosion from 1.0 to 2.0 seconds.")
+  assert parsing.parse_judgement("No, there are no anomalies in the video.") is False
+  assert parsing.parse_judgement("Hmm.") is None
+  classes = ("Explosion", "RoadAccidents", "Fighting")
+  assert parsing.parse_class("Yes, there is a road accident", classes) == "RoadAccidents"
+  assert parsing.parse_class("an explosion and fighting", classes) is None
+  assert parsing.parse_class("nothing", classes) is None
+
+
+def test_choose_by_scores_tie_is_no_answer():
+  assert parsing.choose_by_scores([-3.0, -1.0, -2.0, -5.0]) == 1
+  assert parsing.choose_by_scores([-1.0, -1.0, -2.0, -5.0]) is None
+
+
+def _mc_items():
+  # 3 type questions + 2 temporal questions; answers A, B, C, D, A
+  cats = ["type", "type", "type", "temporal", "temporal"]
+  return [{"id": f"q{i}", "options": OPTIONS, "answer": "ABCDA"[i], "category": c}
+          for i, c in enumerate(cats)]
+
+
+def test_grade_mc_known_accuracies():
+  items = _mc_items()
+  texts = ["A", "Road accident.", "???", "D. Arson", "The answer is B."]   # right right none right wrong
+  results = [qa.grade_choice(i, parsing.parse_choice(t, i["options"])) for i, t in
+             zip(items, texts)]
+  s = qa.summarize_mc(results)
+  assert s["total_acc"] == pytest.approx(3 / 5)
+  assert s["type_acc"] == pytest.approx(2 / 3)
+  assert s["temporal_acc"] == pytest.approx(1 / 2)
+  assert s["no_answer"] == 1 and s["num_temporal"] == 2
+  scores = [[0, -1, -2, -3], [-1, 0, 0, -3], [-1, -1, 0, -3], [-4, -3, -2, -1], [0, -1, -1, -1]]
+  results = [qa.grade_choice(i, parsing.choose_by_scores(s)) for i, s in zip(items, scores)]
+  s = qa.summarize_mc(results)   # q1 is a tie -> wrong
+  assert s["total_acc"] == pytest.approx(4 / 5) and s["type_acc"] == pytest.approx(2 / 3)
+  assert s["temporal_acc"] == 1.0
+
+
+def test_grade_open_known_accuracies_and_iou_boundary():
+  classes = ("Explosion", "Fighting")
+  items = [{"id": "a", "label": "Explosion", "gt_interval": [2.0, 4.0]},
+           {"id": "b", "label": "Fighting", "gt_interval": [1.0, 3.0]},
+           {"id": "c", "label": "Normal", "gt_interval": None},
+           {"id": "d", "label": "Explosion", "gt_interval": [0.0, 2.0]}]
+  texts = ["Yes, there is an explosion from 2.0 to 5.0 seconds.",   # IoU 2/3: right, temporal ok
+           "Yes, there is an explosion from 1.0 to 2.0 seconds.",   # wrong class; IoU exactly 0.5
+           "No, there are no anomalies in the video.",              # right
+           "Yes, there is an explosion."]                           # right; no interval
+  results = [qa.grade_open(i, t, classes) for i, t in zip(items, texts)]
+  assert [r["correct"] for r in results] == [True, False, True, True]
+  assert [r["temporal_correct"] for r in results] == [True, True, None, False]
+  s = qa.summarize_open(results)
+  assert s["total_acc"] == 0.75 and s["temporal_acc"] == pytest.approx(2 / 3)
+  assert s["judgement_acc"] == 1.0 and s["num_anomalous"] == 3
+  just_below = qa.grade_open(items[1], "Yes, a fight from 1.0 to 1.99 seconds.", classes)
+  assert just_below["temporal_correct"] is False
+
+
+def test_frame_metrics_match_sklearn():
+  rng = np.random.RandomState(0)
+  labels = {f"v{i}": (rng.rand(20) < 0.3).astype(int) for i in range(5)}
+  scores = {k: np.round(rng.rand(20) * 0.5 + 0.4 * v, 2) for k, v in labels.items()}  # ties too
+  m = qa.frame_metrics(scores, labels)
+  y = np.concatenate([labels[k] for k in sorted(labels)])
+  s = np.concatenate([scores[k] for k in sorted(labels)])
+  assert m["frame_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+  assert m["frame_ap"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+  assert m["num_frames"] == 100
+
+
+# -- with a trained tiny model ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """A tiny stage-one run (a few steps) with its data and TETG classifier."""
+  from configs import tetg as tetg_configs
+  from configs import vagpt_stage1
+  from vaujax.train import loop, tetg_trainer
+  from vaujax.convert.weights import read_json
+  root = tmp_path_factory.mktemp("run")
+  paths = testing.make_tiny_vagpt_data(str(root / "data"), num_videos=8, num_frames=4)
+  labels = read_json(paths["labels_json"])
+  x, y = tetg_trainer.frames_from_features(paths["features"], labels)
+  tetg_dir = str(root / "tetg")
+  tetg_trainer.save(tetg_dir, tetg_trainer.train(x, y, tetg_configs.get_config("epochs=5")))
+  c = vagpt_stage1.get_config("size=tiny,frames=4,steps=6")
+  c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
+  c.data.tokenizer, c.data.tetg_params, c.data.batch_size = paths["tokenizer"], tetg_dir, 4
+  c.progress, c.ckpt_every = False, 6
+  c.mesh.update(dict(data=2, fsdp=2, tensor=2))
+  loop.train_and_evaluate(c, str(root / "stage1"))
+  return {"config": c, "workdir": str(root / "stage1"), "paths": paths, "labels": labels,
+          "root": root}
+
+
+def _feats(run, vid):
+  from vaujax.data import features
+  return features.load(os.path.join(run["paths"]["features"], vid + ".npz"))
+
+
+def test_score_options_equal_plain_forward(run):
+  """Batched, padded, sharded option scores == log-probs from one unpadded forward per pair."""
+  from vaujax.infer import Assistant
+  from vaujax.models.vagpt import VAGPT
+  a = Assistant.load(run["config"], run["workdir"])
+  vids = sorted(run["labels"])[:3]
+  feats = [_feats(run, v) for v in vids]
+  chats = [[{"from": "human", "value": f"<video>\nQuestion {i}?"}] for i in range(3)]
+  options = [["Explosion", "A road accident.", "No.", "Fire near the road"]] * 3
+  total, mean = a.score_options(chats, feats, options)
+  assert total.shape == (3, 4) and np.all(total < 0)
+  k = a.model.config.num_video_tokens
+  for b in range(3):
+    chat = conversation.insert_hint(chats[b], a.hint(feats[b]))
+    prompt = conversation.tokenize_prompt(chat, a.tokenizer, num_video_tokens=k)
+    for o, text in enumerate(options[b]):
+      cont = a.tokenizer.encode(text) + [a.tokenizer.eos_id]
+      ids = jnp.asarray(np.concatenate([prompt, cont])[None], jnp.int32)
+      logits = a.model.apply(a.params, ids, feats[b]["tower_patches"][None],
+                             feats[b]["dino_patches"][None])
+      logp = jax.nn.log_softmax(logits[0, len(prompt) - 1:-1])
+      want = float(sum(logp[i, t] for i, t in enumerate(cont)))
+      assert total[b, o] == pytest.approx(want, abs=1e-3)
+      assert mean[b, o] == pytest.approx(want / len(cont), abs=1e-3)
+  assert VAGPT  # the model class used above
+
+
+def test_evaluate_mc_and_open_write_results(run, tmp_path):
+  from vaujax.data import annotations, benchmark_files
+  from vaujax.infer import Assistant
+  a = Assistant.load(run["config"], run["workdir"], classes=("Explosion", "Fighting",
+                                                            "RoadAccidents", "Stealing", "Arson"))
+  labels = run["labels"]
+  videos = [annotations.VideoAnnotation(v, 8.0, ((0.0, 8.0),), ("a scene",), labels[v]["label"],
+                                        tuple(map(tuple, labels[v]["anomaly_intervals"])))
+            for v in sorted(labels)]
+  mc = benchmark_files.multiple_choice(videos, a.classes, seed=0)
+  feature_dir = run["paths"]["features"]
+  rows, summary = qa.evaluate_mc(a, mc, feature_dir, method="loglik", batch_size=3,
+                                 progress=False)
+  assert len(rows) == len(mc) and summary["num_questions"] == len(mc)
+  assert all(len(r["scores"]) == 4 for r in rows)
+  # the summary is exactly what grading the per-question rows gives
+  assert summary["total_acc"] == pytest.approx(np.mean([r["predicted"] == i["answer"]
+                                                        for r, i in zip(rows, mc)]))
+  rows_g, summary_g = qa.evaluate_mc(a, mc, feature_dir, method="generate", batch_size=4,
+                                     progress=False, max_new_tokens=6)
+  assert all("output" in r for r in rows_g) and summary_g["num_questions"] == len(mc)
+  ucf = benchmark_files.ucf_qa(videos)
+  rows_o, summary_o = qa.evaluate_open(a, ucf, feature_dir, batch_size=8, progress=False,
+                                       max_new_tokens=8)
+  assert len(rows_o) == len(ucf) and 0.0 <= summary_o["total_acc"] <= 1.0
+  path = qa.write_results(str(tmp_path), "mc", rows, summary)
+  saved = json.load(open(path))
+  assert saved["summary"] == json.loads(json.dumps(summary)) and len(saved["results"]) == len(mc)
+
+
+def test_structured_answer_schema():
+  from vaujax.infer import structured_answer, validate_answer
+  ts = np.array([0.5, 1.5, 2.5])
+  good = structured_answer("Yes, there is an explosion from 1.0 to 2.0 seconds.",
+                           np.array([0.1, 0.9, 0.8]), ts, (1.5, 2.5), ("Explosion", "Arson"))
+  validate_answer(good)
+  assert good["anomaly"] and good["class"] == "Explosion" and good["start_s"] == 1.5
+  assert [f["t"] for f in good["frame_scores"]] == [0.5, 1.5, 2.5]
+  none = structured_answer("No, there are no anomalies.", None, ts, None, ("Explosion",))
+  validate_answer(none)
+  assert none == {"anomaly": False, "class": None, "start_s": None, "end_s": None,
+                  "frame_scores": [], "explanation": "No, there are no anomalies."}
+  for bad in ({**good, "anomaly": "yes"}, {**none, "class": "Explosion"},
+              {**good, "extra": 1}, {**good, "frame_scores": [{"t": 0.5, "score": 1.5}]}):
+    with pytest.raises(jsonschema.ValidationError):
+      validate_answer(bad)
+
+
+def _infer(run, *extra):
+  args = [sys.executable, "-m", "vaujax.infer", "--config",
+          os.path.join(REPO, "configs/vagpt_stage1.py:size=tiny,frames=4"),
+          f"--config.data.tokenizer={run['paths']['tokenizer']}",
+          f"--config.data.tetg_params={run['config'].data.tetg_params}",
+          "--encoder=tiny:0", *extra]
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_infer_cli_on_a_real_video_and_bad_inputs(run, tmp_path):
+  vid = sorted(run["labels"])[0]
+  video = os.path.join(run["paths"]["videos"], vid + ".mp4")
+  fig, out = str(tmp_path / "fig.png"), str(tmp_path / "answer.json")
+  r = _infer(run, f"--checkpoint={run['workdir']}", f"--video={video}", f"--figure={fig}",
+             f"--json={out}", "--gt=1.0,3.0")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "A: " in r.stdout and "interval:" in r.stdout
+  with open(fig, "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  from vaujax.infer import validate_answer
+  answer = json.load(open(out))
+  validate_answer(answer)
+  assert len(answer["frame_scores"]) == 4
+  missing = _infer(run, f"--checkpoint={run['workdir']}", f"--video={tmp_path / 'nope.mp4'}")
+  assert missing.returncode != 0 and "nope.mp4" in missing.stderr and "does not exist" in \
+      missing.stderr
+  corrupt = tmp_path / "corrupt.mp4"
+  corrupt.write_bytes(open(video, "rb").read()[:300])
+  bad_video = _infer(run, f"--checkpoint={run['workdir']}", f"--video={corrupt}")
+  assert bad_video.returncode != 0 and "corrupt.mp4" in bad_video.stderr
+  no_ckpt = _infer(run, f"--checkpoint={tmp_path}", f"--video={video}")
+  assert no_ckpt.returncode != 0 and str(tmp_path) in no_ckpt.stderr
