@@ -244,3 +244,27 @@ def test_infer_cli_on_a_real_video_and_bad_inputs(run, tmp_path):
   assert bad_video.returncode != 0 and "corrupt.mp4" in bad_video.stderr
   no_ckpt = _infer(run, f"--checkpoint={tmp_path}", f"--video={video}")
   assert no_ckpt.returncode != 0 and str(tmp_path) in no_ckpt.stderr
+
+
+def test_parse_choice_closest_interval():
+  options = ["From 3.0 to 6.5 seconds.", "From 4.5 to 8.0 seconds.", "From 1.0 to 4.5 seconds.",
+             "From 0.5 to 2.2 seconds."]
+  assert parsing.parse_choice("From 1.0 to 4.0 seconds.", options) == 2
+  assert parsing.parse_choice("from 7.9 to 8.0", options) == 1
+  assert parsing.parse_choice("From 9.0 to 10.0 seconds.", options) is None      # no overlap
+  assert parsing.parse_choice("From 1.0 to 4.0 seconds.", OPTIONS) is None        # not intervals
+  tie = ["From 0.0 to 2.0 seconds.", "From 2.0 to 4.0 seconds.", "From 5.0 to 6.0 seconds.",
+         "From 6.0 to 7.0 seconds."]
+  assert parsing.parse_choice("from 1.0 to 3.0", tie) is None
+
+
+def test_ablation_variants_and_table():
+  from vaujax.evaluate import ablation
+  rows = ablation.variants((0.1, 0.5, 0.9))
+  assert [r["name"] for r in rows][:4] == ["none", "SETS", "TETG", "SETS + TETG"]
+  assert [r["sets"] for r in rows] == [None, 0.5, None, 0.5, 0.1, 0.9]
+  s = {"total_acc": 0.5, "temporal_acc": float("nan")}
+  text = ablation.table([{**r, "mc": s, "open_qa": s} for r in rows])
+  lines = text.splitlines()
+  assert len(lines) == 2 + len(rows) and "| ✓ | ✓ | 0.1 | 50.00 | n/a |" in text
+  assert lines[2].startswith("|  |  | - |")

@@ -39,7 +39,7 @@ class DemoConfig:
   seconds: float = 8.0
   fps: float = 4.0
   frames: int = FRAMES
-  stage1_steps: int = 2000
+  stage1_steps: int = 3000
   stage2_steps: int = 120
   mc_copies: int = 3            # MC training questions per training video (distinct seeds)
   batch_size: int = 8

@@ -5,7 +5,7 @@ Surveillance-like scenes: a static background (road, buildings), sensor noise an
 spatially small and temporally sparse, at a known interval and location:
 
   Explosion      a bright yellow-white disk that expands fast, then fades
-  Fighting       two red figures that collide again and again
+  Fighting       two magenta figures that collide again and again
   RoadAccidents  two fast cars that meet head-on and stop, with a brief flash
   Stealing       a green object is picked up by a dark figure and carried off
   Arson          a flickering orange flame that grows slowly
@@ -103,8 +103,8 @@ def _draw_anomaly(frame, label, u, x, y, t_since, s=1.0):
     _disk(frame, x, y, r, (255, 240, 160), alpha=max(0.35, 1.0 - 0.6 * u))
   elif label == "Fighting":
     gap = s * (2 + 5 * abs(np.sin(t_since * 6.0)))
-    _box(frame, x - gap, y, 3 * s, (200, 30, 30))
-    _box(frame, x + gap, y + s * np.sin(t_since * 9.0), 3 * s, (220, 40, 40))
+    _box(frame, x - gap, y, 3 * s, (200, 30, 160))
+    _box(frame, x + gap, y + s * np.sin(t_since * 9.0), 3 * s, (230, 40, 190))
   elif label == "RoadAccidents":
     d = s * 24 * max(0.0, 1.0 - u * 3.0)
     _box(frame, x - 4 * s - d, y, 4 * s, (30, 60, 230))

@@ -3,7 +3,9 @@
 Multiple choice follows LLaMA-VID's ScienceQA rules: the answer is a bare letter ("B"), starts
 with "B." / "B)" / "(B)", or says "The answer is B". Beyond those, an answer that contains the
 text of exactly one option (case and punctuation ignored) picks that option, so a model trained
-to answer with option text is scored too. Anything else is unparsable (None) and counts as wrong.
+to answer with option text is scored too; when all options are intervals ("From 1.0 to 3.0
+seconds."), an answer stating an interval picks the option it overlaps most (unique best IoU > 0).
+Anything else is unparsable (None) and counts as wrong.
 
 Open answers to "Are there any anomalies?" give a judgement (yes / no), the class named in the
 text and the interval "from <s> to <e> (seconds)".
@@ -53,7 +55,18 @@ def parse_choice(text: str, options: Sequence[str]) -> Optional[int]:
     longest = max(contained, key=lambda i: len(normal_options[i]))
     if all(normal_options[i] in normal_options[longest] for i in contained):
       return longest
-  return None
+  return _closest_interval(answer, options)
+
+
+def _closest_interval(text: str, options: Sequence[str]) -> Optional[int]:
+  """For interval options: the one option that overlaps the stated interval most (IoU > 0)."""
+  said = parse_interval(text)
+  spans = [parse_interval(o) for o in options]
+  if said is None or any(s is None for s in spans):
+    return None
+  ious = [interval_iou(said, s) for s in spans]
+  best = max(ious)
+  return ious.index(best) if best > 0 and ious.count(best) == 1 else None
 
 
 def choose_by_scores(scores: Sequence[float]) -> Optional[int]:

@@ -31,6 +31,8 @@ from vaujax.generation.sampler import GenerateOutput, Sampler, SamplingConfig
 from vaujax.models import sets
 from vaujax.models.frame_tokens import FrameTokens, FrameTokensConfig
 from vaujax.models.llama import Llama, LlamaConfig
+from vaujax.models.qformer import QFormer, QFormerConfig
+from vaujax.models.vit import layer_norm
 
 Array = jax.Array
 Dtype = Any
@@ -43,10 +45,23 @@ class VAGPTConfig:
   num_frames: int                 # T (videos are sampled/padded to this many frames)
   num_patches: int                # N tower patches per frame (CLS dropped)
   dino_patches: int               # M DINOv2 patches per frame
-  num_queries: int = 32           # learned text-agnostic queries (the Q-Former replaces them)
+  num_queries: int = 32           # learned query tokens (`vlm_att_query`)
   use_sets: bool = True
   sets_ratio: float = 0.5         # K
   use_tetg: bool = True           # the data pipeline inserts the TETG hint when set
+  # LLaMA-VID's text-guided Q-Former (`vlm_att_encoder`). None: the learned queries go to the
+  # context attention directly (text-agnostic, no BERT).
+  qformer: Optional[QFormerConfig] = None
+
+  def __post_init__(self):
+    q = self.qformer
+    if q is not None and (q.num_query_tokens != self.num_queries
+                          or q.hidden_size != self.frame_tokens.query_dim
+                          or q.encoder_width != self.frame_tokens.vision_dim):
+      raise ValueError(f"Q-Former ({q.num_query_tokens} queries x {q.hidden_size}, image width "
+                       f"{q.encoder_width}) does not fit num_queries={self.num_queries}, "
+                       f"query_dim={self.frame_tokens.query_dim}, "
+                       f"vision_dim={self.frame_tokens.vision_dim}")
 
   @property
   def kept_patches(self) -> int:
@@ -86,6 +101,9 @@ class VAGPT(nn.Module):
           "vlm_att_query", nn.with_logical_partitioning(nn.initializers.normal(0.02),
                                                         ("queries", None)),
           (cfg.num_queries, cfg.frame_tokens.query_dim), self.param_dtype)
+      if cfg.qformer is not None:
+        self.vlm_att_ln = layer_norm(1e-5, self.dtype, self.param_dtype, "vlm_att_ln")
+        self.vlm_att_encoder = QFormer(cfg.qformer, self.dtype, self.param_dtype)
 
   def select_tokens(self, tower_patches: Array, dino_patches: Optional[Array]):
     """SETS -> (patches [B, T, k, Dv] or the full [B, T, N, Dv], mask None)."""
@@ -96,26 +114,50 @@ class VAGPT(nn.Module):
       raise ValueError("SETS is on (config.use_sets) but no DINOv2 patch features were given")
     return sets.select_batch(dino_patches, tower_patches, cfg.sets_ratio)["tokens"]
 
-  def frame_tokens(self, tower_patches: Array, dino_patches: Optional[Array] = None) -> Array:
-    """[B, T, N, Dv] (+ DINOv2 [B, T, M, Dd]) -> visual tokens [B, V, D]."""
+  def queries(self, kept: Array, qformer_ids: Optional[Array] = None,
+              qformer_mask: Optional[Array] = None) -> Array:
+    """Per-frame queries [B, T, Q, Dq] for the context attention.
+
+    With the Q-Former: the learned queries and the question text (BERT ids [B, Lq], mask) attend
+    to the frame's (SETS-kept) patches after `vlm_att_ln`, frame by frame (LLaMA-VID repeats
+    the text for every frame). Without: the learned queries themselves.
+    """
+    cfg = self.config
+    b, t, k, dv = kept.shape
+    q = self.vlm_att_query.astype(self.dtype)                                 # [Q, Dq]
+    if cfg.qformer is None:
+      return jnp.broadcast_to(q, (b, t, *q.shape))
+    image = self.vlm_att_ln(kept).reshape(b * t, k, dv)                      # [B*T, k, Dv]
+    ids = mask = None
+    if qformer_ids is not None:
+      ids = jnp.repeat(qformer_ids, t, axis=0)                               # [B*T, Lq]
+      mask = None if qformer_mask is None else jnp.repeat(qformer_mask, t, axis=0)
+    out = self.vlm_att_encoder(jnp.broadcast_to(q, (b * t, *q.shape)), image, ids, mask)
+    return out["queries"].reshape(b, t, *q.shape)
+
+  def frame_tokens(self, tower_patches: Array, dino_patches: Optional[Array] = None,
+                   qformer_ids: Optional[Array] = None,
+                   qformer_mask: Optional[Array] = None) -> Array:
+    """[B, T, N, Dv] (+ DINOv2 [B, T, M, Dd], question [B, Lq]) -> visual tokens [B, V, D]."""
     cfg = self.config
     kept = self.select_tokens(tower_patches, dino_patches)
     queries = None
     if cfg.frame_tokens.mode == "context_content":
-      b, t = kept.shape[:2]
-      queries = jnp.broadcast_to(self.vlm_att_query.astype(self.dtype),
-                                 (b, t, *self.vlm_att_query.shape))
+      queries = self.queries(kept, qformer_ids, qformer_mask)
     return self.frame_token_generator(kept, queries)
 
   def embed_inputs(self, input_ids: Array, tower_patches: Array,
-                   dino_patches: Optional[Array] = None) -> Array:
-    visual = self.frame_tokens(tower_patches, dino_patches)
+                   dino_patches: Optional[Array] = None, qformer_ids: Optional[Array] = None,
+                   qformer_mask: Optional[Array] = None) -> Array:
+    visual = self.frame_tokens(tower_patches, dino_patches, qformer_ids, qformer_mask)
     return splice_visual_tokens(self.llm.embed(input_ids), input_ids, visual)
 
   def __call__(self, input_ids: Array, tower_patches: Array, dino_patches: Optional[Array] = None,
-               attention_mask: Optional[Array] = None, positions: Optional[Array] = None) -> Array:
+               attention_mask: Optional[Array] = None, positions: Optional[Array] = None,
+               qformer_ids: Optional[Array] = None,
+               qformer_mask: Optional[Array] = None) -> Array:
     """Logits [B, L, vocab] (fp32)."""
-    embeds = self.embed_inputs(input_ids, tower_patches, dino_patches)
+    embeds = self.embed_inputs(input_ids, tower_patches, dino_patches, qformer_ids, qformer_mask)
     return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, positions=positions)
 
 
@@ -132,10 +174,11 @@ def _sampler(llm: LlamaConfig, dtype, param_dtype, sampling: SamplingConfig) -> 
 
 def generate(model: VAGPT, params, prompt_ids: Array, prompt_mask: Array, tower_patches: Array,
              dino_patches: Optional[Array], rng: Array,
-             sampling: SamplingConfig = SamplingConfig()) -> GenerateOutput:
+             sampling: SamplingConfig = SamplingConfig(), qformer_ids: Optional[Array] = None,
+             qformer_mask: Optional[Array] = None) -> GenerateOutput:
   """Answers left-padded prompts (with video slots) about their videos."""
   embeds = jax.jit(functools.partial(model.apply, method=VAGPT.embed_inputs))(
-      params, prompt_ids, tower_patches, dino_patches)
+      params, prompt_ids, tower_patches, dino_patches, qformer_ids, qformer_mask)
   sampler = _sampler(model.config.llm, model.dtype, model.param_dtype, sampling)
   return sampler(llm_params(params), None, prompt_mask, rng, inputs_embeds=embeds)
 
