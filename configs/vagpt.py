@@ -4,6 +4,8 @@
   configs/vagpt.py:size=paper             EVA ViT-g/14 (1408-wide patch tokens, 16x16 grid) +
                                           DINOv2-B/14 on the same 224 crop + Vicuna-7B v1.5, K=0.5
   ...:sets=false / tetg=false / k=0.25    ablation switches
+  ...:qformer=true                        LLaMA-VID's text-guided Q-Former for the context token
+                                          (default on for size=paper; needs a BERT vocab.txt)
 """
 
 import ml_collections
@@ -13,7 +15,7 @@ from configs.common import parse_arg
 
 def get_config(arg=None):
   args = parse_arg(arg, size="tiny", sets=True, tetg=True, k=0.5, frames=8,
-                   mode="context_content")
+                   mode="context_content", qformer="default")
   c = ml_collections.ConfigDict()
   c.size = args.size
   c.num_frames = args.frames
@@ -33,4 +35,11 @@ def get_config(arg=None):
     c.query_dim, c.num_queries = 16, 4
   else:
     raise ValueError(f"unknown VA-GPT size {args.size!r} (tiny | paper)")
+  use = args.qformer if args.qformer != "default" else args.size == "paper"
+  c.qformer = str(use).lower() in ("true", "1", "yes")
+  # Q-Former sizes: BERT-base for the paper, a small BERT for tiny; vocab from the vocab file.
+  c.qformer_layers, c.qformer_heads, c.qformer_mlp = (12, 12, 3072) if args.size == "paper" \
+      else (2, 2, 32)
+  c.qformer_vocab_size = 30523 if args.size == "paper" else 0   # 0: the vocab file's size
+  c.qformer_max_length = 256 if args.size == "paper" else 32
   return c

@@ -249,3 +249,37 @@ def test_cli_import_and_export(tmp_path):
   assert os.path.exists(tmp_path / "e" / "config.json")
   missing = run("--release_dir", str(tmp_path / "nope"), "--out", str(tmp_path / "q"))
   assert missing.returncode != 0 and "nope" in missing.stderr
+
+
+def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
+  """configs/vagpt.py:qformer=true end to end: pipeline BERT ids -> trainer -> Assistant."""
+  import re
+
+  from configs import vagpt_stage1
+  from vaujax import testing
+  from vaujax.infer import Assistant
+  from vaujax.train import loop
+  paths = testing.make_tiny_vagpt_data(str(tmp_path / "data"), num_videos=6, num_frames=4)
+  text = open(paths["train_json"]).read().lower()
+  words = sorted(set(re.findall(r"[a-z0-9]+", text)))
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'"]
+                             + words) + "\n")
+  c = vagpt_stage1.get_config("size=tiny,frames=4,steps=8")
+  c.model.qformer = True
+  c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
+  c.data.tokenizer, c.data.bert_vocab, c.data.batch_size = paths["tokenizer"], str(vocab), 4
+  c.progress, c.ckpt_every = False, 8
+  c.mesh.update(dict(data=2, fsdp=2, tensor=1, devices=4))
+  history = loop.train_and_evaluate(c, str(tmp_path / "run"))
+  losses = [h["loss"] for h in history]
+  assert np.isfinite(losses).all() and np.mean(losses[-3:]) < np.mean(losses[:3])
+  a = Assistant.load(c, str(tmp_path / "run"))
+  assert a.model.config.qformer is not None and a.bert is not None
+  from vaujax.data import features
+  vid = sorted(os.listdir(paths["features"]))[0]
+  feats = [features.load(os.path.join(paths["features"], vid))]
+  chat = [[{"from": "human", "value": "<video>\nAre there any anomalies?"}]]
+  total, _ = a.score_options(chat, feats, [["Yes.", "No.", "Maybe.", "A fire."]])
+  assert total.shape == (1, 4) and np.isfinite(total).all()
+  assert isinstance(a.generate(chat, feats, max_new_tokens=4)[0], str)

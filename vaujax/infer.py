@@ -94,9 +94,11 @@ def encoder_from_spec(spec: str):
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _option_logprobs(model: vagpt.VAGPT, params, ids, mask, tower, dino, cont_ids, cont_mask):
+def _option_logprobs(model: vagpt.VAGPT, params, ids, mask, tower, dino, cont_ids, cont_mask,
+                     q_ids=None, q_mask=None):
   """Log p(option | prompt) for every (prompt, option) pair: prompts [B, P], options [B*K, C]."""
-  embeds = model.apply(params, ids, tower, dino, method=vagpt.VAGPT.embed_inputs)   # [B, P, D]
+  embeds = model.apply(params, ids, tower, dino, q_ids, q_mask,
+                       method=vagpt.VAGPT.embed_inputs)                              # [B, P, D]
   k = cont_ids.shape[0] // ids.shape[0]
   embeds, mask = jnp.repeat(embeds, k, axis=0), jnp.repeat(mask, k, axis=0)
   llm = Llama(model.config.llm, model.dtype, model.param_dtype)
@@ -121,13 +123,14 @@ class Assistant:
   tetg_config: Optional[tetg.TETGConfig] = None
   classes: Sequence[str] = tetg.UCF_CRIME_CLASSES
   mesh: Optional[jax.sharding.Mesh] = None
+  bert: Optional[object] = None   # the Q-Former's BertTokenizer (models with a Q-Former)
 
   @classmethod
   def load(cls, config: ml_collections.ConfigDict, checkpoint: str, *,
            tetg_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None,
            mesh: Optional[jax.sharding.Mesh] = None) -> "Assistant":
     """From a stage config and its run (classes default to `config.data.classes`)."""
-    from vaujax.train import tetg_trainer, vagpt_task
+    from vaujax.train import loop, tetg_trainer, vagpt_task
     classes = classes or config.data.get("classes") or tetg.UCF_CRIME_CLASSES
     tokenizer = Tokenizer.load(config.data.tokenizer)
     model = vagpt.VAGPT(vagpt_task.model_config(config, tokenizer.vocab_size))
@@ -138,7 +141,8 @@ class Assistant:
       tp, tc = tetg_trainer.load(tetg_dir)
     mesh = mesh or sharding.make_mesh(data=jax.device_count(), fsdp=1, tensor=1)
     params = jax.device_put(params, sharding.replicated(mesh))
-    return cls(config, model, params, tokenizer, tp, tc, tuple(classes), mesh)
+    return cls(config, model, params, tokenizer, tp, tc, tuple(classes), mesh,
+               loop.bert_tokenizer(config, model.config))
 
   # -- TETG --------------------------------------------------------------------------------------
 
@@ -164,15 +168,21 @@ class Assistant:
 
   def _batch(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict]):
     cfg = self.model.config
-    prompts = []
+    prompts, texts = [], []
     for chat, f in zip(chats, feats):
       chat = conversation.insert_hint(chat, self.hint(f)) if self.tetg_params is not None else chat
       prompts.append(conversation.tokenize_prompt(
           chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens).tolist())
+      texts.append(chat)
     ids, mask = left_pad(prompts, self.tokenizer.pad_id)
     tower = np.stack([f["tower_patches"] for f in feats]).astype(np.float32)
     dino = np.stack([f["dino_patches"] for f in feats]).astype(np.float32)
-    return _pad_rows([np.asarray(ids), np.asarray(mask), tower, dino], self.mesh.size)
+    arrays = [np.asarray(ids), np.asarray(mask), tower, dino]
+    if self.bert is not None:
+      from vaujax.data.bert_tokenizer import question_text
+      arrays += list(self.bert.batch([question_text(c) for c in texts],
+                                     self.config.model.qformer_max_length))
+    return _pad_rows(arrays, self.mesh.size)
 
   def _shard(self, *arrays):
     return [jax.device_put(a, sharding.batch_sharding(self.mesh, a.ndim)) for a in arrays]
@@ -180,10 +190,10 @@ class Assistant:
   def generate(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict], *,
                max_new_tokens: int = 48) -> list[str]:
     """Greedy answers to the last human turn of each chat about its video."""
-    (ids, mask, tower, dino), n = self._batch(chats, feats)
-    ids, mask, tower, dino = self._shard(ids, mask, tower, dino)
+    arrays, n = self._batch(chats, feats)
+    ids, mask, tower, dino, *q = self._shard(*arrays)
     out = vagpt.generate(self.model, self.params, ids, mask, tower, dino, jax.random.key(0),
-                         SamplingConfig(max_new_tokens=max_new_tokens))
+                         SamplingConfig(max_new_tokens=max_new_tokens), *q)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     return [self.tokenizer.decode([t for t in tokens[i, :lengths[i]] if t != self.tokenizer.eos_id])
             for i in range(n)]
@@ -194,7 +204,7 @@ class Assistant:
     k = len(options[0])
     if any(len(o) != k for o in options):
       raise ValueError("every question needs the same number of options")
-    (ids, mask, tower, dino), n = self._batch(chats, feats)
+    (ids, mask, tower, dino, *q), n = self._batch(chats, feats)
     conts = [self.tokenizer.encode(o.strip()) + [self.tokenizer.eos_id] for opts in options
              for o in opts]
     conts += [[self.tokenizer.eos_id]] * ((ids.shape[0] - n) * k)
@@ -203,7 +213,7 @@ class Assistant:
     cont_mask = np.zeros((len(conts), width), np.int32)
     for i, c in enumerate(conts):
       cont_ids[i, :len(c)], cont_mask[i, :len(c)] = c, 1
-    args = self._shard(ids, mask, tower, dino, cont_ids, cont_mask)
+    args = self._shard(ids, mask, tower, dino, cont_ids, cont_mask, *q)
     total, mean = _option_logprobs(self.model, self.params, *args)
     return (np.asarray(total).reshape(-1, k)[:n], np.asarray(mean).reshape(-1, k)[:n])
 

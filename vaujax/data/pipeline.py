@@ -39,6 +39,7 @@ class PipelineConfig:
   num_epochs: int = 1
   seed: int = 0
   shuffle: bool = True
+  qformer_max_length: int = 0    # > 0: emit the Q-Former's question ids/mask, padded to this
 
 
 def video_key(item: Mapping) -> str:
@@ -49,8 +50,10 @@ def video_key(item: Mapping) -> str:
 class Prepare(grain.transforms.Map):
   """One example -> numpy arrays (features loaded, conversation tokenized and padded)."""
 
-  def __init__(self, cfg: PipelineConfig, tokenizer: Tokenizer, hint_fn: Optional[HintFn] = None):
+  def __init__(self, cfg: PipelineConfig, tokenizer: Tokenizer, hint_fn: Optional[HintFn] = None,
+               bert_tokenizer=None):
     self.cfg, self.tokenizer, self.hint_fn = cfg, tokenizer, hint_fn
+    self.bert = bert_tokenizer
     self.truncated = 0
 
   def map(self, item):
@@ -77,6 +80,11 @@ class Prepare(grain.transforms.Map):
            "labels": np.pad(labels, (0, pad), constant_values=conversation.IGNORE_INDEX),
            "attention_mask": np.pad(np.ones(len(ids), np.int32), (0, pad)),
            "example_index": np.int64(item.get("_index", -1))}
+    if self.bert is not None and cfg.qformer_max_length:
+      from vaujax.data.bert_tokenizer import question_text
+      q_ids, q_mask = self.bert.batch([question_text(conv)], cfg.qformer_max_length,
+                                      pad_to=cfg.qformer_max_length)
+      out["qformer_ids"], out["qformer_mask"] = q_ids[0], q_mask[0]
     for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
       if key in feats:
         out[key] = feats[key].astype(np.float32)
@@ -104,7 +112,7 @@ def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
 
 def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
                  process_index: int = 0, process_count: int = 1,
-                 hint_fn: Optional[HintFn] = None) -> grain.IterDataset:
+                 hint_fn: Optional[HintFn] = None, bert_tokenizer=None) -> grain.IterDataset:
   """The batched dataset for one process (`source`: a list of items or a random-access source)."""
   ds = grain.MapDataset.source(source)
   if cfg.num_epochs != 1:
@@ -112,7 +120,7 @@ def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
   if cfg.shuffle:
     ds = ds.shuffle(seed=cfg.seed)
   ds = ds[process_index::process_count]
-  ds = ds.map(Prepare(cfg, tokenizer, hint_fn))
+  ds = ds.map(Prepare(cfg, tokenizer, hint_fn, bert_tokenizer))
   return ds.batch(cfg.batch_size, drop_remainder=True).to_iter_dataset()
 
 

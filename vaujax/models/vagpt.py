@@ -191,12 +191,19 @@ def config_from_dict(cd) -> VAGPTConfig:
   if cd.llm not in makers:
     raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
   llm = makers[cd.llm]()
+  qformer = None
+  if cd.get("qformer") and cd.frame_token_mode == "context_content":
+    qformer = QFormerConfig(
+        hidden_size=cd.query_dim, num_layers=cd.qformer_layers, num_heads=cd.qformer_heads,
+        intermediate_size=cd.qformer_mlp, vocab_size=cd.qformer_vocab_size or 30523,
+        encoder_width=cd.vision_dim, num_query_tokens=cd.num_queries,
+        max_position_embeddings=max(512, cd.qformer_max_length))
   return VAGPTConfig(
       llm=llm, frame_tokens=FrameTokensConfig(cd.vision_dim, llm.hidden_size, cd.query_dim,
                                               cd.frame_token_mode),
       num_frames=cd.num_frames, num_patches=cd.num_patches, dino_patches=cd.dino_patches,
       num_queries=cd.num_queries, use_sets=cd.use_sets, sets_ratio=cd.sets_ratio,
-      use_tetg=cd.use_tetg)
+      use_tetg=cd.use_tetg, qformer=qformer)
 
 
 def parameter_counts(cd) -> dict[str, int]:

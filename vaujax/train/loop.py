@@ -50,7 +50,8 @@ def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
       batch_size=config.data.batch_size // jax.process_count(),
       feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
                       "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
-      num_epochs=config.data.num_epochs, seed=config.seed)
+      num_epochs=config.data.num_epochs, seed=config.seed,
+      qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0)
   if config.data.skip_bad:
     source, missing = pipeline.drop_examples_without_features(source, pcfg)
     problems += missing
@@ -62,8 +63,17 @@ def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
     hint_fn = tetg_trainer.hint_fn_from_dir(
         config.data.tetg_params, tuple(config.data.get("classes") or ()) or None)
   ds = pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
-                             process_count=jax.process_count(), hint_fn=hint_fn)
+                             process_count=jax.process_count(), hint_fn=hint_fn,
+                             bert_tokenizer=bert_tokenizer(config, cfg))
   return iter(ds)
+
+
+def bert_tokenizer(config, cfg: vagpt.VAGPTConfig):
+  """The Q-Former's BERT tokenizer (`config.data.bert_vocab`) when the model has a Q-Former."""
+  if cfg.qformer is None:
+    return None
+  from vaujax.data.bert_tokenizer import BertTokenizer
+  return BertTokenizer.load(config.data.get("bert_vocab", ""))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -190,9 +200,11 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
       pcfg = pipeline.PipelineConfig(
           feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
           max_length=config.data.max_length,
-          batch_size=config.data.batch_size // jax.process_count(), shuffle=False)
+          batch_size=config.data.batch_size // jax.process_count(), shuffle=False,
+          qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0)
       it = iter(pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
-                                      process_count=jax.process_count()))
+                                      process_count=jax.process_count(),
+                                      bert_tokenizer=bert_tokenizer(config, cfg)))
       losses = []
       for _, local in zip(range(ev.get("batches", 2)), it):
         batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])

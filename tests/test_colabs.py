@@ -1,0 +1,79 @@
+"""The Colab notebooks in colabs/ run top to bottom, headless, on CPU, and show what they promise.
+
+Each notebook runs in a fresh IPython kernel on this interpreter (a `python3` kernelspec written
+under the test's tmp dir and put first on JUPYTER_PATH, so a user-level `python3` spec pointing
+at another Python cannot take over), with the repo on PYTHONPATH, JAX on CPU and TMPDIR inside
+the test's tmp dir (the notebooks write only under `tempfile.mkdtemp()`). The kernel inherits the
+8 simulated CPU devices of tests/conftest.py.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLABS = os.path.join(REPO, "colabs")
+NOTEBOOKS = ["01_modules_tour", "02_ask_a_video", "03_train_tiny"]
+# Text each notebook must print (besides showing at least one PNG figure).
+EXPECTED_TEXT = {
+    "01_modules_tour": ["kept per frame:", "context + content tokens:", "| logits (1, 21, 256)"],
+    "02_ask_a_video": ["greedy generation matches HF generate", '"anomaly":', '"start_s":',
+                       '"frame_scores":', '"explanation":'],
+    "03_train_tiny": ["held-out frame AUC", "stage one: loss", "stage two (SETS"],
+}
+
+
+def _read(name):
+  return nbformat.read(os.path.join(COLABS, name + ".ipynb"), as_version=4)
+
+
+def _kernel_env(tmp_path, monkeypatch):
+  """JUPYTER_PATH with a `python3` kernelspec on sys.executable; the kernel's environment."""
+  spec = tmp_path / "jupyter" / "kernels" / "python3"
+  spec.mkdir(parents=True)
+  (spec / "kernel.json").write_text(json.dumps({
+      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      "display_name": "Python 3 (vaujax tests)", "language": "python"}))
+  monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+  from jupyter_client.kernelspec import KernelSpecManager
+  assert KernelSpecManager().get_kernel_spec("python3").argv[0] == sys.executable
+  work = tmp_path / "tmp"
+  work.mkdir()
+  pythonpath = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+  return dict(os.environ, PYTHONPATH=pythonpath, JAX_PLATFORMS="cpu", TMPDIR=str(work)), work
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_clean(name):
+  nb = _read(name)
+  assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# vaujax")
+  assert "google.colab" in nb.cells[1].source
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, "store notebooks without outputs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs(name, tmp_path, monkeypatch):
+  env, work = _kernel_env(tmp_path, monkeypatch)
+  before = sorted(os.listdir(COLABS))
+  nb = _read(name)
+  client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                   resources={"metadata": {"path": REPO}})
+  client.execute(env=env)   # raises CellExecutionError, with the traceback, if a cell fails
+  outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+  assert not [o for o in outputs if o.output_type == "error"]
+  text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+  text += "".join(o.get("data", {}).get("text/plain", "") for o in outputs
+                  if o.output_type == "execute_result")
+  for expected in EXPECTED_TEXT[name]:
+    assert expected in text, f"{name}: {expected!r} not printed"
+  assert any("image/png" in o.get("data", {}) for o in outputs), f"{name}: no figure shown"
+  assert sorted(os.listdir(COLABS)) == before, "a notebook wrote into colabs/"
+  assert [d for d in os.listdir(work) if d.startswith("vaujax_")], "no tempfile.mkdtemp() dir"
