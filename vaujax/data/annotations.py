@@ -126,24 +126,28 @@ def read_ucf_temporal_gt(path: str, fps: float = 30.0) -> dict[str, tuple[str, t
   """UCF-Crime test GT txt -> {video_id: (class, ((start_s, end_s), ...))} (frames / fps)."""
   require_file(path, "temporal annotation file")
   out = {}
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      parts = line.split()
-      if not parts:
+  try:
+    with open(path, encoding="utf-8") as f:
+      lines = f.readlines()
+  except UnicodeDecodeError as e:
+    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+  for lineno, line in enumerate(lines, 1):
+    parts = line.split()
+    if not parts:
+      continue
+    if len(parts) != 6:
+      raise InputError(path, f"line {lineno}: expected 'video class s1 e1 s2 e2', got {line!r}")
+    name, label, *frames = parts
+    try:
+      s1, e1, s2, e2 = (int(x) for x in frames)
+    except ValueError:
+      raise InputError(path, f"line {lineno}: frame indices must be integers") from None
+    events = []
+    for s, e in ((s1, e1), (s2, e2)):
+      if s == -1 and e == -1:
         continue
-      if len(parts) != 6:
-        raise InputError(path, f"line {lineno}: expected 'video class s1 e1 s2 e2', got {line!r}")
-      name, label, *frames = parts
-      try:
-        s1, e1, s2, e2 = (int(x) for x in frames)
-      except ValueError:
-        raise InputError(path, f"line {lineno}: frame indices must be integers") from None
-      events = []
-      for s, e in ((s1, e1), (s2, e2)):
-        if s == -1 and e == -1:
-          continue
-        if s < 0 or e < s:
-          raise InputError(path, f"line {lineno}: bad interval [{s}, {e}]")
-        events.append((s / fps, e / fps))
-      out[os.path.splitext(name)[0]] = (label, tuple(events))
+      if s < 0 or e < s:
+        raise InputError(path, f"line {lineno}: bad interval [{s}, {e}]")
+      events.append((s / fps, e / fps))
+    out[os.path.splitext(name)[0]] = (label, tuple(events))
   return out

@@ -9,11 +9,13 @@ correct; options are shuffled with a seeded RNG (per item, so items are independ
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from vaujax.data.annotations import NORMAL, VideoAnnotation
+from vaujax.errors import InputError
 from vaujax.data.instructions import FINAL_QUESTION, anomaly_answer, clips_of, readable
 
 LETTERS = "ABCD"
@@ -117,3 +119,52 @@ def mc_training_items(mc_items: Iterable[dict], instruction: str = TEXT_INSTRUCT
                 "conversations": [{"from": "human", "value": mc_prompt(item, instruction)},
                                   {"from": "gpt", "value": answer}]})
   return out
+
+
+def read_mc(path: str) -> list[dict]:
+  """Reads and validates a multiple-choice benchmark file (a JSON list of MC items)."""
+  items = _read_list(path)
+  for i, item in enumerate(items):
+    where = f"item {item.get('id', f'#{i}') if isinstance(item, dict) else f'#{i}'}"
+    if not isinstance(item, dict):
+      raise InputError(path, f"{where}: not an object")
+    missing = [k for k in ("id", "video", "question", "options", "answer") if k not in item]
+    if missing:
+      raise InputError(path, f"{where}: missing {missing}")
+    options = item["options"]
+    if (not isinstance(options, list) or len(options) != len(LETTERS)
+        or not all(isinstance(o, str) and o.strip() for o in options)):
+      raise InputError(path, f"{where}: 'options' must be {len(LETTERS)} non-empty strings")
+    if len(set(options)) != len(options):
+      raise InputError(path, f"{where}: options repeat, so the answer is ambiguous")
+    if item["answer"] not in LETTERS:
+      raise InputError(path, f"{where}: answer {item['answer']!r} is not one of {list(LETTERS)}")
+  return items
+
+
+def read_ucf_qa(path: str) -> list[dict]:
+  """Reads and validates an open-QA benchmark file (`ucf_qa` items)."""
+  items = _read_list(path)
+  for i, item in enumerate(items):
+    if not isinstance(item, dict) or not all(k in item for k in ("id", "video", "question")):
+      raise InputError(path, f"item #{i}: needs 'id', 'video' and 'question'")
+    gt = item.get("gt_interval")
+    if gt is not None and (not isinstance(gt, list) or len(gt) != 2
+                           or not all(isinstance(x, (int, float)) for x in gt) or gt[1] < gt[0]):
+      raise InputError(path, f"item {item['id']}: 'gt_interval' must be [start, end] seconds")
+  return items
+
+
+def _read_list(path: str) -> list:
+  from vaujax.errors import require_file
+  require_file(path, "benchmark file")
+  try:
+    with open(path, encoding="utf-8") as f:
+      data = json.load(f)
+  except json.JSONDecodeError as e:
+    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+  except UnicodeDecodeError as e:
+    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+  if not isinstance(data, list):
+    raise InputError(path, f"expected a JSON list of items, found {type(data).__name__}")
+  return data

@@ -168,6 +168,8 @@ def read_instructions(path: str, *, skip_bad: bool = False) -> tuple[list[dict],
       data = json.load(f)
   except json.JSONDecodeError as e:
     raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
+  except UnicodeDecodeError as e:
+    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
   if not isinstance(data, list):
     raise InputError(path, f"expected a JSON list of examples, found {type(data).__name__}")
   items, problems = [], []

@@ -43,8 +43,16 @@ class PipelineConfig:
 
 
 def video_key(item: Mapping) -> str:
-  """Feature file stem of an example: the video file name without folders or extension."""
-  return os.path.splitext(os.path.basename(item["video"]))[0]
+  """Feature file stem of an example: the video file name without folders or extension.
+
+  The `video` path is relative to the dataset root: absolute paths and `..` are refused, so an
+  annotation file cannot point the pipeline outside the dataset.
+  """
+  video = str(item["video"])
+  parts = video.replace("\\", "/").split("/")
+  if os.path.isabs(video) or ".." in parts or not parts[-1]:
+    raise InputError(item.get("id"), f"video path {video!r} escapes the dataset root")
+  return os.path.splitext(parts[-1])[0]
 
 
 class Prepare(grain.transforms.Map):

@@ -100,7 +100,8 @@ def _batches(items: Sequence[dict], size: int, progress: bool, desc: str) -> Ite
 
 
 def _features(feature_dir: str, item: dict, cache: dict) -> dict:
-  key = os.path.splitext(os.path.basename(item["video"]))[0]
+  from vaujax.data.pipeline import video_key
+  key = video_key(item)
   if key not in cache:
     cache[key] = features.load(os.path.join(feature_dir, key + ".npz"))
   return cache[key]

@@ -1,0 +1,405 @@
+"""The bad-input matrix: every reader, each bad input -> a clear error naming the file (or the
+example) and the problem, or the documented skip-and-count. BUILD.md shows this table; each row
+is one test here (`ROWS`: id, reader, input, expected)."""
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from vaujax.errors import InputError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write(path, data):
+  mode = "wb" if isinstance(data, bytes) else "w"
+  with open(path, mode) as f:
+    f.write(data)
+  return str(path)
+
+
+def _json(tmp, name, obj):
+  return _write(tmp / name, obj if isinstance(obj, str) else json.dumps(obj))
+
+
+# -- instruction JSON --------------------------------------------------------------------------
+
+def instr_malformed(tmp):
+  from vaujax.data.instructions import read_instructions
+  read_instructions(_json(tmp, "train.json", '[{"id": 1,'))
+
+
+def instr_not_list(tmp):
+  from vaujax.data.instructions import read_instructions
+  read_instructions(_json(tmp, "train.json", {"id": "x"}))
+
+
+def instr_no_conversations(tmp):
+  from vaujax.data.instructions import read_instructions
+  read_instructions(_json(tmp, "train.json", [{"id": "a1", "video": "v.mp4"}]))
+
+
+def instr_video_no_path(tmp):
+  from vaujax.data.instructions import read_instructions
+  read_instructions(_json(tmp, "train.json", [{"id": "a2", "conversations": [
+      {"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]}]))
+
+
+def instr_skip_and_count(tmp):
+  from vaujax.data.instructions import read_instructions
+  good = {"id": "ok", "video": "v.mp4", "conversations": [
+      {"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]}
+  items, problems = read_instructions(_json(tmp, "train.json", [good, {"id": "bad"}, 3]),
+                                      skip_bad=True)
+  assert [i["id"] for i in items] == ["ok"] and len(problems) == 2
+  raise InputError(str(tmp / "train.json"), f"skipped {len(problems)}: {problems[0]}")
+
+
+def instr_path_escape(tmp):
+  from vaujax.data.pipeline import video_key
+  video_key({"id": "evil", "video": "../../etc/passwd.mp4"})
+
+
+def instr_too_long(tmp):
+  from vaujax.data import pipeline
+  from vaujax.data.tokenizer import Tokenizer, train_sentencepiece
+  tok = Tokenizer.load(train_sentencepiece(["what is in the video"] * 50, tmp / "sp", 300))
+  np.savez(tmp / "v.npz", tower_patches=np.zeros((2, 4, 8), np.float32))
+  cfg = pipeline.PipelineConfig(str(tmp), num_video_tokens=12, max_length=10, batch_size=1)
+  pipeline.Prepare(cfg, tok).map({"id": "long", "video": "v.mp4", "conversations": [
+      {"from": "human", "value": "what is in the video <video>"}, {"from": "gpt", "value": "x"}]})
+
+
+# -- annotations -------------------------------------------------------------------------------
+
+def uca_missing_field(tmp):
+  from vaujax.data.annotations import read_uca
+  read_uca(_json(tmp, "uca.json", {"Arson001": {"duration": 5, "sentences": ["a"]}}))
+
+
+def uca_reversed_interval(tmp):
+  from vaujax.data.annotations import read_uca
+  read_uca(_json(tmp, "uca.json", {"Arson001": {"duration": 5, "timestamps": [[3, 1]],
+                                                "sentences": ["a"]}}))
+
+
+def uca_outside_video(tmp):
+  from vaujax.data.annotations import read_uca
+  read_uca(_json(tmp, "uca.json", {"Arson001": {"duration": 5, "timestamps": [[1, 9]],
+                                                "sentences": ["a"]}}))
+
+
+def ucf_gt_bad_line(tmp):
+  from vaujax.data.annotations import read_ucf_temporal_gt
+  read_ucf_temporal_gt(_write(tmp / "gt.txt", "Arson011_x264.mp4 Arson 10 20\n"))
+
+
+def ucf_gt_not_int(tmp):
+  from vaujax.data.annotations import read_ucf_temporal_gt
+  read_ucf_temporal_gt(_write(tmp / "gt.txt", "Arson011_x264.mp4 Arson 10 x -1 -1\n"))
+
+
+# -- benchmark files ---------------------------------------------------------------------------
+
+def _mc(**over):
+  return {"id": "q1", "video": "v.mp4", "question": "Which?", "options": ["a", "b", "c", "d"],
+          "answer": "B", **over}
+
+
+def mc_three_options(tmp):
+  from vaujax.data.benchmark_files import read_mc
+  read_mc(_json(tmp, "mc.json", [_mc(options=["a", "b", "c"])]))
+
+
+def mc_bad_answer(tmp):
+  from vaujax.data.benchmark_files import read_mc
+  read_mc(_json(tmp, "mc.json", [_mc(answer="E")]))
+
+
+def mc_duplicate_options(tmp):
+  from vaujax.data.benchmark_files import read_mc
+  read_mc(_json(tmp, "mc.json", [_mc(options=["a", "a", "c", "d"])]))
+
+
+def qa_bad_interval(tmp):
+  from vaujax.data.benchmark_files import read_ucf_qa
+  read_ucf_qa(_json(tmp, "qa.json", [{"id": "q", "video": "v.mp4", "question": "?",
+                                      "gt_interval": [5, 2]}]))
+
+
+# -- feature files -----------------------------------------------------------------------------
+
+def npz_missing(tmp):
+  from vaujax.data import features
+  features.load(str(tmp / "absent.npz"))
+
+
+def npz_corrupt(tmp):
+  from vaujax.data import features
+  features.load(_write(tmp / "broken.npz", b"PK\x03\x04 definitely not a zip"))
+
+
+def npz_truncated(tmp):
+  from vaujax.data import features
+  np.savez(tmp / "t.npz", tower_patches=np.ones((4, 16, 8), np.float32))
+  data = open(tmp / "t.npz", "rb").read()
+  features.load(_write(tmp / "cut.npz", data[:len(data) // 2]))
+
+
+def npz_nan(tmp):
+  from vaujax.data import features
+  x = np.ones((4, 16, 8), np.float32)
+  x[1, 2, 3] = np.nan
+  np.savez(tmp / "nan.npz", tower_patches=x)
+  features.load(str(tmp / "nan.npz"))
+
+
+def npz_wrong_shape(tmp):
+  from vaujax.data import features
+  np.savez(tmp / "shape.npz", tower_patches=np.ones((4, 16, 8), np.float32))
+  features.load(str(tmp / "shape.npz"), {"tower_patches": (16, 32)})
+
+
+def npz_frames_disagree(tmp):
+  from vaujax.data import features
+  np.savez(tmp / "frames.npz", tower_patches=np.ones((4, 16, 8), np.float32),
+           timestamps=np.arange(3.0))
+  features.load(str(tmp / "frames.npz"))
+
+
+def npz_object_array(tmp):
+  from vaujax.data import features
+  np.savez(tmp / "obj.npz", tower_patches=np.array([{"a": 1}], dtype=object))
+  features.load(str(tmp / "obj.npz"))
+
+
+class _Evil:
+  def __reduce__(self):
+    return (os.system, ("echo pwned > /tmp/vaujax_pwned",))
+
+
+def pkl_code_payload(tmp):
+  from vaujax.data import features
+  features.load(_write(tmp / "evil.pkl", pickle.dumps({"feats": _Evil()})))
+
+
+def pkl_not_features(tmp):
+  from vaujax.data import features
+  features.load(_write(tmp / "list.pkl", pickle.dumps([1, 2, 3])))
+
+
+def safetensors_truncated(tmp):
+  from safetensors.numpy import save_file
+
+  from vaujax.convert import weights
+  save_file({"w": np.ones((64, 64), np.float32)}, str(tmp / "m.safetensors"))
+  data = open(tmp / "m.safetensors", "rb").read()
+  weights.load_file(_write(tmp / "cut.safetensors", data[:100]))
+
+
+def torch_bin_pickle_payload(tmp):
+  from vaujax.convert import weights
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w") as z:   # a torch-like zip whose data.pkl runs code
+    z.writestr("archive/data.pkl", pickle.dumps(_Evil()))
+  weights.load_file(_write(tmp / "pytorch_model.bin", buf.getvalue()))
+
+
+# -- videos ------------------------------------------------------------------------------------
+
+def video_missing(tmp):
+  from vaujax.data import video
+  video.read_video(str(tmp / "nope.mp4"), num_frames=4)
+
+
+def video_not_a_video(tmp):
+  from vaujax.data import video
+  video.read_video(_write(tmp / "text.mp4", "just some text, not h264"), num_frames=4)
+
+
+def video_truncated(tmp):
+  from vaujax import testing
+  from vaujax.data import video
+  data = open(testing.real_video(), "rb").read()
+  video.read_video(_write(tmp / "cut.mp4", data[:2000]), num_frames=4)
+
+
+# -- checkpoints, params, tokenizers, configs --------------------------------------------------
+
+def ckpt_missing(tmp):
+  from vaujax.infer import load_params
+  load_params(str(tmp / "no_run"), None)
+
+
+def ckpt_empty(tmp):
+  from vaujax.infer import load_params
+  os.makedirs(tmp / "run" / "checkpoints")
+  load_params(str(tmp / "run"), None)
+
+
+def params_dir_incomplete(tmp):
+  from vaujax.convert import params_io
+  os.makedirs(tmp / "params_dir" / "params")
+  params_io.load(str(tmp / "params_dir"))
+
+
+def tetg_dir_wrong_kind(tmp):
+  from vaujax.convert import params_io
+  from vaujax.train import tetg_trainer
+  params_io.save(str(tmp / "not_tetg"), {"w": np.ones(2)}, {"kind": "vit/clip"})
+  tetg_trainer.load(str(tmp / "not_tetg"))
+
+
+def tokenizer_corrupt(tmp):
+  from vaujax.data.tokenizer import Tokenizer
+  Tokenizer.load(_write(tmp / "tokenizer.model", b"\x00\x01garbage"))
+
+
+def tokenizer_json_not_llama(tmp):
+  from vaujax.data.tokenizer import Tokenizer
+  Tokenizer.load(_json(tmp, "tokenizer.json", "{not json"))
+
+
+def bert_vocab_without_specials(tmp):
+  from vaujax.data.bert_tokenizer import BertTokenizer
+  BertTokenizer.load(_write(tmp / "vocab.txt", "hello\nworld\n"))
+
+
+def llama_config_missing_fields(tmp):
+  from vaujax.convert import llama
+  from vaujax.convert.weights import read_json
+  path = _json(tmp, "config.json", {"hidden_size": 8})
+  llama.config_from_hf(read_json(path), path)
+
+
+def config_unknown_arg(tmp):
+  from configs import vagpt
+  vagpt.get_config("size=tiny,colour=blue")
+
+
+def config_wrong_type(tmp):
+  from configs import vagpt
+  vagpt.get_config("frames=eight")
+
+
+def config_cli_unknown_key(tmp):
+  r = subprocess.run([sys.executable, "-m", "vaujax.train", "--config",
+                      os.path.join(REPO, "configs/vagpt_stage1.py"), "--workdir", str(tmp / "w"),
+                      "--config.optim.learnig_rate=0.1"], capture_output=True, text=True,
+                     env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu"), timeout=120)
+  assert r.returncode != 0
+  raise ValueError(r.stderr.strip().splitlines()[-1])
+
+
+ROWS = [
+    # id, reader, bad input, expected error fragments (all must appear)
+    ("instr-malformed", "instructions.read_instructions", "truncated JSON", instr_malformed,
+     InputError, ["train.json", "malformed JSON"]),
+    ("instr-not-list", "instructions.read_instructions", "a JSON object, not a list",
+     instr_not_list, InputError, ["train.json", "expected a JSON list"]),
+    ("instr-no-conv", "instructions.read_instructions", "example without conversations",
+     instr_no_conversations, InputError, ["train.json", "a1", "missing 'conversations'"]),
+    ("instr-no-video", "instructions.read_instructions", "<video> placeholder, no video field",
+     instr_video_no_path, InputError, ["train.json", "a2", "no 'video'"]),
+    ("instr-skip", "instructions.read_instructions(skip_bad=True)", "2 bad of 3 examples",
+     instr_skip_and_count, InputError, ["train.json", "skipped 2"]),
+    ("instr-escape", "pipeline.video_key", "video '../../etc/passwd.mp4'", instr_path_escape,
+     InputError, ["evil", "escapes the dataset root"]),
+    ("instr-too-long", "pipeline.Prepare", "max_length cuts into the video slots", instr_too_long,
+     InputError, ["long", "cuts into the video slots"]),
+    ("uca-missing", "annotations.read_uca", "entry without timestamps", uca_missing_field,
+     InputError, ["uca.json", "Arson001", "missing ['timestamps']"]),
+    ("uca-reversed", "annotations.read_uca", "interval [3, 1]", uca_reversed_interval,
+     InputError, ["uca.json", "ends before it starts"]),
+    ("uca-outside", "annotations.read_uca", "interval past the duration", uca_outside_video,
+     InputError, ["uca.json", "outside the video"]),
+    ("gt-line", "annotations.read_ucf_temporal_gt", "4 fields instead of 6", ucf_gt_bad_line,
+     InputError, ["gt.txt", "line 1", "expected"]),
+    ("gt-int", "annotations.read_ucf_temporal_gt", "non-integer frame index", ucf_gt_not_int,
+     InputError, ["gt.txt", "must be integers"]),
+    ("mc-options", "benchmark_files.read_mc", "3 options", mc_three_options, InputError,
+     ["mc.json", "q1", "4 non-empty strings"]),
+    ("mc-answer", "benchmark_files.read_mc", "answer 'E'", mc_bad_answer, InputError,
+     ["mc.json", "answer 'E'"]),
+    ("mc-dup", "benchmark_files.read_mc", "repeated options", mc_duplicate_options, InputError,
+     ["mc.json", "ambiguous"]),
+    ("qa-interval", "benchmark_files.read_ucf_qa", "gt_interval [5, 2]", qa_bad_interval,
+     InputError, ["qa.json", "gt_interval"]),
+    ("npz-missing", "features.load", "missing file", npz_missing, InputError,
+     ["absent.npz", "does not exist"]),
+    ("npz-corrupt", "features.load", "not a zip", npz_corrupt, InputError,
+     ["broken.npz", "not a readable feature file"]),
+    ("npz-truncated", "features.load", "half a file", npz_truncated, InputError,
+     ["cut.npz", "not a readable feature file"]),
+    ("npz-nan", "features.load", "a NaN in tower_patches", npz_nan, InputError,
+     ["nan.npz", "NaN or Inf"]),
+    ("npz-shape", "features.load", "[T, 16, 8] where [T, 16, 32] expected", npz_wrong_shape,
+     InputError, ["shape.npz", "expected [T, 16, 32]"]),
+    ("npz-frames", "features.load", "4 frames of patches, 3 timestamps", npz_frames_disagree,
+     InputError, ["frames.npz", "disagree on the number of frames"]),
+    ("npz-object", "features.load", "object array (needs pickle)", npz_object_array, InputError,
+     ["obj.npz", "not a readable feature file"]),
+    ("pkl-code", "features.load (.pkl)", "pickle calling os.system", pkl_code_payload,
+     InputError, ["evil.pkl", "refusing to unpickle", "system"]),
+    ("pkl-shape", "features.load (.pkl)", "a list, not LLaMA-VID feats", pkl_not_features,
+     InputError, ["list.pkl", "expected a dict with 'feats'"]),
+    ("st-truncated", "weights.load_file", "safetensors cut at 100 bytes", safetensors_truncated,
+     InputError, ["cut.safetensors", "not a readable safetensors file"]),
+    ("bin-pickle", "weights.load_file", "torch zip with a code-running data.pkl",
+     torch_bin_pickle_payload, InputError, ["pytorch_model.bin", "not a loadable PyTorch"]),
+    ("video-missing", "video.read_video", "missing file", video_missing, InputError,
+     ["nope.mp4", "does not exist"]),
+    ("video-text", "video.read_video", "a text file named .mp4", video_not_a_video, InputError,
+     ["text.mp4"]),
+    ("video-truncated", "video.read_video", "first 2 kB of a real h264 mp4", video_truncated,
+     InputError, ["cut.mp4"]),
+    ("ckpt-missing", "infer.load_params", "no such run", ckpt_missing, InputError,
+     ["no_run", "does not exist"]),
+    ("ckpt-empty", "infer.load_params", "checkpoints/ without a finished step", ckpt_empty,
+     InputError, ["checkpoints", "no finished checkpoint"]),
+    ("params-incomplete", "params_io.load", "params/ without vaujax.json", params_dir_incomplete,
+     InputError, ["params_dir", "incomplete conversion"]),
+    ("tetg-kind", "tetg_trainer.load", "a vision tower's params dir", tetg_dir_wrong_kind,
+     InputError, ["not_tetg", "not a TETG classifier"]),
+    ("sp-corrupt", "Tokenizer.load", "garbage tokenizer.model", tokenizer_corrupt, InputError,
+     ["tokenizer.model", "not a SentencePiece model"]),
+    ("tok-json", "Tokenizer.load", "malformed tokenizer.json", tokenizer_json_not_llama,
+     InputError, ["tokenizer.json", "not a HF tokenizer.json"]),
+    ("bert-vocab", "BertTokenizer.load", "vocab.txt without [CLS]/[SEP]",
+     bert_vocab_without_specials, InputError, ["vocab.txt", "special tokens"]),
+    ("llama-config", "convert.llama.config_from_hf", "config.json without sizes",
+     llama_config_missing_fields, InputError, ["config.json", "missing LLaMA config fields"]),
+    ("cfg-unknown", "configs/vagpt.py get_config", "unknown argument 'colour'",
+     config_unknown_arg, ValueError, ["unknown config argument 'colour'"]),
+    ("cfg-type", "configs/vagpt.py get_config", "frames=eight", config_wrong_type, ValueError,
+     ["eight"]),
+    ("cfg-cli-key", "python -m vaujax.train", "--config.optim.learnig_rate (typo)",
+     config_cli_unknown_key, ValueError, ["learnig_rate"]),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input(row, tmp_path):
+  _, _, _, fn, error, fragments = row
+  with pytest.raises(error) as e:
+    fn(tmp_path)
+  for fragment in fragments:
+    assert fragment in str(e.value), (fragment, str(e.value))
+  assert not os.path.exists("/tmp/vaujax_pwned")
+
+
+def markdown_table() -> str:
+  """The matrix as BUILD.md shows it (python -c 'import tests.test_bad_inputs as t;
+  print(t.markdown_table())')."""
+  lines = ["| # | reader | bad input | expected |", "|--:|---|---|---|"]
+  for i, (rid, reader, what, _, error, fragments) in enumerate(ROWS, 1):
+    lines.append(f"| {i} | `{reader}` | {what} | {error.__name__}: "
+                 f"{' / '.join(repr(f) for f in fragments)} |")
+  return "\n".join(lines)
