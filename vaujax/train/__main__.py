@@ -20,9 +20,13 @@ def main(argv):
     tetg_trainer.run(config, _WORKDIR.value)
     return
   from vaujax.train import loop
+  from vaujax.train.checkpoint import CheckpointError
   try:
     loop.train_and_evaluate(config, _WORKDIR.value)
-  except loop.NonFiniteLoss as e:
+  except loop.Preempted as e:
+    print(f"vaujax.train: {e}", flush=True)
+    raise SystemExit(143)   # 128 + SIGTERM: schedulers read this as "preempted, retry"
+  except (loop.NonFiniteLoss, CheckpointError) as e:
     raise SystemExit(f"error: {e}")
 
 

@@ -18,6 +18,16 @@ import orbax.checkpoint as ocp
 from vaujax.errors import InputError
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written; earlier checkpoints are untouched."""
+
+  def __init__(self, directory: str, step: int, complete: list, cause: Exception):
+    last = f"step {complete[-1]}" if complete else "none"
+    super().__init__(f"{directory}: writing the checkpoint of step {step} failed "
+                     f"({type(cause).__name__}: {cause}); training stopped. The last complete "
+                     f"checkpoint is {last}; free space and rerun to resume from it.")
+
+
 class Checkpointer:
   def __init__(self, workdir: str, *, every_steps: int, keep: int = 3,
                best_metric: Optional[str] = None, best_mode: str = "min"):
@@ -34,10 +44,22 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_state: Optional[dict], metrics: Optional[dict] = None,
            force: bool = False) -> bool:
+    """Starts an (async) save when the policy says so; a failed write (disk full, permissions)
+    raises CheckpointError naming the step and the last complete checkpoint."""
     args = {"state": ocp.args.StandardSave(state)}
     if data_state is not None:
       args["data"] = ocp.args.JsonSave(data_state)
-    return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=force)
+    try:
+      return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics,
+                               force=force)
+    except (OSError, ValueError) as e:
+      raise CheckpointError(self.directory, step, self.complete_steps(), e) from e
+
+  def complete_steps(self) -> list[int]:
+    """Steps with a finished checkpoint (orbax writes to a temporary name, then renames)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
 
   def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, Optional[dict]]]:
     """(step, state, data_state) of the newest readable checkpoint, or None if there is none."""
@@ -55,7 +77,10 @@ class Checkpointer:
     return None
 
   def wait(self):
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except (OSError, ValueError) as e:   # an async write failed
+      raise CheckpointError(self.directory, -1, self.complete_steps(), e) from e
 
   def close(self):
     self.manager.wait_until_finished()

@@ -29,6 +29,30 @@ class NonFiniteLoss(RuntimeError):
   pass
 
 
+class Preempted(RuntimeError):
+  """SIGTERM arrived: the step in flight finished, a checkpoint was written, training stopped."""
+
+
+class _SigtermFlag:
+  """Turns SIGTERM (how pods and schedulers preempt) into a flag checked between steps."""
+
+  def __init__(self):
+    import signal
+    import threading
+    self.raised = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    self.raised = True
+
+  def restore(self):
+    import signal
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
 def _mesh(config) -> jax.sharding.Mesh:
   devices = jax.devices()
   n = config.mesh.get("devices", -1)
@@ -227,6 +251,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
   bar = tqdm(range(start, config.total_steps), initial=start, total=config.total_steps,
              disable=jax.process_index() != 0 or not config.get("progress", True),
              desc="train", dynamic_ncols=True)
+  sigterm = _SigtermFlag()
   try:
     for step in bar:
       local = next(data_it)
@@ -258,8 +283,14 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
       ckpt.save(step + 1, state, data_it.get_state(),
                 {k: v for k, v in metrics.items() if k == "loss" or k.startswith("eval_")},
-                force=step + 1 == config.total_steps)
+                force=step + 1 == config.total_steps or sigterm.raised)
+      if sigterm.raised and step + 1 < config.total_steps:
+        ckpt.wait()
+        print(f"SIGTERM: checkpoint of step {step + 1} written to {ckpt.directory}; stopping",
+              flush=True)
+        raise Preempted(f"preempted at step {step + 1}; rerun the same command to resume")
   finally:
+    sigterm.restore()
     ckpt.close()
     if log:
       log.close()

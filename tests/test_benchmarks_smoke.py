@@ -1,0 +1,67 @@
+"""The benchmark modules run end to end on tiny shapes and return well-formed rows.
+
+Structure and finite positive numbers only: no timing thresholds (those belong to
+`python -m benchmarks`, not to unit tests).
+"""
+
+import math
+
+import pytest
+
+from benchmarks import scaling, sets_payoff, train_step, utilization
+
+TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                  num_kv_heads=2, max_position_embeddings=256)
+KEYS = ("benchmark", "metric", "vaujax", "reference", "ratio")
+
+
+def _check(row, name, numeric=("vaujax",)):
+  assert all(k in row for k in KEYS), row
+  assert row["benchmark"] == name and isinstance(row["metric"], str) and row["metric"]
+  for key in numeric:
+    value = row[key]
+    assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
+
+
+def test_train_step_llama_vs_torch():
+  row = train_step.measure_llama(TINY_LLAMA, batch=2, seq=16, repeats=1, label="tiny")
+  _check(row, "train_step", ("vaujax", "reference", "ratio", "compile_s"))
+  assert row["first_loss_diff"] < 1e-3   # same weights, same batch, same loss
+
+
+def test_train_step_vagpt():
+  rows = train_step.measure_vagpt(batch=2, text_len=15, repeats=1)
+  assert len(rows) == 2
+  _check(rows[0], "train_step")
+  assert rows[0]["reference"] == "-" and rows[0]["note"]
+  _check(rows[1], "train_step", ("vaujax", "reference", "ratio"))
+
+
+def test_utilization():
+  row = utilization.measure(TINY_LLAMA, batch=2, seq=16, repeats=1, matmul_n=128, label="tiny")
+  _check(row, "utilization", ("vaujax", "utilization_6n", "peak_gflops", "xla_gflop_per_step"))
+  assert row["xla_gflop_per_step"] >= row["analytic_6n_gflop_per_step"] * 0.5
+
+
+def test_sets_payoff():
+  rows = sets_payoff.measure(llm=TINY_LLAMA, frames=2, batch=1, text_len=4, ratios=(1.0, 0.5),
+                             repeats=1)
+  assert [r["metric"].split(" ms")[0] for r in rows] == ["prefill (forward)", "train step"]
+  for row in rows:
+    _check(row, "sets_payoff", ("vaujax", "reference", "ratio"))
+    assert row["seq"] < row["seq_base"]   # K=0.5 keeps half the patch tokens
+
+
+def test_scaling():
+  rows = scaling.measure(frames=(2, 4), seqs=(48,), batch=1, seq_at_frames=48, frames_at_seq=2,
+                         repeats=1)
+  assert [(r["sweep"], r["frames"], r["seq"]) for r in rows] == [
+      ("frames", 2, 48), ("frames", 4, 52), ("seq", 2, 48)]
+  for row in rows:
+    _check(row, "scaling", ("vaujax", "device_mib", "bytes_per_param", "host_rss_peak_mib"))
+  assert rows[1]["argument_mib"] > rows[0]["argument_mib"]   # more frames, bigger batch
+
+
+@pytest.mark.parametrize("module", [train_step, utilization, sets_payoff, scaling])
+def test_has_main(module):
+  assert callable(module.main)
