@@ -21,7 +21,8 @@ def get_config(arg=None):
   c.model = model_configs.get_config(f"size={args.size},frames={args.frames},sets=false")
   c.dtype = "float32"
   c.data = ml_collections.ConfigDict(dict(
-      train_json="", feature_dir="", tokenizer="", max_length=256, batch_size=8, num_epochs=1000,
+      train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
+      batch_size=8, num_epochs=1000,
       skip_bad=True, tetg_params="", classes=[], encoder="", bert_vocab=""))
   # classes: the TETG hint's class list ([] = UCF-Crime's 13); encoder: how `vaujax.infer`
   # encodes a raw video (tiny[:SEED] or TOWER_DIR,DINO_DIR); bert_vocab: the Q-Former's vocab.txt

@@ -39,6 +39,8 @@ def test_parse_interval_judgement_class():
   assert parsing.parse_judgement("Yes, there is an explosion from 1.0 to 2.0 seconds.")
   assert parsing.parse_judgement("No, there are no anomalies in the video.") is False
   assert parsing.parse_judgement("Hmm.") is None
+  assert parsing.parse_judgement("A black vehicle moves slowly from the left.") is None
+  assert parsing.parse_judgement("There is a fight near the road.")
   classes = ("Explosion", "RoadAccidents", "Fighting")
   assert parsing.parse_class("Yes, there is a road accident", classes) == "RoadAccidents"
   assert parsing.parse_class("an explosion and fighting", classes) is None

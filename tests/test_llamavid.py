@@ -283,3 +283,31 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
   total, _ = a.score_options(chat, feats, [["Yes.", "No.", "Maybe.", "A fire."]])
   assert total.shape == (1, 4) and np.isfinite(total).all()
   assert isinstance(a.generate(chat, feats, max_new_tokens=4)[0], str)
+
+
+def test_init_from_converted_params_directories(tmp_path):
+  """config.init_from takes a converted VA-GPT (all tensors) or LLaMA (LLM only) directory."""
+  from vaujax.convert import params_io
+  from vaujax.train.checkpoint import restore_params_only
+  state = release_state()
+  release = write_release(tmp_path / "release", state)
+  llamavid.import_release(release, str(tmp_path / "vagpt"), num_frames=T, num_patches=N,
+                          num_heads=4)
+  converted, cfg = llamavid.load(str(tmp_path / "vagpt"))
+  model = vagpt.VAGPT(cfg)
+  ids, tower, dino, q_ids, _ = _inputs(cfg)
+  fresh = jax.tree_util.tree_map(np.asarray, model.init(jax.random.key(7), ids, tower, dino,
+                                                        qformer_ids=q_ids))
+  fresh = {"params": __import__("flax").linen.unbox(fresh)["params"]}
+  got = restore_params_only(str(tmp_path / "vagpt"), fresh)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(converted)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  params_io.save(str(tmp_path / "llm"), {"params": converted["params"]["llm"]}, {"kind": "llama"})
+  got = restore_params_only(str(tmp_path / "llm"), fresh)
+  np.testing.assert_array_equal(got["params"]["llm"]["lm_head"]["kernel"],
+                                state["lm_head.weight"].T)
+  np.testing.assert_array_equal(got["params"]["vlm_att_query"], fresh["params"]["vlm_att_query"])
+  smaller = jax.tree_util.tree_map(lambda x: x, fresh)
+  smaller["params"]["vlm_att_query"] = np.zeros((Q + 1, H), np.float32)
+  with pytest.raises(InputError, match=r"vagpt.*vlm_att_query has shape \(4, 64\)"):
+    restore_params_only(str(tmp_path / "vagpt"), smaller)

@@ -80,8 +80,10 @@ class Prepare(grain.transforms.Map):
       if cfg.num_video_tokens and (ids[cfg.max_length:] == conversation.VIDEO_TOKEN_ID).any():
         raise InputError(item.get("id"), f"max_length {cfg.max_length} cuts into the video slots")
       self.truncated += 1
-      logging.warning("example %s: %d tokens truncated to %d", item.get("id"), len(ids),
-                      cfg.max_length)
+      if self.truncated <= 3 or self.truncated % 1000 == 0:   # say it, don't flood the log
+        logging.warning("example %s: %d tokens truncated to %d (%d truncations so far; raise "
+                        "data.max_length)", item.get("id"), len(ids), cfg.max_length,
+                        self.truncated)
       ids, labels = ids[:cfg.max_length], labels[:cfg.max_length]
     pad = cfg.max_length - len(ids)
     out = {"input_ids": np.pad(ids, (0, pad), constant_values=self.tokenizer.pad_id),

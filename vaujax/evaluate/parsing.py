@@ -88,7 +88,7 @@ def parse_interval(text: str) -> Optional[tuple[float, float]]:
 def parse_judgement(text: str) -> Optional[bool]:
   """True for an answer that says there is an anomaly, False for one that says there is none."""
   t = text.strip().lower()
-  if re.match(r"^(yes|yeah|there is an? |an? )", t) and "no anomal" not in t:
+  if re.match(r"^(yes|yeah|there (is|are) (an?|one|some|two) )", t) and "no anomal" not in t:
     return True
   if re.match(r"^no\b", t) or "no anomal" in t or "nothing unusual" in t or "looks normal" in t:
     return False

@@ -1,6 +1,7 @@
-"""Figures (matplotlib, headless Agg): loss curves, TETG score curves, SETS selection maps.
+"""Figures (matplotlib): loss curves, TETG score curves, SETS selection maps.
 
-Every function draws into a fresh figure and saves a PNG; none of them needs a display.
+Every function draws into a fresh `matplotlib.figure.Figure` (no pyplot state, no backend
+switch, so notebooks keep their inline backend) and saves a PNG; none needs a display.
 """
 
 from __future__ import annotations
@@ -8,23 +9,20 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
   return path
 
 
 def loss_curves(path: str, histories: dict[str, Sequence[dict]]) -> str:
   """One line per run: `metrics.jsonl` rows with `step` and `loss`."""
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig = Figure(figsize=(6, 3.5))
+  ax = fig.subplots()
   offset = 0
   for name, rows in histories.items():
     steps = np.array([r["step"] for r in rows]) + offset
@@ -53,7 +51,8 @@ def draw_scores(ax, timestamps, scores, predicted=None, truth=None, threshold: f
 def score_curves(path: str, videos: Sequence[dict], cols: int = 3) -> str:
   """Grid of per-video score curves: each dict has id, timestamps, scores, predicted, truth."""
   rows = max(1, -(-len(videos) // cols))
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+  fig = Figure(figsize=(4 * cols, 2.6 * rows))
+  axes = fig.subplots(rows, cols, squeeze=False)
   for ax, v in zip(axes.ravel(), videos):
     draw_scores(ax, v["timestamps"], v["scores"], v.get("predicted"), v.get("truth"))
     ax.set_title(v["id"], fontsize=9)
@@ -89,8 +88,8 @@ def sets_maps(path: str, videos: Sequence[dict]) -> str:
   """Rows of frames with the SETS-kept patches highlighted: dicts with id, frames, masks,
   timestamps, grid."""
   cols = max(len(v["frames"]) for v in videos)
-  fig, axes = plt.subplots(len(videos), cols, figsize=(1.4 * cols, 1.6 * len(videos)),
-                           squeeze=False)
+  fig = Figure(figsize=(1.4 * cols, 1.6 * len(videos)))
+  axes = fig.subplots(len(videos), cols, squeeze=False)
   for row, v in zip(axes, videos):
     sets_strip(row, v["frames"], v["masks"], v["timestamps"], v["grid"])
     row[0].text(-0.1, 0.5, v["id"], transform=row[0].transAxes, ha="right", va="center",
@@ -116,8 +115,8 @@ def video_figure(path: str, feats: dict, frames: Optional[np.ndarray],
   """Score curve with predicted / true interval over a strip of frames with SETS patches."""
   t = np.asarray(feats["timestamps"])
   cols = len(t)
-  fig = plt.figure(figsize=(max(8, 1.3 * cols), 4.6))
-  gs = fig.add_gridspec(2, cols, height_ratios=(1.3, 1))
+  fig = Figure(figsize=(max(8, 1.3 * cols), 5.0))
+  gs = fig.add_gridspec(2, cols, height_ratios=(1.3, 1), hspace=0.45)
   ax = fig.add_subplot(gs[0, :])
   if scores is not None:
     draw_scores(ax, t, scores, predicted, truth)

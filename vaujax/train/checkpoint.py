@@ -13,6 +13,7 @@ import logging
 import os
 from typing import Any, Optional
 
+import numpy as np
 import orbax.checkpoint as ocp
 
 from vaujax.errors import InputError
@@ -88,17 +89,55 @@ class Checkpointer:
 
 
 def restore_params_only(path: str, abstract_params: Any) -> Any:
-  """Params from another run's workdir (its newest checkpoint): stage two starts from stage one."""
+  """Initial params from elsewhere (`config.init_from`), onto `abstract_params`' dtypes:
+
+  - a training run's workdir (its newest checkpoint): stage two starts from stage one;
+  - a converted VA-GPT params directory (`python -m vaujax.convert.llamavid`): the published
+    LLaMA-VID model, every tensor;
+  - a converted LLaMA params directory (`python -m vaujax.convert.llama`): the LLM only, the
+    rest keeps its fresh initialisation (`abstract_params` must then be concrete).
+  Shapes must match the model config exactly; the error names the parameter.
+  """
+  import jax
+  from vaujax.convert import params_io
+  if os.path.exists(os.path.join(os.path.abspath(path), params_io.METADATA)):
+    loaded, meta = params_io.load(path)
+    kind = meta.get("kind")
+    if kind == "vagpt":
+      tree = loaded
+    elif kind == "llama":
+      tree = {"params": {**abstract_params["params"], "llm": loaded["params"]}}
+    else:
+      raise InputError(path, f"cannot initialise VA-GPT from a {kind!r} params directory "
+                       "(expected a training run, a 'vagpt' or a 'llama' directory)")
+    _check_like(tree, abstract_params, path)
+    return jax.tree_util.tree_map(lambda target, value: np.asarray(value).astype(target.dtype),
+                                  abstract_params, tree)
   ckpt_dir = os.path.join(os.path.abspath(path), "checkpoints")
   if not os.path.isdir(ckpt_dir):
-    raise InputError(path, "no checkpoints/ directory to initialise from")
+    raise InputError(path, "no checkpoints/ directory (nor vaujax.json) to initialise from")
   manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
   step = manager.latest_step()
   if step is None:
     raise InputError(ckpt_dir, "contains no checkpoint")
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
   manager.close()
-  import jax
   params = restored["state"]["params"]
   return jax.tree_util.tree_map(lambda target, value: value.astype(target.dtype),
                                 abstract_params, params)
+
+
+def _check_like(tree, like, source, path=()):
+  """Same keys and shapes as `like`, else an InputError naming the parameter."""
+  if hasattr(like, "shape"):
+    if tuple(np.shape(tree)) != tuple(like.shape):
+      raise InputError(source, f"parameter {'/'.join(path)} has shape {np.shape(tree)}, the "
+                       f"model needs {tuple(like.shape)}")
+    return
+  missing = sorted(set(like) - set(tree))
+  extra = sorted(set(tree) - set(like))
+  if missing or extra:
+    raise InputError(source, f"parameters under {'/'.join(path) or '/'} do not match the model: "
+                     f"missing {missing[:3]}, unexpected {extra[:3]}")
+  for k in like:
+    _check_like(tree[k], like[k], source, path + (k,))
