@@ -20,7 +20,7 @@ import pkgutil
 import sys
 import time
 
-SKIP = {"common"}
+SKIP = {"common", "__main__"}
 
 
 def _modules():
