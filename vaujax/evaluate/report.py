@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import numpy as np
 
 from vaujax.data import features, video as video_io
 from vaujax.evaluate import plots
