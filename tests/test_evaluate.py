@@ -270,3 +270,65 @@ def test_ablation_variants_and_table():
   lines = text.splitlines()
   assert len(lines) == 2 + len(rows) and "| ✓ | ✓ | 0.1 | 50.00 | n/a |" in text
   assert lines[2].startswith("|  |  | - |")
+
+
+def _mc_for_run(run):
+  from vaujax.data import annotations, benchmark_files
+  labels = run["labels"]
+  videos = [annotations.VideoAnnotation(v, 8.0, ((0.0, 8.0),), ("a scene",), labels[v]["label"],
+                                        tuple(map(tuple, labels[v]["anomaly_intervals"])))
+            for v in sorted(labels)]
+  return benchmark_files.multiple_choice(videos, ("Explosion", "Fighting", "RoadAccidents",
+                                                  "Stealing", "Arson"), seed=1)
+
+
+def test_killed_evaluation_resumes_without_redoing_finished_questions(run, tmp_path):
+  from vaujax.infer import Assistant
+  a = Assistant.load(run["config"], run["workdir"])
+  mc = _mc_for_run(run)
+  feature_dir = run["paths"]["features"]
+  full, summary = qa.evaluate_mc(a, mc, feature_dir, batch_size=2, progress=False)
+  partial = tmp_path / "mc.partial.jsonl"
+  done = 5                               # as if killed after 5 questions, mid-way through a line
+  partial.write_text("".join(json.dumps(r) + "\n" for r in full[:done]) + '{"id": "torn')
+
+  class Counting:
+    def __init__(self, inner):
+      self.inner, self.scored = inner, 0
+
+    def score_options(self, chats, feats, options):
+      self.scored += len(chats)
+      return self.inner.score_options(chats, feats, options)
+
+  counting = Counting(a)
+  resumed, summary2 = qa.evaluate_mc(counting, mc, feature_dir, batch_size=2, progress=False,
+                                     resume_path=str(partial))
+  assert counting.scored == len(mc) - done
+  assert [r["id"] for r in resumed] == [i["id"] for i in mc]
+  assert [r["predicted"] for r in resumed] == [r["predicted"] for r in full]
+  assert summary2 == summary
+  lines = partial.read_text().splitlines()
+  assert len(lines) == len(mc) and all(json.loads(l) for l in lines)
+
+
+def test_evaluation_cli_writes_results_and_frame_metrics(run, tmp_path):
+  mc = _mc_for_run(run)
+  bench = tmp_path / "test_mc.json"
+  bench.write_text(json.dumps(mc))
+  labels = tmp_path / "labels.json"
+  labels.write_text(json.dumps(run["labels"]))
+  args = [sys.executable, "-m", "vaujax.evaluate", "--config",
+          os.path.join(REPO, "configs/vagpt_stage1.py:size=tiny,frames=4"),
+          f"--config.data.tokenizer={run['paths']['tokenizer']}",
+          f"--config.data.tetg_params={run['config'].data.tetg_params}",
+          f"--checkpoint={run['workdir']}", f"--benchmark={bench}",
+          f"--feature_dir={run['paths']['features']}", f"--out={tmp_path / 'eval'}",
+          f"--labels={labels}", "--batch_size=4"]
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+  r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  for method in ("loglik", "generate"):
+    saved = json.load(open(tmp_path / "eval" / f"test_mc_{method}.json"))
+    assert len(saved["results"]) == len(mc)
+    assert not (tmp_path / "eval" / f"test_mc_{method}.partial.jsonl").exists()
+  assert "frame_auc" in r.stdout

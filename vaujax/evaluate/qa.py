@@ -99,6 +99,41 @@ def _batches(items: Sequence[dict], size: int, progress: bool, desc: str) -> Ite
   yield from chunks
 
 
+class _Partial:
+  """Finished per-question results appended to a JSONL file as batches complete, so a killed
+  evaluation resumes where it stopped (`resume_path=None`: in memory only)."""
+
+  def __init__(self, path: Optional[str]):
+    self.path, self.done = path, {}
+    if path and os.path.exists(path):
+      with open(path) as f:
+        for line in f:
+          try:
+            row = json.loads(line)
+          except json.JSONDecodeError:   # the line being written when the job died
+            break
+          self.done[row["id"]] = row
+      # Rewrite without a torn last line before appending.
+      with open(path + ".tmp", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in self.done.values())
+      os.replace(path + ".tmp", path)
+
+  def todo(self, items):
+    return [i for i in items if i["id"] not in self.done]
+
+  def add(self, rows):
+    for r in rows:
+      self.done[r["id"]] = r
+    if self.path:
+      with open(self.path, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
+
+  def ordered(self, items):
+    return [self.done[i["id"]] for i in items]
+
+
 def _features(feature_dir: str, item: dict, cache: dict) -> dict:
   from vaujax.data.pipeline import video_key
   key = video_key(item)
@@ -114,37 +149,46 @@ def mc_chat(item: dict, instruction: str = benchmark_files.LETTER_INSTRUCTION) -
 def evaluate_mc(assistant, items: Sequence[dict], feature_dir: str, *, method: str = "loglik",
                 batch_size: int = 8, normalize: bool = False, progress: bool = True,
                 instruction: str = benchmark_files.LETTER_INSTRUCTION,
-                max_new_tokens: int = 24) -> tuple[list[dict], dict]:
-  """Runs an `infer.Assistant` over MC items -> (per-question results, summary)."""
+                max_new_tokens: int = 24, resume_path: Optional[str] = None
+                ) -> tuple[list[dict], dict]:
+  """Runs an `infer.Assistant` over MC items -> (per-question results, summary).
+
+  `resume_path`: a JSONL file of finished results; questions already in it are not rerun.
+  """
   if method not in ("loglik", "generate"):
     raise ValueError(f"unknown MC method {method!r} (loglik | generate)")
-  cache, results = {}, []
-  for batch in _batches(items, batch_size, progress, f"MC ({method})"):
+  cache, partial = {}, _Partial(resume_path)
+  for batch in _batches(partial.todo(items), batch_size, progress, f"MC ({method})"):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [mc_chat(item, instruction) for item in batch]
+    rows = []
     if method == "loglik":
       total, mean = assistant.score_options(chats, feats, [i["options"] for i in batch])
       scores = mean if normalize else total
       for item, row in zip(batch, scores):
-        results.append(grade_choice(item, parsing.choose_by_scores(list(row)), method=method,
-                                    scores=[round(float(x), 4) for x in row]))
+        rows.append(grade_choice(item, parsing.choose_by_scores(list(row)), method=method,
+                                 scores=[round(float(x), 4) for x in row]))
     else:
       texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens)
       for item, text in zip(batch, texts):
-        results.append(grade_choice(item, parsing.parse_choice(text, item["options"]),
-                                    method=method, output=text))
+        rows.append(grade_choice(item, parsing.parse_choice(text, item["options"]),
+                                 method=method, output=text))
+    partial.add(rows)
+  results = partial.ordered(items)
   return results, summarize_mc(results)
 
 
 def evaluate_open(assistant, items: Sequence[dict], feature_dir: str, *, batch_size: int = 8,
-                  progress: bool = True, max_new_tokens: int = 48) -> tuple[list[dict], dict]:
+                  progress: bool = True, max_new_tokens: int = 48,
+                  resume_path: Optional[str] = None) -> tuple[list[dict], dict]:
   """Generate-then-parse on UCF-Crime QA items -> (per-question results, summary)."""
-  cache, results = {}, []
-  for batch in _batches(items, batch_size, progress, "UCF QA"):
+  cache, partial = {}, _Partial(resume_path)
+  for batch in _batches(partial.todo(items), batch_size, progress, "UCF QA"):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [[{"from": "human", "value": f"<video>\n{item['question']}"}] for item in batch]
-    for item, text in zip(batch, assistant.generate(chats, feats, max_new_tokens=max_new_tokens)):
-      results.append(grade_open(item, text, assistant.classes))
+    texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens)
+    partial.add([grade_open(item, text, assistant.classes) for item, text in zip(batch, texts)])
+  results = partial.ordered(items)
   return results, summarize_open(results)
 
 
