@@ -21,17 +21,8 @@ BIN_INDEX = "pytorch_model.bin.index.json"
 
 def read_json(path: str) -> dict:
   """Loads a JSON object from `path` with a clear error for missing or malformed files."""
-  require_file(path, "JSON file")
-  try:
-    with open(path, encoding="utf-8") as f:
-      obj = json.load(f)
-  except json.JSONDecodeError as e:
-    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-  except UnicodeDecodeError as e:
-    raise InputError(path, "not a UTF-8 text file") from e
-  if not isinstance(obj, dict):
-    raise InputError(path, f"expected a JSON object, found {type(obj).__name__}")
-  return obj
+  from vaujax.errors import read_json as read
+  return read(path)
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:

@@ -9,7 +9,6 @@ correct; options are shuffled with a seeded RNG (per item, so items are independ
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -156,15 +155,5 @@ def read_ucf_qa(path: str) -> list[dict]:
 
 
 def _read_list(path: str) -> list:
-  from vaujax.errors import require_file
-  require_file(path, "benchmark file")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except json.JSONDecodeError as e:
-    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-  except UnicodeDecodeError as e:
-    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
-  if not isinstance(data, list):
-    raise InputError(path, f"expected a JSON list of items, found {type(data).__name__}")
-  return data
+  from vaujax.errors import read_json
+  return read_json(path, "benchmark file", list)

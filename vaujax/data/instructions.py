@@ -161,17 +161,8 @@ def write_json(path: str, items: Sequence[dict]) -> None:
 
 def read_instructions(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
   """Reads and validates an instruction JSON list -> (items, problems skipped when skip_bad)."""
-  from vaujax.errors import require_file
-  require_file(path, "instruction file")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except json.JSONDecodeError as e:
-    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-  except UnicodeDecodeError as e:
-    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
-  if not isinstance(data, list):
-    raise InputError(path, f"expected a JSON list of examples, found {type(data).__name__}")
+  from vaujax.errors import read_json
+  data = read_json(path, "instruction file", list)
   items, problems = [], []
   for i, item in enumerate(data):
     problem = _problem(item)
