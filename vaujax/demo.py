@@ -30,6 +30,7 @@ from vaujax.data.tokenizer import train_sentencepiece
 from vaujax.models import tetg
 
 FRAMES = 8
+MC_GOAL, AUC_GOAL = 0.90, 0.95   # held-out MC accuracy (chance 25%) and TETG frame AUC
 
 
 @dataclasses.dataclass
@@ -195,9 +196,18 @@ def main(argv=None):
   parser.add_argument("--workdir", default="demo_out")
   for field in dataclasses.fields(DemoConfig):
     parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+  parser.add_argument("--check", action="store_true",
+                      help=f"exit 1 unless held-out MC accuracy >= {MC_GOAL:.0%} and TETG frame "
+                      f"AUC >= {AUC_GOAL} (CI runs this on a fresh clone)")
   args = parser.parse_args(argv)
   c = DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)})
-  run(args.workdir, c)
+  summary = run(args.workdir, c)
+  if args.check:
+    mc, auc = summary["results"]["mc_loglik"]["total_acc"], summary["tetg"]["frame_auc"]
+    if mc < MC_GOAL or auc < AUC_GOAL:
+      raise SystemExit(f"demo check failed: MC accuracy {mc:.1%} (goal {MC_GOAL:.0%}), TETG "
+                       f"frame AUC {auc:.3f} (goal {AUC_GOAL})")
+    print("demo check passed")
 
 
 if __name__ == "__main__":

@@ -168,19 +168,19 @@ class Assistant:
 
   def _batch(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict]):
     cfg = self.model.config
-    prompts, texts = [], []
+    prompts, hinted = [], []
     for chat, f in zip(chats, feats):
       chat = conversation.insert_hint(chat, self.hint(f)) if self.tetg_params is not None else chat
       prompts.append(conversation.tokenize_prompt(
           chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens).tolist())
-      texts.append(chat)
+      hinted.append(chat)
     ids, mask = left_pad(prompts, self.tokenizer.pad_id)
     tower = np.stack([f["tower_patches"] for f in feats]).astype(np.float32)
     dino = np.stack([f["dino_patches"] for f in feats]).astype(np.float32)
     arrays = [np.asarray(ids), np.asarray(mask), tower, dino]
     if self.bert is not None:
       from vaujax.data.bert_tokenizer import question_text
-      arrays += list(self.bert.batch([question_text(c) for c in texts],
+      arrays += list(self.bert.batch([question_text(c) for c in hinted],
                                      self.config.model.qformer_max_length))
     return _pad_rows(arrays, self.mesh.size)
 
