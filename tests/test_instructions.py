@@ -109,3 +109,18 @@ def test_single_turn_items_split_every_question():
   assert out[1]["conversations"] == [{"from": "human", "value": "<video>\nQ2"},
                                      {"from": "gpt", "value": "A2"}]
   assert all(o["video"] == "v.mp4" for o in out)
+
+
+def test_temporal_distractors_fit_around_a_long_event():
+  from vaujax.data import benchmark_files as bench
+  from vaujax.data.annotations import VideoAnnotation
+  v = VideoAnnotation("Arson001", 8.0, ((0.0, 8.0),), ("fire",), "Arson", ((1.7, 5.7),))
+  items = bench.multiple_choice([v], ("Arson", "Explosion", "Fighting", "Stealing"), seed=3)
+  temporal = [i for i in items if i["category"] == "temporal"][0]
+  from vaujax.evaluate.parsing import interval_iou, parse_interval
+  spans = [parse_interval(o) for o in temporal["options"]]
+  truth = spans["ABCD".index(temporal["answer"])]
+  assert truth == (1.7, 5.7)
+  others = [s for s in spans if s != truth]
+  assert len(others) == 3 and all(interval_iou(s, truth) < 0.5 for s in others)
+  assert all(interval_iou(a, b) < 0.5 for a in others for b in others if a != b)

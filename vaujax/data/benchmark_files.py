@@ -54,19 +54,25 @@ def _temporal_distractors(rng, interval, duration) -> list[tuple[float, float]]:
   """Three intervals whose IoU with the truth and with each other is below 0.5.
 
   Candidates: every start on a 0.5 s grid with lengths L, L/2 and 2L (L the true length),
-  drawn in a seeded random order.
+  drawn in a seeded random order; when a long event leaves no room for three, shorter ones
+  (L/4 and 1 s) are added after them.
   """
   length = max(interval[1] - interval[0], 0.5)
-  candidates = [(round(a, 1), round(a + l, 1))
-                for l in (length, max(length / 2, 0.5), min(2 * length, duration))
-                for a in np.arange(0.0, duration - l + 1e-6, 0.5)]
+
+  def grid(lengths):
+    return [(round(a, 1), round(a + l, 1)) for l in lengths
+            for a in np.arange(0.0, duration - l + 1e-6, 0.5)]
+
   out = []
-  for i in rng.permutation(len(candidates)):
-    c = candidates[i]
-    if _iou(c, interval) < 0.5 and all(_iou(c, o) < 0.5 for o in out):
-      out.append(c)
-      if len(out) == 3:
-        return out
+  for lengths in ((length, max(length / 2, 0.5), min(2 * length, duration)),
+                  (max(length / 4, 0.5), 1.0)):
+    candidates = grid(lengths)
+    for i in rng.permutation(len(candidates)):
+      c = candidates[i]
+      if c not in out and _iou(c, interval) < 0.5 and all(_iou(c, o) < 0.5 for o in out):
+        out.append(c)
+        if len(out) == 3:
+          return out
   raise ValueError(f"cannot place 3 distractor intervals for {interval} in {duration} s")
 
 
