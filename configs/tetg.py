@@ -23,4 +23,5 @@ def get_config(arg=None):
   c.threshold = 0.5
   c.smooth = 1
   c.merge_gap = 0
+  c.extend = 0.5   # each end moves out by half the frame spacing (a frame stands for its span)
   return c

@@ -113,3 +113,12 @@ def test_hint_text_is_byte_exact():
       "seconds.")
   assert tetg.hint_text(None, ["Fighting", "Riot"]) == (
       "Known common crime types are: 'Fighting', 'Riot'.")
+
+
+def test_extend_widens_the_interval_by_a_fraction_of_the_frame_spacing():
+  t = np.array([0.5, 1.5, 2.5, 3.5, 4.5])
+  p = np.array([0.1, 0.9, 0.8, 0.7, 0.2])
+  assert tetg.extract_interval(p, t, tetg.TETGConfig()) == (1.5, 3.5)
+  assert tetg.extract_interval(p, t, tetg.TETGConfig(extend=0.5)) == (1.0, 4.0)
+  first = np.array([0.9, 0.9, 0.1, 0.1, 0.1])
+  assert tetg.extract_interval(first, t, tetg.TETGConfig(extend=1.0)) == (0.0, 2.5)  # clipped at 0

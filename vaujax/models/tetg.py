@@ -12,7 +12,9 @@ over normal frames plus the mean over anomalous frames).
 Interval rule (`extract_interval`): smooth the per-frame probabilities with a centred moving
 average of `smooth` frames (1 = none), mark frames with `p >= threshold` (0.5), merge runs
 separated by at most `merge_gap` frames (0), and keep the run with the largest probability mass;
-its first and last frame timestamps are <a-start> and <a-end>. No marked frame -> no interval.
+its first and last frame timestamps are <a-start> and <a-end>, each moved outwards by `extend`
+times the frame spacing (0 by default; `configs/tetg.py` uses 0.5, since a frame sampled at t
+stands for the half-spacing around it). No marked frame -> no interval.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class TETGConfig:
   threshold: float = 0.5
   smooth: int = 1
   merge_gap: int = 0
+  extend: float = 0.0   # widen each end by this fraction of the frame spacing (0.5: a frame
+                        # sampled at t stands for [t - dt/2, t + dt/2])
 
 
 class TETGClassifier(nn.Module):
@@ -106,6 +110,10 @@ def extract_interval(probs: np.ndarray, timestamps: np.ndarray,
   if not runs:
     return None
   start, end = max(runs, key=lambda r: (p[r[0]:r[1] + 1].sum(), -r[0]))
+  if config.extend and len(t) > 1:
+    dt = float(np.median(np.diff(t)))
+    return (max(0.0, float(t[start]) - config.extend * dt),
+            float(t[end]) + config.extend * dt)
   return float(t[start]), float(t[end])
 
 

@@ -32,7 +32,8 @@ class TETGResult:
 
 def model_config(config: ml_collections.ConfigDict) -> tetg.TETGConfig:
   return tetg.TETGConfig(hidden=tuple(config.hidden), threshold=config.threshold,
-                         smooth=config.smooth, merge_gap=config.merge_gap)
+                         smooth=config.smooth, merge_gap=config.merge_gap,
+                         extend=config.get("extend", 0.0))
 
 
 @functools.lru_cache(maxsize=8)
