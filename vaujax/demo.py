@@ -92,7 +92,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_ = make(f"size=tiny,frames={c.frames},steps={steps}")
   c_.data.train_json, c_.data.feature_dir = paths["train_json"], paths["features"]
   c_.data.tokenizer, c_.data.tetg_params = paths["tokenizer"], tetg_dir
-  c_.data.classes, c_.data.encoder = paths["classes"], f"tiny:{c.seed}"
+  c_.data.classes, c_.data.encoder = tuple(paths["classes"]), f"tiny:{c.seed}"
   c_.data.batch_size, c_.data.max_length = c.batch_size, 320
   c_.mesh.update(dict(data=1, fsdp=1, tensor=1, devices=1))
   c_.ckpt_every, c_.progress = steps, False
