@@ -42,42 +42,14 @@ def load_params(checkpoint: str, config: ml_collections.ConfigDict) -> dict:
 
   `checkpoint` is a workdir (holding `checkpoints/`) or the `checkpoints/` folder itself.
   """
-  import orbax.checkpoint as ocp
-  path = os.path.abspath(checkpoint)
-  if not os.path.exists(path):
-    raise InputError(checkpoint, "checkpoint path does not exist")
-  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
-      os.path.join(path, "checkpoints")) else path
-  try:
-    manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-        read_only=True))
-    step = manager.latest_step()
-  except Exception as e:  # noqa: BLE001 - orbax raises many types for a non-checkpoint folder
-    raise InputError(ckpt_dir, f"not an orbax checkpoint directory ({e})") from e
-  if step is None:
-    raise InputError(ckpt_dir, "contains no finished checkpoint")
-  manager.close()
-  state_dir = os.path.join(ckpt_dir, str(step), "state")
-  try:
-    # Only the params, each onto this host's first device: the run may have been sharded over a
-    # mesh this machine does not have.
-    checkpointer = ocp.PyTreeCheckpointer()
-    meta = checkpointer.metadata(state_dir).item_metadata.tree
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = {"params": jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta["params"])}
-    restored = {"state": checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True))}
-  except Exception as e:  # noqa: BLE001
-    raise InputError(state_dir, f"unreadable checkpoint ({e})") from e
-  params = restored["state"]["params"]
+  from vaujax.train.checkpoint import read_run_params
+  params = read_run_params(checkpoint)
   if "lora" in params:
     from vaujax.train import lora
     rank, alpha = config.lora.rank, config.lora.get("alpha", 2.0 * config.lora.rank)
     params = {"params": lora.merge(params["base"]["params"], params["lora"], alpha, rank)}
   if "params" not in params:
-    raise InputError(ckpt_dir, "checkpoint holds no model params")
+    raise InputError(checkpoint, "checkpoint holds no model params")
   return {"params": params["params"]}
 
 

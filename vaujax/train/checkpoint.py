@@ -113,18 +113,48 @@ def restore_params_only(path: str, abstract_params: Any) -> Any:
     _check_like(tree, abstract_params, path)
     return jax.tree_util.tree_map(lambda target, value: np.asarray(value).astype(target.dtype),
                                   abstract_params, tree)
-  ckpt_dir = os.path.join(os.path.abspath(path), "checkpoints")
-  if not os.path.isdir(ckpt_dir):
+  if not os.path.isdir(os.path.join(os.path.abspath(path), "checkpoints")):
     raise InputError(path, "no checkpoints/ directory (nor vaujax.json) to initialise from")
-  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
-  step = manager.latest_step()
-  if step is None:
-    raise InputError(ckpt_dir, "contains no checkpoint")
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
-  manager.close()
-  params = restored["state"]["params"]
+  params = read_run_params(path)
   return jax.tree_util.tree_map(lambda target, value: value.astype(target.dtype),
                                 abstract_params, params)
+
+
+def read_run_params(checkpoint: str) -> Any:
+  """The `params` of a training run's newest finished checkpoint, onto this host's first device.
+
+  `checkpoint` is a workdir (holding `checkpoints/`) or the `checkpoints/` folder itself. Only
+  the params are read (no optimizer state), and the run may have been sharded over a mesh this
+  machine does not have.
+  """
+  import jax
+  path = os.path.abspath(checkpoint)
+  if not os.path.exists(path):
+    raise InputError(checkpoint, "checkpoint path does not exist")
+  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
+      os.path.join(path, "checkpoints")) else path
+  try:
+    manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+        read_only=True))
+    step = manager.latest_step()
+  except Exception as e:  # noqa: BLE001 - orbax raises many types for a non-checkpoint folder
+    raise InputError(ckpt_dir, f"not an orbax checkpoint directory ({e})") from e
+  if step is None:
+    raise InputError(ckpt_dir, "contains no finished checkpoint")
+  manager.close()
+  state_dir = os.path.join(ckpt_dir, str(step), "state")
+  try:
+    checkpointer = ocp.PyTreeCheckpointer()
+    meta = checkpointer.metadata(state_dir).item_metadata.tree
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = {"params": jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta["params"])}
+    restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True))
+  except Exception as e:  # noqa: BLE001
+    raise InputError(state_dir, f"unreadable checkpoint ({e})") from e
+  return restored["params"]
 
 
 def _check_like(tree, like, source, path=()):
