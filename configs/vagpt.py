@@ -6,6 +6,9 @@
   ...:sets=false / tetg=false / k=0.25    ablation switches
   ...:qformer=true                        LLaMA-VID's text-guided Q-Former for the context token
                                           (default on for size=paper; needs a BERT vocab.txt)
+  --config.model.attention=cudnn          fused flash attention on NVIDIA GPUs (bf16); "xla" is
+                                          jax.nn.dot_product_attention's portable path
+  --config.model.remat=True               rematerialise each LLM layer in the backward pass
 """
 
 import ml_collections
@@ -23,6 +26,8 @@ def get_config(arg=None):
   c.use_tetg = args.tetg
   c.sets_ratio = args.k
   c.frame_token_mode = args.mode
+  c.attention = "einsum"   # LLM attention kernel: einsum | xla | cudnn (models/llama.py)
+  c.remat = False
   if args.size == "paper":
     c.llm = "vicuna_7b_v15"
     c.vision_dim, c.num_patches = 1408, 256       # EVA-g patch tokens, CLS dropped

@@ -74,6 +74,19 @@ def test_failed_checkpoint_write_stops_clearly_and_keeps_the_last_one(data, tmp_
   assert [h["step"] for h in history] == list(range(6, 13))
 
 
+def test_a_metrics_line_torn_by_a_kill_does_not_block_the_resume(data, tmp_path, capsys):
+  # SIGKILL can cut one write() short at a page boundary: the log ends in half a JSON line.
+  workdir = str(tmp_path / "w")
+  loop.train_and_evaluate(_config(data, 7), workdir)
+  log = os.path.join(workdir, "metrics.jsonl")
+  with open(log, "a") as f:
+    f.write('{"loss": 1.23, "step": 8, "exam')
+  history = loop.train_and_evaluate(_config(data, 9), workdir)
+  assert "dropped 1 unreadable line" in capsys.readouterr().out
+  assert [h["step"] for h in history] == [8, 9]     # resumed from the final step-7 checkpoint
+  assert [r["step"] for r in _losses(workdir)] == list(range(1, 10))
+
+
 def test_a_failing_example_in_the_pipeline_names_the_file(data, tmp_path):
   feature_dir = _copy_features(data, tmp_path)
   victim = sorted(os.listdir(feature_dir))[0]

@@ -115,3 +115,45 @@ def test_vicuna_7b_abstract_init_has_exact_parameter_count(make, eps, positions)
 def test_config_rejects_bad_heads():
   with pytest.raises(ValueError, match="multiple of num_kv_heads"):
     llama.tiny_llama(num_heads=4, num_kv_heads=3)
+
+
+def _grads_and_decode(cfg, params, ids, mask):
+  model = llama.Llama(cfg)
+  loss = lambda p: jnp.sum(model.apply(p, ids, attention_mask=mask) * mask[..., None])  # noqa
+  grads = jax.grad(loss)(params)
+  cache = llama.init_cache(cfg, ids.shape[0], 20)
+  key_mask = jnp.pad(mask, ((0, 0), (0, 20 - mask.shape[1])), constant_values=1)
+  prefill, cache = model.apply(params, ids, attention_mask=key_mask, cache=cache,
+                               cache_index=jnp.int32(0))
+  return grads, prefill
+
+
+@pytest.mark.parametrize("impl", ["xla", pytest.param("cudnn", marks=pytest.mark.skipif(
+    jax.default_backend() != "gpu", reason="the cuDNN kernel needs an NVIDIA GPU"))])
+def test_attention_kernels_equal_the_einsum_path(impl):
+  """jax.nn.dot_product_attention kernels: same logits (HF parity), gradients and cached
+  prefill as the explicit einsum, with right and left padding."""
+  base = CONFIGS["gqa"]
+  dtype = jnp.bfloat16 if impl == "cudnn" else jnp.float32
+  fused = llama.Llama(llama.tiny_llama(attention_impl=impl), dtype=dtype)
+  hf = hf_model(base)
+  params = vaujax_params(hf, base)
+  ids, mask = (jnp.asarray(a) for a in _batch(base.vocab_size))
+  left = jnp.asarray(np.flip(np.asarray(mask), axis=1))            # left padding
+  tol = 5e-2 if impl == "cudnn" else 1e-5
+  for m in (mask, left):
+    ours = np.asarray(fused.apply(params, ids, attention_mask=m))
+    ref = np.asarray(llama.Llama(base).apply(params, ids, attention_mask=m))
+    valid = np.asarray(m).astype(bool)
+    assert np.abs(ours - ref)[valid].max() <= tol * max(1.0, np.abs(ref).max() * (impl == "cudnn"))
+  if impl == "xla":
+    g_fused, p_fused = _grads_and_decode(fused.config, params, ids, left)
+    g_ref, p_ref = _grads_and_decode(base, params, ids, left)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fused), jax.tree_util.tree_leaves(g_ref)):
+      np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(p_fused, p_ref, atol=1e-5)
+
+
+def test_unknown_attention_kernel_is_rejected():
+  with pytest.raises(ValueError, match="attention_impl='flash'"):
+    llama.tiny_llama(attention_impl="flash")

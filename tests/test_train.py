@@ -40,8 +40,14 @@ def _config(paths, steps=20, **mesh):
 
 
 def _losses(workdir):
+  """Finished log lines (a line still being written by a running trainer is left out)."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(l) for l in f]
+    return [json.loads(l) for l in f if l.endswith("\n")]
+
+
+def _run_or_explain(args, env):
+  done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True)
+  assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
 
 
 def test_loss_falls_and_sharded_equals_single_device(data, tmp_path):
@@ -70,7 +76,7 @@ def _cli(data, workdir, steps, extra=()):
 @pytest.mark.slow
 def test_sigkill_then_restart_gives_the_uninterrupted_losses(data, tmp_path):
   args, env = _cli(data, str(tmp_path / "ref"), 24)
-  subprocess.run(args, env=env, check=True, cwd=REPO, capture_output=True)
+  _run_or_explain(args, env)
   reference = _losses(str(tmp_path / "ref"))
   run = str(tmp_path / "run")
   args, env = _cli(data, run, 24)
@@ -88,7 +94,7 @@ def test_sigkill_then_restart_gives_the_uninterrupted_losses(data, tmp_path):
   proc.wait()
   killed_at = len(_losses(run))
   assert killed_at < 24
-  subprocess.run(args, env=env, check=True, cwd=REPO, capture_output=True)
+  _run_or_explain(args, env)
   resumed = _losses(run)
   assert [r["step"] for r in resumed] == list(range(1, 25))
   np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in reference],

@@ -7,7 +7,8 @@ spatially small and temporally sparse, at a known interval and location:
   Explosion      a bright yellow-white disk that expands fast, then fades
   Fighting       two magenta figures that collide again and again
   RoadAccidents  two fast cars that meet head-on and stop, with a brief flash
-  Stealing       a green object is picked up by a dark figure and carried off
+  Stealing       a green object is picked up by a figure in dark red and carried off (not in
+                 black: black pedestrians are part of the normal traffic)
   Arson          a flickering orange flame that grows slowly
 
 Written as real video files plus annotations in the UCA format (timestamped sentences) and a
@@ -113,7 +114,7 @@ def _draw_anomaly(frame, label, u, x, y, t_since, s=1.0):
       _disk(frame, x, y, 6 * s, (255, 255, 255), alpha=0.7)
   elif label == "Stealing":
     carry = s * 20 * u
-    _box(frame, x + carry, y - 3 * s, 4 * s, (25, 25, 25))     # the thief
+    _box(frame, x + carry, y - 3 * s, 4 * s, (150, 20, 30))    # the thief, in dark red
     _box(frame, x + carry, y - 8 * s, 2 * s, (60, 40, 30))     # their head
     _box(frame, x + carry + 3 * s, y + 2 * s, 2 * s, (40, 220, 60))
   elif label == "Arson":

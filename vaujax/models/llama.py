@@ -19,6 +19,8 @@ import jax.numpy as jnp
 Array = jax.Array
 Dtype = Any
 
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
 # A layer's cache: {'k': [B, S, K, Dh], 'v': [B, S, K, Dh]}; the model cache is a list of them.
 LayerCache = dict[str, Array]
 
@@ -44,6 +46,10 @@ class LlamaConfig:
   eos_token_id: int = 2
   pad_token_id: int = 0
   remat: bool = False  # rematerialise each decoder layer in the backward pass
+  # Attention kernel: "einsum" (explicit fp32 logits, any mask), "xla" or "cudnn"
+  # (jax.nn.dot_product_attention; cudnn is the fused flash kernel on NVIDIA GPUs, bf16/fp16
+  # only, and takes causal + right-padding lengths instead of a [B, L, S] mask).
+  attention_impl: str = "einsum"
 
   @property
   def head_size(self) -> int:
@@ -57,6 +63,9 @@ class LlamaConfig:
       raise ValueError(f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}")
     if self.head_size % 2:
       raise ValueError(f"head_dim={self.head_size} must be even for rotary embeddings")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      raise ValueError(f"attention_impl={self.attention_impl!r}: expected one of "
+                       f"{ATTENTION_IMPLS}")
 
 
 def vicuna_7b_v15() -> LlamaConfig:
@@ -145,10 +154,27 @@ class Attention(nn.Module):
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
       cache = {"k": k, "v": v}
       k, v = k.astype(self.dtype), v.astype(self.dtype)
-    out = grouped_attention(q, k, v, mask).reshape(b, l, -1)                      # [B, L, H*Dh]
+    out = attention(q, k, v, mask, cfg.attention_impl, cache is None).reshape(b, l, -1)
     out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads"))
     out = self._dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out)
     return out, cache
+
+
+def attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum",
+              causal_self_attention: bool = False) -> Array:
+  """Dispatches to the configured kernel; q [B,L,H,Dh], k/v [B,S,K,Dh], mask [B,L,S] bool.
+
+  For "cudnn" without a cache, the mask is causal & key validity, so it is passed as
+  `is_causal` plus the key-validity row [B,1,1,S] (left or right padding alike), which lets the
+  fused kernel skip the masked half. With a cache the explicit mask is passed.
+  """
+  if impl == "einsum":
+    return grouped_attention(q, k, v, mask)
+  if impl == "cudnn" and causal_self_attention:
+    keys = mask[:, -1, :][:, None, None, :]   # the last query row sees every real key
+    return jax.nn.dot_product_attention(q, k, v, mask=keys, is_causal=True,
+                                        implementation="cudnn")
+  return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation=impl)
 
 
 def grouped_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:

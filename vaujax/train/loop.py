@@ -200,13 +200,29 @@ def _global_norm(tree):
 
 
 def _truncate_log(path: str, step: int) -> None:
-  """Keeps only log lines of steps <= `step` (a resumed run rewrites what came after)."""
+  """Keeps only log lines of steps <= `step` (a resumed run rewrites what came after).
+
+  A process killed inside a write can leave a torn last line (the kernel checks for SIGKILL
+  between pages of one write); such a line is dropped, with a warning, not fatal.
+  """
   if not os.path.exists(path) or jax.process_index() != 0:
     return
-  with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= step]
+  kept, torn = [], 0
+  with open(path, errors="replace") as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        torn += line.strip() != ""
+        continue
+      if isinstance(record, dict) and isinstance(record.get("step"), int) \
+          and record["step"] <= step:
+        kept.append(json.dumps(record) + "\n")
+  if torn:
+    print(f"warning: {path}: dropped {torn} unreadable line(s) (a write cut short by a kill)",
+          flush=True)
   with open(path + ".tmp", "w") as f:
-    f.writelines(lines)
+    f.writelines(kept)
   os.replace(path + ".tmp", path)
 
 
