@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from benchmarks import scaling, sets_payoff, train_step, utilization
+from benchmarks import optimisations, scaling, sets_payoff, train_step, utilization
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -62,6 +62,16 @@ def test_scaling():
   assert rows[1]["argument_mib"] > rows[0]["argument_mib"]   # more frames, bigger batch
 
 
-@pytest.mark.parametrize("module", [train_step, utilization, sets_payoff, scaling])
+def test_optimisations():
+  rows = optimisations.measure(TINY_LLAMA, batch=2, seq=32, repeats=1)
+  assert [r["metric"].split(" vs")[0] for r in rows] == [
+      "tokens/s attention=xla", "tokens/s remat", "tokens/s no donation"]
+  for row in rows:
+    _check(row, "optimisations", ("vaujax", "reference", "ratio", "temp_mib"))
+    assert row["first_loss_diff"] < 1e-5   # each switch computes the same step
+  assert rows[2]["alias_mib"] == 0 < rows[2]["baseline_alias_mib"]   # donation aliases the state
+
+
+@pytest.mark.parametrize("module", [train_step, utilization, sets_payoff, scaling, optimisations])
 def test_has_main(module):
   assert callable(module.main)

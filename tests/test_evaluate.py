@@ -165,6 +165,36 @@ def test_score_options_equal_plain_forward(run):
   assert VAGPT  # the model class used above
 
 
+def test_length_buckets_give_the_same_answers_with_one_compile(run):
+  """Prompts of different lengths and batch sizes share one compiled scorer when bucketed, and
+  bucketing changes neither the option scores nor the greedy answers."""
+  import dataclasses
+
+  from vaujax.infer import Assistant, _option_logprobs
+  bucketed = Assistant.load(run["config"], run["workdir"])
+  exact = dataclasses.replace(bucketed, length_bucket=1)
+  vids = sorted(run["labels"])
+  options = [["Explosion", "A road accident.", "No.", "Fire near the road"]]
+  questions = [("<video>\nWhat happens?", 1), ("<video>\nIs there anything unusual in "
+                                                "this video at all?", 3), ("<video>\nWhen?", 2)]
+  scores = {}
+  for name, a in (("bucketed", bucketed), ("exact", exact)):
+    _option_logprobs.clear_cache()
+    out = []
+    for text, n in questions:
+      chats = [[{"from": "human", "value": text}]] * n
+      feats = [_feats(run, v) for v in vids[:n]]
+      out.append(a.score_options(chats, feats, options * n)[0])
+    scores[name] = (out, _option_logprobs._cache_size())
+  for b, e in zip(scores["bucketed"][0], scores["exact"][0]):
+    np.testing.assert_allclose(b, e, atol=2e-4)
+  assert scores["bucketed"][1] == 1 < scores["exact"][1] == 3
+  chats = [[{"from": "human", "value": "<video>\nAre there any anomalies?"}]] * 3
+  feats = [_feats(run, v) for v in vids[:3]]
+  assert bucketed.generate(chats, feats, max_new_tokens=6) == exact.generate(
+      chats, feats, max_new_tokens=6)
+
+
 def test_evaluate_mc_and_open_write_results(run, tmp_path):
   from vaujax.data import annotations, benchmark_files
   from vaujax.infer import Assistant

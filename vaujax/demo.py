@@ -4,7 +4,8 @@
 
 1. writes synthetic surveillance videos with known anomalies (real mp4 files + UCA annotations)
    and splits them by video into train and held-out sets,
-2. extracts per-video features with tiny (random, frozen) vision towers,
+2. extracts per-video features with tiny (random, frozen) vision towers (plus time-shifted
+   copies of the anomalous training videos, see `vaujax/data/augment.py`),
 3. builds the training data (three QA per clip + MC questions of the training videos), the
    held-out benchmarks (UCF-Crime-style open QA, 4-option MC) and a tokenizer,
 4. trains the TETG frame classifier and reports frame AUC / AP on the held-out videos,
@@ -25,7 +26,8 @@ import time
 
 import numpy as np
 
-from vaujax.data import annotations, benchmark_files, conversation, features, instructions, synthetic
+from vaujax.data import (annotations, augment, benchmark_files, conversation, features,
+                         instructions, synthetic)
 from vaujax.data.tokenizer import train_sentencepiece
 from vaujax.models import tetg
 
@@ -45,6 +47,7 @@ class DemoConfig:
   mc_copies: int = 3            # MC training questions per training video (distinct seeds)
   batch_size: int = 8
   anomaly_scale: float = 2.5   # anomalies big enough for the tiny random towers to see
+  time_shifts: int = 2          # time-shifted training copies per anomalous video (augment.py)
   seed: int = 0
 
 
@@ -67,10 +70,14 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   n_test = max(1, int(round(c.held_out * len(videos))))
   test = [videos[i] for i in sorted(order[:n_test])]
   train = [videos[i] for i in sorted(order[n_test:])]
-  train_items = instructions.build_instructions(train, video_dir_prefix="videos/")
+  # Shifted copies exist for training only: they keep the model from memorising each training
+  # video's interval and make it read the frames and the TETG hint instead.
+  train_all = train + augment.write_time_shifted(paths["features"], train, c.time_shifts,
+                                                 seed=c.seed)
+  train_items = instructions.build_instructions(train_all, video_dir_prefix="videos/")
   train_items += instructions.single_turn_items(train_items)
   for copy in range(c.mc_copies):
-    mc = benchmark_files.multiple_choice(train, syn.classes, seed=1000 + copy)
+    mc = benchmark_files.multiple_choice(train_all, syn.classes, seed=1000 + copy)
     train_items += benchmark_files.mc_training_items(mc)
   paths["train_json"] = os.path.join(root, "train.json")
   instructions.write_json(paths["train_json"], train_items)

@@ -96,6 +96,9 @@ class Assistant:
   classes: Sequence[str] = tetg.UCF_CRIME_CLASSES
   mesh: Optional[jax.sharding.Mesh] = None
   bert: Optional[object] = None   # the Q-Former's BertTokenizer (models with a Q-Former)
+  # Prompts are left-padded to a multiple of `length_bucket` tokens and batches to a power of
+  # two rows, so evaluation compiles once per bucket instead of once per batch shape.
+  length_bucket: int = 32
 
   @classmethod
   def load(cls, config: ml_collections.ConfigDict, checkpoint: str, *,
@@ -146,7 +149,8 @@ class Assistant:
       prompts.append(conversation.tokenize_prompt(
           chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens).tolist())
       hinted.append(chat)
-    ids, mask = left_pad(prompts, self.tokenizer.pad_id)
+    longest = max(len(p) for p in prompts)
+    ids, mask = left_pad(prompts, self.tokenizer.pad_id, _round_up(longest, self.length_bucket))
     tower = np.stack([f["tower_patches"] for f in feats]).astype(np.float32)
     dino = np.stack([f["dino_patches"] for f in feats]).astype(np.float32)
     arrays = [np.asarray(ids), np.asarray(mask), tower, dino]
@@ -154,7 +158,8 @@ class Assistant:
       from vaujax.data.bert_tokenizer import question_text
       arrays += list(self.bert.batch([question_text(c) for c in hinted],
                                      self.config.model.qformer_max_length))
-    return _pad_rows(arrays, self.mesh.size)
+    rows = 1 << (len(prompts) - 1).bit_length() if self.length_bucket > 1 else len(prompts)
+    return _pad_rows(arrays, self.mesh.size, rows)
 
   def _shard(self, *arrays):
     return [jax.device_put(a, sharding.batch_sharding(self.mesh, a.ndim)) for a in arrays]
@@ -180,7 +185,7 @@ class Assistant:
     conts = [self.tokenizer.encode(o.strip()) + [self.tokenizer.eos_id] for opts in options
              for o in opts]
     conts += [[self.tokenizer.eos_id]] * ((ids.shape[0] - n) * k)
-    width = max(map(len, conts))
+    width = _round_up(max(map(len, conts)), min(8, self.length_bucket))
     cont_ids = np.full((len(conts), width), self.tokenizer.pad_id, np.int32)
     cont_mask = np.zeros((len(conts), width), np.int32)
     for i, c in enumerate(conts):
@@ -229,9 +234,14 @@ def validate_answer(answer: dict) -> None:
     jsonschema.validate(answer, json.load(f))
 
 
-def _pad_rows(arrays: list[np.ndarray], multiple: int):
+def _round_up(n: int, multiple: int) -> int:
+  return -(-n // max(multiple, 1)) * max(multiple, 1)
+
+
+def _pad_rows(arrays: list[np.ndarray], multiple: int, rows: int = 0):
+  """Repeats the last row until there are max(rows, n) rows, rounded up to `multiple`."""
   n = arrays[0].shape[0]
-  pad = (-n) % multiple
+  pad = _round_up(max(rows, n), multiple) - n
   if pad:
     arrays = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays]
   return arrays, n

@@ -1,0 +1,70 @@
+"""Temporal-shift augmentation: features and annotations move together, files are idempotent."""
+
+import os
+
+import numpy as np
+import pytest
+
+from vaujax.data import augment, features
+from vaujax.data.annotations import VideoAnnotation
+from vaujax.models import tetg
+
+STAMPS = np.arange(8) + 0.5   # 8 frames, one per second, centred (as features.extract_folder)
+
+
+def _feats(seed=0):
+  rng = np.random.RandomState(seed)
+  return {"tower_patches": rng.randn(8, 4, 3).astype(np.float32),
+          "dino_patches": rng.randn(8, 4, 2).astype(np.float32),
+          "dino_cls": rng.randn(8, 2).astype(np.float32), "timestamps": STAMPS}
+
+
+def _video(interval=(2.2, 4.9)):
+  return VideoAnnotation("Arson001_x264", 8.0, ((0.0, 6.1), interval), ("cars", "fire"),
+                         "Arson", (interval,))
+
+
+@pytest.mark.parametrize("shift", [-2, -1, 1, 2])
+def test_frames_and_intervals_move_together(shift):
+  feats, v = _feats(), _video()
+  moved = augment.shift_features(feats, shift)
+  np.testing.assert_array_equal(moved["timestamps"], STAMPS)
+  for i in range(8):
+    j = min(max(i - shift, 0), 7)
+    np.testing.assert_array_equal(moved["dino_patches"][i], feats["dino_patches"][j])
+    np.testing.assert_array_equal(moved["dino_cls"][i], feats["dino_cls"][j])
+  a = augment.shift_annotation(v, shift * 1.0, "Arson001_x264_shift")
+  assert a.anomaly_intervals[0] == (round(2.2 + shift, 1), round(4.9 + shift, 1))
+  assert a.label == "Arson" and a.video_id == "Arson001_x264_shift"
+  # the frame labels of the copy are the original's frame labels, moved by `shift` frames
+  original = tetg.frame_labels(STAMPS, v.anomaly_intervals)
+  copy = tetg.frame_labels(STAMPS, a.anomaly_intervals)
+  inside = [i for i in range(8) if 0 <= i - shift < 8]
+  assert [copy[i] for i in inside] == [original[i - shift] for i in inside]
+
+
+def test_intervals_are_clipped_and_lost_events_refused():
+  v = _video((5.5, 7.5))
+  a = augment.shift_annotation(v, 1.0, "x", min_kept=0.5)
+  assert a.anomaly_intervals == ((6.5, 8.0),) and a.timestamps[0] == (1.0, 7.1)
+  assert augment.shift_annotation(v, 1.0, "x", min_kept=0.9) is None   # 1.5 of 2.0 s left
+  gone = VideoAnnotation("A1", 8.0, ((7.0, 7.9),), ("late",), "Normal", ())
+  assert augment.shift_annotation(gone, 2.0, "x").timestamps == ()      # sentence pushed out
+
+
+def test_written_copies_load_and_a_rerun_reuses_them(tmp_path):
+  d = str(tmp_path)
+  features.save(os.path.join(d, "Arson001_x264.npz"), _feats())
+  normal = VideoAnnotation("Normal_Videos_002_x264", 8.0, ((0.0, 8.0),), ("cars",))
+  first = augment.write_time_shifted(d, [_video(), normal], copies=2, seed=3)
+  assert len(first) == 2 and len({a.video_id for a in first}) == 2    # normal videos: no copy
+  for a in first:
+    shift = int(a.video_id.rsplit("shift", 1)[1])
+    loaded = features.load(os.path.join(d, a.video_id + ".npz"))
+    np.testing.assert_array_equal(loaded["dino_cls"], augment.shift_features(_feats(), shift)[
+        "dino_cls"])
+    assert a.anomaly_intervals[0][0] == pytest.approx(2.2 + shift)
+  mtimes = {n: os.path.getmtime(os.path.join(d, n)) for n in os.listdir(d)}
+  again = augment.write_time_shifted(d, [_video(), normal], copies=2, seed=3)
+  assert again == first
+  assert {n: os.path.getmtime(os.path.join(d, n)) for n in os.listdir(d)} == mtimes

@@ -1,0 +1,75 @@
+"""Temporal-shift augmentation of pre-extracted features and their annotations.
+
+With few training videos a language model can memorise each video's answer ("From 2.6 to 6.5
+seconds.") from its visual tokens instead of reading the evidence (the frames, the TETG hint).
+A time-shifted copy shows the same events `s` frames earlier or later: every per-frame feature
+moves by `s` frames (the edge frame is repeated where the shift uncovers the video's start or
+end), the timestamps stay, and every annotated interval moves by `s` frame spacings. The copy's
+answer differs from the original's, so only evidence that moves with the events predicts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from vaujax.data import features
+from vaujax.data.annotations import VideoAnnotation
+
+
+def shift_features(feats: dict, frames: int) -> dict:
+  """Per-frame arrays [T, ...] moved by `frames` (> 0: later), edges repeated; `timestamps`
+  and anything that is not per-frame are kept."""
+  t = len(feats["timestamps"])
+  source = np.clip(np.arange(t) - frames, 0, t - 1)
+  return {k: (v if k == "timestamps" or np.ndim(v) == 0 or len(v) != t else v[source])
+          for k, v in feats.items()}
+
+
+def shift_annotation(v: VideoAnnotation, seconds: float, video_id: str,
+                     min_kept: float = 0.8) -> Optional[VideoAnnotation]:
+  """The annotation of `v` moved by `seconds`, intervals clipped to [0, duration]; None when an
+  anomaly interval would keep less than `min_kept` of its length inside the video."""
+  def move(interval):
+    s, e = interval
+    return (round(min(max(s + seconds, 0.0), v.duration), 1),
+            round(min(max(e + seconds, 0.0), v.duration), 1))
+
+  anomalies = tuple(move(a) for a in v.anomaly_intervals)
+  for before, after in zip(v.anomaly_intervals, anomalies):
+    if after[1] - after[0] < min_kept * (before[1] - before[0]):
+      return None
+  stamps = tuple(move(s) for s in v.timestamps)
+  kept = [(s, text) for s, text in zip(stamps, v.sentences) if s[1] > s[0]]
+  return dataclasses.replace(v, video_id=video_id, timestamps=tuple(s for s, _ in kept),
+                             sentences=tuple(text for _, text in kept),
+                             anomaly_intervals=anomalies)
+
+
+def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copies: int, *,
+                       max_shift: int = 2, seed: int = 0) -> list[VideoAnnotation]:
+  """Writes up to `copies` shifted feature files per anomalous video (shifts of 1..`max_shift`
+  frames either way, seeded) next to the originals as `<id>_shift<+s|-s>.npz`; returns their
+  annotations. Existing copies are reused (the rerun is idempotent)."""
+  out = []
+  shifts = [s for s in range(-max_shift, max_shift + 1) if s]
+  for v in videos:
+    if not v.anomaly_intervals or copies <= 0:
+      continue
+    rng = np.random.RandomState((seed * 1_000_003 + sum(map(ord, v.video_id))) % 2**31)
+    feats = features.load(os.path.join(feature_dir, v.video_id + ".npz"))
+    stamps = np.asarray(feats["timestamps"], np.float64)
+    spacing = float(np.median(np.diff(stamps))) if len(stamps) > 1 else v.duration
+    for s in rng.permutation(shifts)[:copies]:
+      video_id = f"{v.video_id}_shift{int(s):+d}"
+      moved = shift_annotation(v, int(s) * spacing, video_id)
+      if moved is None:
+        continue
+      path = os.path.join(feature_dir, video_id + ".npz")
+      if not os.path.exists(path):
+        features.save(path, shift_features(feats, int(s)))
+      out.append(moved)
+  return out
