@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from benchmarks import optimisations, scaling, sets_payoff, train_step, utilization
+from benchmarks import eval_buckets, optimisations, scaling, sets_payoff, train_step, utilization
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -72,6 +72,12 @@ def test_optimisations():
   assert rows[2]["alias_mib"] == 0 < rows[2]["baseline_alias_mib"]   # donation aliases the state
 
 
-@pytest.mark.parametrize("module", [train_step, utilization, sets_payoff, scaling, optimisations])
+def test_eval_buckets():
+  row = eval_buckets.measure(num_videos=12, batch_size=5)
+  _check(row, "eval_buckets", ("vaujax", "reference", "ratio"))
+  assert row["compiles_bucketed"] < row["compiles_exact"]
+
+
+@pytest.mark.parametrize("module", [eval_buckets, train_step, utilization, sets_payoff, scaling, optimisations])
 def test_has_main(module):
   assert callable(module.main)

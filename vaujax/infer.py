@@ -96,8 +96,9 @@ class Assistant:
   classes: Sequence[str] = tetg.UCF_CRIME_CLASSES
   mesh: Optional[jax.sharding.Mesh] = None
   bert: Optional[object] = None   # the Q-Former's BertTokenizer (models with a Q-Former)
-  # Prompts are left-padded to a multiple of `length_bucket` tokens and batches to a power of
-  # two rows, so evaluation compiles once per bucket instead of once per batch shape.
+  # Prompts are left-padded to a multiple of `length_bucket` tokens (and batches to `rows`, when
+  # the caller gives it), so evaluation compiles once per bucket instead of once per batch
+  # shape. 1 turns both off (every batch gets its exact shape).
   length_bucket: int = 32
 
   @classmethod
@@ -141,7 +142,7 @@ class Assistant:
 
   # -- prompts -----------------------------------------------------------------------------------
 
-  def _batch(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict]):
+  def _batch(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict], rows: int = 0):
     cfg = self.model.config
     prompts, hinted = [], []
     for chat, f in zip(chats, feats):
@@ -158,16 +159,16 @@ class Assistant:
       from vaujax.data.bert_tokenizer import question_text
       arrays += list(self.bert.batch([question_text(c) for c in hinted],
                                      self.config.model.qformer_max_length))
-    rows = 1 << (len(prompts) - 1).bit_length() if self.length_bucket > 1 else len(prompts)
-    return _pad_rows(arrays, self.mesh.size, rows)
+    return _pad_rows(arrays, self.mesh.size, rows if self.length_bucket > 1 else 0)
 
   def _shard(self, *arrays):
     return [jax.device_put(a, sharding.batch_sharding(self.mesh, a.ndim)) for a in arrays]
 
   def generate(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict], *,
-               max_new_tokens: int = 48) -> list[str]:
-    """Greedy answers to the last human turn of each chat about its video."""
-    arrays, n = self._batch(chats, feats)
+               max_new_tokens: int = 48, rows: int = 0) -> list[str]:
+    """Greedy answers to the last human turn of each chat about its video (`rows`: pad the
+    batch to this many rows, so a short last batch reuses the compiled full-batch program)."""
+    arrays, n = self._batch(chats, feats, rows)
     ids, mask, tower, dino, *q = self._shard(*arrays)
     out = vagpt.generate(self.model, self.params, ids, mask, tower, dino, jax.random.key(0),
                          SamplingConfig(max_new_tokens=max_new_tokens), *q)
@@ -176,12 +177,14 @@ class Assistant:
             for i in range(n)]
 
   def score_options(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict],
-                    options: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """(sum, mean) log p(option + </s> | prompt) -> two [B, K] arrays."""
+                    options: Sequence[Sequence[str]], rows: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(sum, mean) log p(option + </s> | prompt) -> two [B, K] arrays (`rows` as in
+    `generate`)."""
     k = len(options[0])
     if any(len(o) != k for o in options):
       raise ValueError("every question needs the same number of options")
-    (ids, mask, tower, dino, *q), n = self._batch(chats, feats)
+    (ids, mask, tower, dino, *q), n = self._batch(chats, feats, rows)
     conts = [self.tokenizer.encode(o.strip()) + [self.tokenizer.eos_id] for opts in options
              for o in opts]
     conts += [[self.tokenizer.eos_id]] * ((ids.shape[0] - n) * k)

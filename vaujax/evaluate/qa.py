@@ -163,13 +163,14 @@ def evaluate_mc(assistant, items: Sequence[dict], feature_dir: str, *, method: s
     chats = [mc_chat(item, instruction) for item in batch]
     rows = []
     if method == "loglik":
-      total, mean = assistant.score_options(chats, feats, [i["options"] for i in batch])
+      total, mean = assistant.score_options(chats, feats, [i["options"] for i in batch],
+                                            rows=batch_size)
       scores = mean if normalize else total
       for item, row in zip(batch, scores):
         rows.append(grade_choice(item, parsing.choose_by_scores(list(row)), method=method,
                                  scores=[round(float(x), 4) for x in row]))
     else:
-      texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens)
+      texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens, rows=batch_size)
       for item, text in zip(batch, texts):
         rows.append(grade_choice(item, parsing.parse_choice(text, item["options"]),
                                  method=method, output=text))
@@ -186,7 +187,7 @@ def evaluate_open(assistant, items: Sequence[dict], feature_dir: str, *, batch_s
   for batch in _batches(partial.todo(items), batch_size, progress, "UCF QA"):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [[{"from": "human", "value": f"<video>\n{item['question']}"}] for item in batch]
-    texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens)
+    texts = assistant.generate(chats, feats, max_new_tokens=max_new_tokens, rows=batch_size)
     partial.add([grade_open(item, text, assistant.classes) for item, text in zip(batch, texts)])
   results = partial.ordered(items)
   return results, summarize_open(results)
