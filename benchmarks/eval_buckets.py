@@ -49,7 +49,7 @@ def measure(num_videos: int = 24, batch_size: int = 5) -> dict:
   mc = benchmark_files.multiple_choice(videos, synthetic.CLASSES, seed=0)
   # a quickly trained TETG, so prompts carry hints of different lengths as in the demo
   x, y = tetg_trainer.frames_from_features(paths["features"], labels)
-  tetg = tetg_trainer.train(x, y, tetg_configs.get_config("epochs=3,momentum=0.9"))
+  tetg = tetg_trainer.train(x, y, tetg_configs.get_config("epochs=60,momentum=0.9"))
   bucketed = Assistant(config, model, params, tokenizer, tetg.params, tetg.model_config,
                        classes=synthetic.CLASSES, mesh=mesh)
   exact = dataclasses.replace(bucketed, length_bucket=1)

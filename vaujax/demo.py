@@ -46,7 +46,7 @@ class DemoConfig:
   stage2_steps: int = 120
   mc_copies: int = 3            # MC training questions per training video (distinct seeds)
   batch_size: int = 8
-  anomaly_scale: float = 2.5   # anomalies big enough for the tiny random towers to see
+  anomaly_scale: float = 3.0   # anomalies big enough for the tiny random towers to see
   time_shifts: int = 2          # time-shifted training copies per anomalous video (augment.py)
   seed: int = 0
 
