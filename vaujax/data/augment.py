@@ -57,7 +57,7 @@ def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copi
   out = []
   shifts = [s for s in range(-max_shift, max_shift + 1) if s]
   for v in videos:
-    if not v.anomaly_intervals or copies <= 0:
+    if not v.anomaly_intervals or copies < 1:
       continue
     rng = np.random.RandomState((seed * 1_000_003 + sum(map(ord, v.video_id))) % 2**31)
     feats = features.load(os.path.join(feature_dir, v.video_id + ".npz"))

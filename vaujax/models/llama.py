@@ -48,7 +48,7 @@ class LlamaConfig:
   remat: bool = False  # rematerialise each decoder layer in the backward pass
   # Attention kernel: "einsum" (explicit fp32 logits, any mask), "xla" or "cudnn"
   # (jax.nn.dot_product_attention; cudnn is the fused flash kernel on NVIDIA GPUs, bf16/fp16
-  # only, and takes causal + right-padding lengths instead of a [B, L, S] mask).
+  # only; see `attention`).
   attention_impl: str = "einsum"
 
   @property

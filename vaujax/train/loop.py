@@ -217,7 +217,7 @@ def _truncate_log(path: str, step: int) -> None:
         continue
       if isinstance(record, dict) and isinstance(record.get("step"), int) \
           and record["step"] <= step:
-        kept.append(json.dumps(record) + "\n")
+        kept.append(line if line.endswith("\n") else line + "\n")
   if torn:
     print(f"warning: {path}: dropped {torn} unreadable line(s) (a write cut short by a kill)",
           flush=True)
