@@ -326,9 +326,9 @@ def test_killed_evaluation_resumes_without_redoing_finished_questions(run, tmp_p
     def __init__(self, inner):
       self.inner, self.scored = inner, 0
 
-    def score_options(self, chats, feats, options):
+    def score_options(self, chats, feats, options, rows=0):
       self.scored += len(chats)
-      return self.inner.score_options(chats, feats, options)
+      return self.inner.score_options(chats, feats, options, rows=rows)
 
   counting = Counting(a)
   resumed, summary2 = qa.evaluate_mc(counting, mc, feature_dir, batch_size=2, progress=False,
