@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import zipfile
 from typing import Callable, Mapping, Optional
 
@@ -30,6 +31,10 @@ from vaujax.errors import InputError, require_file
 from vaujax.models import vit
 
 KEYS = ("tower_patches", "dino_patches", "dino_cls", "timestamps")
+# numpy parses each array header with ast.literal_eval, and CPython 3.11's AST constructor is not
+# thread-safe (python/cpython#106905: "SystemError: AST constructor recursion depth mismatch",
+# seen once in CI when Grain's prefetch threads loaded feature files concurrently).
+_NPZ_READ_LOCK = threading.Lock()
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg")
 
 
@@ -56,7 +61,7 @@ def load(path: str, expected: Optional[Mapping[str, tuple]] = None) -> dict[str,
     out = {"tower_patches": feats.astype(np.float32)}
   else:
     try:
-      with np.load(path, allow_pickle=False) as data:
+      with _NPZ_READ_LOCK, np.load(path, allow_pickle=False) as data:
         out = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
       raise InputError(path, f"not a readable feature file ({type(e).__name__}: {e})") from e
