@@ -12,6 +12,10 @@ PyTorch's backward (OpenMP intra-op threads) slows down far more under contentio
 step does, so the ratio swings from ~1x (machine quiet) to 2.5-4x (load 5-9) with the code
 unchanged. Only a quiet machine's ratio says something about the libraries.
 
+The ~100M row also times a 2048^3 fp32 `jnp.dot` in the same rounds and reports both sides'
+6N FLOP/s as a share of it, and `ratio_bound`: the ratio vaujax would reach at 100% of that
+peak. Where PyTorch already runs near the peak, that bound caps what any step can gain.
+
   python -m benchmarks train_step
   VAUJAX_BENCH_STEPS=5 python -m benchmarks train_step      # more timed steps per side
 
@@ -163,20 +167,36 @@ def measure_llama(config: dict = LLAMA_100M, batch: int = BATCH_100M, seq: int =
   compile_s, loss_jax = ours.compile_seconds()
   ref = TorchStep(hf, data)
   loss_torch = ref()   # warm-up (and the same first-step loss: same weights, same batch)
-  times = interleave({"vaujax": ours, "torch": ref}, repeats)
+  from benchmarks import utilization
+  peak_run = utilization.matmul_peak()
+
+  def peak():                       # one 2048^3 fp32 jnp.dot per round, timed with the steps
+    peak_run()
+  times = interleave({"vaujax": ours, "torch": ref, "peak": peak}, repeats)
   tokens = batch * seq
   a, b = summary(times["vaujax"]), summary(times["torch"])
+  # How far the ratio can go: both sides' 6N FLOP/s over this machine's fp32 matmul peak. A
+  # vaujax step at 100% of the peak would be `ratio_bound` times faster than PyTorch's.
+  flops = 6 * (n_params - cfg.vocab_size * cfg.hidden_size) * tokens
+  peak_flops = 2 * utilization.MATMUL_N ** 3 / min(times["peak"])
+  bound = dict(vaujax_utilization_6n=flops / a["best_s"] / peak_flops,
+               torch_utilization_6n=flops / b["best_s"] / peak_flops,
+               ratio_bound=b["best_s"] / (flops / peak_flops), peak_gflops=peak_flops / 1e9)
   row = dict(benchmark="train_step",
              metric=f"tokens/s {label} ({n_params / 1e6:.0f}M params, batch {batch}x{seq})",
              vaujax=tokens / a["best_s"], reference=tokens / b["best_s"],
              ratio=b["best_s"] / a["best_s"], params_m=n_params / 1e6, batch=batch, seq=seq,
              compile_s=compile_s, vaujax_median_s=a["median_s"], torch_median_s=b["median_s"],
              ratio_median=b["median_s"] / a["median_s"], first_loss_diff=abs(loss_jax - loss_torch),
-             torch_threads=torch.get_num_threads(), repeats=repeats, loadavg_1m=load_average())
+             torch_threads=torch.get_num_threads(), repeats=repeats, loadavg_1m=load_average(),
+             **bound)
   print(f"{label} ({n_params / 1e6:.1f}M, {batch}x{seq}): vaujax {row['vaujax']:,.0f} tok/s, "
         f"PyTorch {row['reference']:,.0f} tok/s, ratio {row['ratio']:.2f}x (median "
         f"{row['ratio_median']:.2f}x; compile {compile_s:.1f} s, first-loss diff "
-        f"{row['first_loss_diff']:.1e})", flush=True)
+        f"{row['first_loss_diff']:.1e}); 6N utilization vaujax "
+        f"{bound['vaujax_utilization_6n']:.0%}, PyTorch {bound['torch_utilization_6n']:.0%} of "
+        f"{bound['peak_gflops']:.0f} GFLOP/s: at 100% vaujax would be "
+        f"{bound['ratio_bound']:.2f}x PyTorch", flush=True)
   return row
 
 

@@ -7,7 +7,10 @@
   ...:qformer=true                        LLaMA-VID's text-guided Q-Former for the context token
                                           (default on for size=paper; needs a BERT vocab.txt)
   --config.model.attention=cudnn          fused flash attention on NVIDIA GPUs (bf16); "xla" is
-                                          jax.nn.dot_product_attention's portable path
+                                          jax.nn.dot_product_attention's portable path; "einsum"
+                                          one unchunked logits block (the default "chunked"
+                                          skips the causal upper triangle in up to
+                                          config.model.attention_chunks query chunks)
   --config.model.remat=True               rematerialise each LLM layer in the backward pass
 """
 
@@ -26,7 +29,8 @@ def get_config(arg=None):
   c.use_tetg = args.tetg
   c.sets_ratio = args.k
   c.frame_token_mode = args.mode
-  c.attention = "einsum"   # LLM attention kernel: einsum | xla | cudnn (models/llama.py)
+  c.attention = "chunked"  # LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
+  c.attention_chunks = 8   # "chunked": at most this many causal query chunks
   c.remat = False
   if args.size == "paper":
     c.llm = "vicuna_7b_v15"

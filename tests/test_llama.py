@@ -1,5 +1,7 @@
 """LLaMA decoder: parity with HF transformers, KV cache, sharding, dtypes, parameter count."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -117,12 +119,12 @@ def test_config_rejects_bad_heads():
     llama.tiny_llama(num_heads=4, num_kv_heads=3)
 
 
-def _grads_and_decode(cfg, params, ids, mask):
+def _grads_and_decode(cfg, params, ids, mask, cache_len=20):
   model = llama.Llama(cfg)
   loss = lambda p: jnp.sum(model.apply(p, ids, attention_mask=mask) * mask[..., None])  # noqa
   grads = jax.grad(loss)(params)
-  cache = llama.init_cache(cfg, ids.shape[0], 20)
-  key_mask = jnp.pad(mask, ((0, 0), (0, 20 - mask.shape[1])), constant_values=1)
+  cache = llama.init_cache(cfg, ids.shape[0], cache_len)
+  key_mask = jnp.pad(mask, ((0, 0), (0, cache_len - mask.shape[1])), constant_values=1)
   prefill, cache = model.apply(params, ids, attention_mask=key_mask, cache=cache,
                                cache_index=jnp.int32(0))
   return grads, prefill
@@ -154,6 +156,68 @@ def test_attention_kernels_equal_the_einsum_path(impl):
     np.testing.assert_allclose(p_fused, p_ref, atol=1e-5)
 
 
+def _long_batch(vocab, length=83):
+  """Long enough for 3 query chunks of 32 (the last one partial), right and left padding."""
+  rng = np.random.RandomState(5)
+  ids = rng.randint(3, vocab, (3, length))
+  mask = np.ones_like(ids)
+  mask[1, 50:] = 0            # right padding
+  mask[2, :41] = 0            # left padding: 41 fully masked query rows
+  return jnp.asarray(ids), jnp.asarray(mask)
+
+
+def test_query_chunk_sizes():
+  assert llama.query_chunk(256, 8) == 32
+  assert llama.query_chunk(1024, 8) == 128
+  assert llama.query_chunk(83, 8) == 32      # never below MIN_QUERY_CHUNK
+  assert llama.query_chunk(1000, 8) == 128   # 125 rounded up to a multiple of 8
+  assert llama.query_chunk(2048, 1) == 2048
+
+
+@pytest.mark.parametrize("name", ["gqa", "odd_hidden"])
+def test_chunked_attention_matches_hf_and_the_einsum(name):
+  """The default causal chunked attention: HF logits on every real token, and the gradients
+  and cached prefill of the single-block einsum, with right and left padding."""
+  cfg = CONFIGS[name]
+  assert cfg.attention_impl == "chunked"
+  hf = hf_model(cfg)
+  params = vaujax_params(hf, cfg)
+  ids, mask = _long_batch(cfg.vocab_size)
+  assert llama.query_chunk(ids.shape[1], cfg.attention_chunks) < ids.shape[1]
+  ours = np.asarray(llama.Llama(cfg).apply(params, ids, attention_mask=mask))
+  with torch.no_grad():
+    ref = hf(torch.tensor(np.asarray(ids)), attention_mask=torch.tensor(np.asarray(mask))).logits
+  valid = np.asarray(mask).astype(bool)
+  assert np.abs(ours - ref.numpy())[valid].max() <= 1e-5
+  einsum = dataclasses.replace(cfg, attention_impl="einsum")
+  single = np.asarray(llama.Llama(einsum).apply(params, ids, attention_mask=mask))
+  assert np.abs(ours - single)[valid].max() <= 1e-5
+  g_chunked, p_chunked = _grads_and_decode(cfg, params, ids, mask, cache_len=96)
+  g_einsum, p_einsum = _grads_and_decode(einsum, params, ids, mask, cache_len=96)
+  for a, b in zip(jax.tree_util.tree_leaves(g_chunked), jax.tree_util.tree_leaves(g_einsum)):
+    # fp32 sums in another order: gradients reach ~200 here, so the bound is relative
+    assert np.abs(a - b).max() <= 1e-5 * max(1.0, np.abs(b).max())
+  np.testing.assert_array_equal(p_chunked, p_einsum)   # with a cache both take the einsum
+
+
+def test_chunked_attention_equals_grouped_attention_on_rows_that_see_a_key():
+  rng = np.random.RandomState(0)
+  b, l, h, kv, dh = 2, 100, 4, 2, 8
+  q, k, v = (jnp.asarray(rng.randn(b, l, n, dh), jnp.float32) for n in (h, kv, kv))
+  key_valid = np.ones((b, l), bool)
+  key_valid[0, :37] = False
+  mask = llama.causal_padding_mask(jnp.asarray(key_valid), b, l, l, None)
+  chunked = llama.causal_chunked_attention(q, k, v, mask, max_chunks=4)
+  full = llama.grouped_attention(q, k, v, mask)
+  seen = np.asarray(mask).any(-1)
+  np.testing.assert_allclose(np.asarray(chunked)[seen], np.asarray(full)[seen], atol=2e-6)
+  assert not seen[0, :37].any() and seen[1].all()
+  with pytest.raises(ValueError, match="as many keys as queries"):
+    llama.causal_chunked_attention(q, k[:, :50], v[:, :50], mask[:, :, :50])
+
+
 def test_unknown_attention_kernel_is_rejected():
   with pytest.raises(ValueError, match="attention_impl='flash'"):
     llama.tiny_llama(attention_impl="flash")
+  with pytest.raises(ValueError, match="attention_chunks=0"):
+    llama.tiny_llama(attention_chunks=0)

@@ -190,7 +190,8 @@ def config_from_dict(cd) -> VAGPTConfig:
             "vicuna_7b_v11": llama.vicuna_7b_v11}
   if cd.llm not in makers:
     raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
-  llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "einsum"),
+  llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "chunked"),
+                            attention_chunks=int(cd.get("attention_chunks", 8)),
                             remat=bool(cd.get("remat", False)))
   qformer = None
   if cd.get("qformer") and cd.frame_token_mode == "context_content":
