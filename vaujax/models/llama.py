@@ -22,7 +22,8 @@ Dtype = Any
 ATTENTION_IMPLS = ("chunked", "einsum", "xla", "cudnn")
 MIN_QUERY_CHUNK = 32   # "chunked": shorter sequences take the single-block einsum
 
-# A layer's cache: {'k': [B, S, K, Dh], 'v': [B, S, K, Dh]}; the model cache is a list of them.
+# A layer's cache: {'k': [B, K, S, Dh], 'v': [B, K, S, Dh]} (heads-major, the layout the
+# attention matmuls read, so a decode step never copies the cache); the model's is a list.
 LayerCache = dict[str, Array]
 
 
@@ -154,11 +155,12 @@ class Attention(nn.Module):
     v = self._dense(cfg.num_kv_heads * dh, ("embed", "kv_heads"), "v_proj")(x).reshape(b, l, -1, dh)
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)                   # [B, L, H|K, Dh]
     if cache is not None:
-      start = (0, cache_index, 0, 0)
-      k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start)
-      v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
-      cache = {"k": k, "v": v}
-      k, v = k.astype(self.dtype), v.astype(self.dtype)
+      start = (0, 0, cache_index, 0)
+      new = lambda t, old: jax.lax.dynamic_update_slice(  # noqa: E731  [B, K, S, Dh]
+          old, t.transpose(0, 2, 1, 3).astype(old.dtype), start)
+      cache = {"k": new(k, cache["k"]), "v": new(v, cache["v"])}
+      # Logical [B, S, K, Dh] views; XLA folds the transposes into the attention matmuls.
+      k, v = (cache[n].transpose(0, 2, 1, 3).astype(self.dtype) for n in ("k", "v"))
     out = attention(q, k, v, mask, cfg.attention_impl, cache is None,
                     cfg.attention_chunks).reshape(b, l, -1)
     out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads"))
@@ -334,7 +336,7 @@ class Llama(nn.Module):
       input_ids: [B, L] int token ids, or None when `inputs_embeds` [B, L, D] is given.
       positions: [B, L] rotary positions; default 0..L-1 (offset by `cache_index` with a cache).
       attention_mask: [B, L] (no cache) or [B, S] key validity (with cache); 1 = real token.
-      cache: list of per-layer {'k','v'} [B, S, K, Dh] from `init_cache`; `cache_index` is
+      cache: list of per-layer {'k','v'} [B, K, S, Dh] from `init_cache`; `cache_index` is
         the slot of the first query token.
       return_hidden: also return the final normed hidden states [B, L, D].
 
@@ -352,7 +354,7 @@ class Llama(nn.Module):
       positions = jnp.broadcast_to(start + jnp.arange(l), (b, l))
     cfg = self.config
     cos, sin = rotary_tables(positions, cfg.head_size, cfg.rope_theta, cfg.rope_scaling_factor)
-    kv_len = l if cache is None else cache[0]["k"].shape[1]
+    kv_len = l if cache is None else cache[0]["k"].shape[2]
     mask = causal_padding_mask(attention_mask, b, l, kv_len, cache_index)
     new_cache = []
     for i, layer in enumerate(self.layers):
@@ -369,8 +371,8 @@ class Llama(nn.Module):
 
 def init_cache(config: LlamaConfig, batch: int, max_len: int,
                dtype: Dtype = jnp.float32) -> list[LayerCache]:
-  """Zeroed KV cache: per layer {'k','v'} of shape [B, max_len, K, Dh]."""
-  shape = (batch, max_len, config.num_kv_heads, config.head_size)
+  """Zeroed KV cache: per layer {'k','v'} of shape [B, K, max_len, Dh]."""
+  shape = (batch, config.num_kv_heads, max_len, config.head_size)
   return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
           for _ in range(config.num_layers)]
 
