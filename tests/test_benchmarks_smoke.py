@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from benchmarks import eval_buckets, optimisations, scaling, sets_payoff, train_step, utilization
+from benchmarks import (eval_buckets, mfu, optimisations, scaling, sets_payoff, train_step,
+                        utilization)
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -75,12 +76,25 @@ def test_optimisations():
   _check(row, "optimisations", ("vaujax", "reference", "ratio"))
 
 
+def test_mfu_plumbing_on_a_tiny_config():
+  """The GPU benchmark's code path on CPU: a tiny LLaMA in bf16, a 128^3 bf16 matmul peak."""
+  row = mfu.measure(layers=1, batch=1, seq=64, matmul_n=128, repeats=1, config=TINY_LLAMA)
+  _check(row, "mfu", ("vaujax", "mfu_measured", "achieved_tflops", "step_s"))
+  assert row["layers"] == 1
+  # PaLM's count: 6 x dense params x tokens + 12 x layers x seq x hidden x tokens
+  cfg = type("C", (), {"num_layers": 2, "hidden_size": 8})()
+  assert mfu.model_flops(cfg, n_dense=100, batch=2, seq=4) == 6 * 100 * 8 + 12 * 2 * 4 * 8 * 8
+  assert mfu.published_peak(type("D", (), {"device_kind": "NVIDIA H200"})()) == 989e12
+  assert math.isnan(mfu.published_peak(type("D", (), {"device_kind": "cpu"})()))
+
+
 def test_eval_buckets():
   row = eval_buckets.measure(num_videos=12, batch_size=5)
   _check(row, "eval_buckets", ("vaujax", "reference", "ratio"))
   assert row["compiles_bucketed"] <= row["compiles_exact"]
 
 
-@pytest.mark.parametrize("module", [eval_buckets, train_step, utilization, sets_payoff, scaling, optimisations])
+@pytest.mark.parametrize("module", [eval_buckets, train_step, utilization, sets_payoff, scaling,
+                                    optimisations, mfu])
 def test_has_main(module):
   assert callable(module.main)

@@ -1,0 +1,111 @@
+"""Model FLOPs utilisation (MFU) of the train step on a reduced-depth Vicuna-7B-shaped LLaMA.
+
+The 7B widths (hidden 4096, MLP 11008, 32 heads, vocab 32000) with fewer layers, bf16 compute,
+fp32 master weights and AdamW (the trainer's step, state donated), batch 8 x 2048 tokens. FLOPs
+per step are PaLM's model count: 6 x dense parameters x tokens, plus 12 x layers x seq x hidden
+per token for the attention scores (no causal discount). MFU is taken against two peaks:
+  published  the device's dense bf16 peak (PEAK_BF16 below, matched on `device_kind`)
+  measured   an 8192^3 bf16 `jnp.dot` timed interleaved with the steps
+
+Made for an accelerator (`config.model.attention=cudnn` on NVIDIA GPUs). On a CPU the module
+reports nothing unless VAUJAX_MFU_ON_CPU=1, since `utilization` already covers the CPU.
+
+  python -m benchmarks mfu
+  VAUJAX_MFU_LAYERS=8 VAUJAX_MFU_BATCH=4 VAUJAX_MFU_ATTENTION=chunked python -m benchmarks mfu
+  bash benchmarks/gpu_check.sh     # the device checks of the performance issue, in one run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import train_step as ts
+
+# Dense bf16 peak FLOP/s by `device_kind` substring (vendor data sheets, without sparsity).
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "TPU v5p": 459e12,
+             "TPU v5 lite": 197e12, "TPU v4": 275e12}
+SEVEN_B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_heads=32,
+               num_kv_heads=32, max_position_embeddings=4096)
+
+
+def published_peak(device) -> float:
+  """The data-sheet bf16 peak of `device`, or NaN when its kind is not in PEAK_BF16."""
+  for name, flops in PEAK_BF16.items():
+    if name.lower() in device.device_kind.lower():
+      return flops
+  return float("nan")
+
+
+def model_flops(cfg, n_dense: int, batch: int, seq: int) -> float:
+  tokens = batch * seq
+  return 6 * n_dense * tokens + 12 * cfg.num_layers * seq * cfg.hidden_size * tokens
+
+
+def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 8192,
+            repeats: int = 5, config: dict = SEVEN_B, attention: str | None = None) -> dict:
+  """One row: the step's model FLOP/s over the published and the measured bf16 peak."""
+  import flax.linen as nn
+
+  from vaujax.models import llama
+  device = jax.devices()[0]
+  attention = attention or ("cudnn" if device.platform == "gpu" else "chunked")
+  cfg = dataclasses.replace(llama.LlamaConfig(**config), num_layers=layers,
+                            attention_impl=attention)
+  model = llama.Llama(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+  n_params = llama.count_params(params)
+  n_dense = n_params - cfg.vocab_size * cfg.hidden_size          # the embedding is a gather
+  data = jax.tree_util.tree_map(jnp.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
+  step, state = ts.jitted_train_step(ts.llama_loss(model), params)
+  start = time.perf_counter()
+  compiled = step.lower(state, data).compile()
+  compile_s = time.perf_counter() - start
+  ours = ts.JaxStep(compiled, state, data)
+  ours()                                                          # warm-up
+  a = jax.random.normal(jax.random.key(1), (matmul_n, matmul_n), jnp.bfloat16)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+
+  def peak():
+    dot(a, a).block_until_ready()
+  times = ts.interleave({"step": ours, "peak": peak}, repeats)
+  step_s = min(times["step"])
+  measured = 2 * matmul_n ** 3 / min(times["peak"])
+  flops = model_flops(cfg, n_dense, batch, seq)
+  published = published_peak(device)
+  mfu_published, mfu_measured = flops / step_s / published, flops / step_s / measured
+  row = dict(benchmark="mfu",
+             metric=f"train-step MFU, 7B-shaped LLaMA with {layers} layers "
+                    f"({n_params / 1e9:.2f}B params, bf16, batch {batch}x{seq}, "
+                    f"attention={attention}) on {device.device_kind}",
+             vaujax=mfu_published if math.isfinite(mfu_published) else mfu_measured,
+             reference="-", ratio="-", mfu_published=mfu_published, mfu_measured=mfu_measured,
+             achieved_tflops=flops / step_s / 1e12,
+             published_peak_tflops=published / 1e12, measured_peak_tflops=measured / 1e12,
+             step_s=step_s, tokens_per_s=batch * seq / step_s, compile_s=compile_s,
+             params_b=n_params / 1e9, layers=layers, device=device.device_kind)
+  print(f"{row['metric']}: step {step_s * 1e3:.1f} ms, {row['achieved_tflops']:.1f} TFLOP/s; "
+        f"MFU {row['mfu_published']:.1%} of the published {published / 1e12:.0f} TFLOP/s, "
+        f"{row['mfu_measured']:.1%} of the measured {measured / 1e12:.1f} TFLOP/s matmul",
+        flush=True)
+  return row
+
+
+def main() -> list[dict]:
+  if jax.default_backend() == "cpu" and os.environ.get("VAUJAX_MFU_ON_CPU") != "1":
+    print("mfu: no accelerator here (the CPU's utilisation is `utilization`); skipped")
+    return []
+  env = lambda name, default: int(os.environ.get(name, default))  # noqa: E731
+  return [measure(layers=env("VAUJAX_MFU_LAYERS", 4), batch=env("VAUJAX_MFU_BATCH", 8),
+                  seq=env("VAUJAX_MFU_SEQ", 2048),
+                  attention=os.environ.get("VAUJAX_MFU_ATTENTION") or None)]
+
+
+if __name__ == "__main__":
+  main()
