@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -50,23 +49,13 @@ def model_flops(cfg, n_dense: int, batch: int, seq: int) -> float:
 def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 8192,
             repeats: int = 5, config: dict = SEVEN_B, attention: str | None = None) -> dict:
   """One row: the step's model FLOP/s over the published and the measured bf16 peak."""
-  import flax.linen as nn
-
   from vaujax.models import llama
   device = jax.devices()[0]
   attention = attention or ("cudnn" if device.platform == "gpu" else "chunked")
   cfg = dataclasses.replace(llama.LlamaConfig(**config), num_layers=layers,
                             attention_impl=attention)
   model = llama.Llama(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
-  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
-  n_params = llama.count_params(params)
-  n_dense = n_params - cfg.vocab_size * cfg.hidden_size          # the embedding is a gather
-  data = jax.tree_util.tree_map(jnp.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
-  step, state = ts.jitted_train_step(ts.llama_loss(model), params)
-  start = time.perf_counter()
-  compiled = step.lower(state, data).compile()
-  compile_s = time.perf_counter() - start
-  ours = ts.JaxStep(compiled, state, data)
+  ours, _, n_params, n_dense, compile_s = ts.compiled_llama_step(model, batch, seq)
   ours()                                                          # warm-up
   a = jax.random.normal(jax.random.key(1), (matmul_n, matmul_n), jnp.bfloat16)
   dot = jax.jit(jnp.dot)

@@ -42,21 +42,11 @@ def cost_flops(compiled) -> float:
 
 def measure(config: dict = ts.LLAMA_100M, batch: int = ts.BATCH_100M, seq: int = ts.SEQ_100M,
             repeats: int = ts.STEPS, matmul_n: int = MATMUL_N, label: str = "~100M LLaMA") -> dict:
-  import flax.linen as nn
-
   from vaujax.models import llama
   cfg = llama.LlamaConfig(**config)
-  model = llama.Llama(cfg)
-  params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
-  n_params = llama.count_params(params)
-  n_dense = n_params - cfg.vocab_size * cfg.hidden_size     # the embedding is a gather
-  data = jax.tree_util.tree_map(jnp.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
-  step, state = ts.jitted_train_step(ts.llama_loss(model), params)
-  start = time.perf_counter()
-  compiled = step.lower(state, data).compile()
-  compile_s = time.perf_counter() - start
+  ours, compiled, n_params, n_dense, compile_s = ts.compiled_llama_step(llama.Llama(cfg), batch,
+                                                                        seq)
   xla_flops = cost_flops(compiled)
-  ours = ts.JaxStep(compiled, state, data)
   ours()                                                   # warm-up
   peak_run = matmul_peak(matmul_n)
 
