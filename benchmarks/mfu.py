@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import train_step as ts
+from benchmarks import utilization
 
 # Dense bf16 peak FLOP/s by `device_kind` substring (vendor data sheets, without sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "TPU v5p": 459e12,
@@ -57,12 +58,7 @@ def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 81
   model = llama.Llama(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
   ours, _, n_params, n_dense, compile_s = ts.compiled_llama_step(model, batch, seq)
   ours()                                                          # warm-up
-  a = jax.random.normal(jax.random.key(1), (matmul_n, matmul_n), jnp.bfloat16)
-  dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-
-  def peak():
-    dot(a, a).block_until_ready()
+  peak = utilization.matmul_peak(matmul_n, jnp.bfloat16)
   times = ts.interleave({"step": ours, "peak": peak}, repeats)
   step_s = min(times["step"])
   measured = 2 * matmul_n ** 3 / min(times["peak"])

@@ -189,11 +189,8 @@ def measure_llama(config: dict = LLAMA_100M, batch: int = BATCH_100M, seq: int =
   ref = TorchStep(hf, data)
   loss_torch = ref()   # warm-up (and the same first-step loss: same weights, same batch)
   from benchmarks import utilization
-  peak_run = utilization.matmul_peak()
-
-  def peak():                       # one 2048^3 fp32 jnp.dot per round, timed with the steps
-    peak_run()
-  times = interleave({"vaujax": ours, "torch": ref, "peak": peak}, repeats)
+  # one 2048^3 fp32 jnp.dot per round, timed with the steps
+  times = interleave({"vaujax": ours, "torch": ref, "peak": utilization.matmul_peak()}, repeats)
   tokens = batch * seq
   a, b = summary(times["vaujax"]), summary(times["torch"])
   # How far the ratio can go: both sides' 6N FLOP/s over this machine's fp32 matmul peak. A

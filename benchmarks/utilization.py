@@ -21,10 +21,10 @@ from benchmarks import train_step as ts
 MATMUL_N = 2048
 
 
-def matmul_peak(n: int = MATMUL_N):
-  """() -> seconds of one n x n x n fp32 jnp.dot (compiled, synced)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+def matmul_peak(n: int = MATMUL_N, dtype=jnp.float32):
+  """A callable that runs one n x n x n `dtype` jnp.dot (compiled, warmed up, synced)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   dot = jax.jit(jnp.dot)
   dot(a, b).block_until_ready()
 
