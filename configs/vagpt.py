@@ -11,7 +11,7 @@
                                           one unchunked logits block (the default "chunked"
                                           skips the causal upper triangle in up to
                                           config.model.attention_chunks query chunks)
-  --config.model.remat=True               rematerialise each LLM layer in the backward pass
+  --config.model.remat=True               rematerialise each LLM and Q-Former layer in the backward pass
 """
 
 import ml_collections
@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.frame_token_mode = args.mode
   c.attention = "chunked"  # LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
-  c.remat = False
+  c.remat = False          # rematerialise each LLM and Q-Former layer in the backward pass
   if args.size == "paper":
     c.llm = "vicuna_7b_v15"
     c.vision_dim, c.num_patches = 1408, 256       # EVA-g patch tokens, CLS dropped

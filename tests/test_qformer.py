@@ -229,3 +229,28 @@ def test_dropout_only_in_training_mode(hf):
       *a, deterministic=False, rngs={"dropout": rng})["queries"])(*args)
   assert np.isfinite(train).all() and not np.allclose(train, eval_out)
   assert qformer.qformer_base(training=True).dropout == 0.1
+
+
+def test_remat_keeps_outputs_and_gradients(hf):
+  """remat=True (each layer recomputed in the backward) changes memory, not numbers."""
+  _, state, cfg = hf
+  params, _ = convert.params_from_state_dict(state, cfg)
+  x = _inputs(7)
+  args = (x["query_embeds"], x["image_embeds"], x["input_ids"], TEXT_MASK)
+  rng = jax.random.key(3, impl="rbg")
+
+  def loss(p, remat, deterministic):
+    c = dataclasses.replace(cfg, remat=remat, dropout=0.1, attention_dropout=0.1)
+    out = qformer.QFormer(c).apply(p, *args, deterministic=deterministic,
+                                   rngs={"dropout": rng})["hidden"]
+    return jnp.sum(jnp.sin(out))
+
+  for deterministic in (True, False):
+    grad = lambda remat: jax.jit(jax.value_and_grad(loss), static_argnums=(1, 2))(  # noqa: E731
+        params, remat, deterministic)
+    (plain_loss, plain_grad), (remat_loss, remat_grad) = grad(False), grad(True)
+    np.testing.assert_allclose(remat_loss, plain_loss, rtol=1e-6)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                           remat_grad, plain_grad)
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss), static_argnums=(1, 2))(params, True, True))
+  assert jaxpr.count("checkpoint") + jaxpr.count("remat") >= cfg.num_layers

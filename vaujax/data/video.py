@@ -142,9 +142,19 @@ def iter_video_chunks(path: str | os.PathLike, *, chunk_size: int, fps: Optional
                      f"but only {got} of the {len(wanted)} sampled frames could be decoded")
 
 
+# libx264 with its default macroblock-tree rate control is not repeatable here: the same frames
+# encoded twice in one process decode to pixels up to 14 levels apart (this build's mbtree
+# depends on state earlier encodes leave behind). With mbtree off the encoder is a pure function
+# of the frames, so generated datasets, their features and the demo repeat bit for bit.
+X264_OPTIONS = {"crf": "12", "x264-params": "mbtree=0"}
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
                 codec: str = "libx264", options: Optional[dict] = None) -> None:
-  """Encodes uint8 [T, H, W, 3] RGB frames; written to a temporary name, then renamed."""
+  """Encodes uint8 [T, H, W, 3] RGB frames; written to a temporary name, then renamed.
+
+  `options` are the codec's (default for libx264: `X264_OPTIONS`, repeatable output).
+  """
   import av
   path = os.fspath(path)
   frames = np.asarray(frames)
@@ -160,7 +170,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
   with av.open(tmp, mode="w") as container:
     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    stream.options = options if options is not None else {"crf": "12"} if codec == "libx264" else {}
+    if options is None:
+      options = dict(X264_OPTIONS) if codec == "libx264" else {}
+    stream.options = options
     for frame in frames:
       for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
         container.mux(packet)

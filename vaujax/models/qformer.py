@@ -58,6 +58,9 @@ class QFormerConfig:
   num_query_tokens: int = 32
   dropout: float = 0.0                # hidden_dropout_prob (BERT trains with 0.1)
   attention_dropout: float = 0.0      # attention_probs_dropout_prob
+  # Rematerialise each layer in the backward pass: the paper plan's 64 frames x 288 tokens keep
+  # [64, 12, 288, 288] fp32 attention scores per layer otherwise (benchmarks/memory_plan.py).
+  remat: bool = False
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -210,7 +213,9 @@ class QFormer(nn.Module):
     self.position_embeddings = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size,
                                         embedding_init=_init(("pos", "embed")), **mods)
     self.embed_norm = layer_norm(cfg.layer_norm_eps, self.dtype, self.param_dtype, "embed_norm")
-    self.layers = [QFormerLayer(cfg, i, name=f"layers_{i}", **mods)
+    # static: num_queries (arg 5) and deterministic (arg 6), counting `self`
+    layer_cls = nn.remat(QFormerLayer, static_argnums=(5, 6)) if cfg.remat else QFormerLayer
+    self.layers = [layer_cls(cfg, i, name=f"layers_{i}", **mods)
                    for i in range(cfg.num_layers)]
     self.dropout = nn.Dropout(cfg.dropout)
 
