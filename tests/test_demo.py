@@ -55,3 +55,27 @@ def test_ablation_runs_every_variant(tmp_path):
                                        "SETS + TETG, K=0.25"]
   saved = json.load(open(tmp_path / "ablation.json"))
   assert len(saved["rows"]) == 5 and all(0 <= r["mc"]["total_acc"] <= 1 for r in saved["rows"])
+
+
+def test_demo_repeats_bit_for_bit(tmp_path):
+  """Same config, two workdirs, one process: the same videos, features, losses and answers.
+
+  (libx264's mbtree once made the second encode of a video differ from the first; see
+  `video.X264_OPTIONS`.)"""
+  import numpy as np
+  c = demo.DemoConfig(num_videos=12, stage1_steps=3, stage2_steps=2, mc_copies=1, batch_size=4,
+                      frames=4)
+  runs = [demo.run(str(tmp_path / name), c, log=lambda s: None) for name in ("a", "b")]
+  features = sorted(os.listdir(tmp_path / "a" / "data" / "features"))
+  assert features == sorted(os.listdir(tmp_path / "b" / "data" / "features"))
+  for name in features:
+    with np.load(tmp_path / "a" / "data" / "features" / name) as fa, \
+         np.load(tmp_path / "b" / "data" / "features" / name) as fb:
+      for key in fa.files:
+        np.testing.assert_array_equal(fa[key], fb[key], err_msg=f"{name}:{key}")
+  for key in ("stage1_loss", "stage2_loss", "tetg", "results"):
+    assert runs[0][key] == runs[1][key], key
+  for stage in ("stage1", "stage2"):
+    losses = [[json.loads(line)["loss"] for line in open(tmp_path / r / stage / "metrics.jsonl")]
+              for r in ("a", "b")]
+    assert losses[0] == losses[1] and len(losses[0]) == getattr(c, f"{stage}_steps")
