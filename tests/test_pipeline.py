@@ -113,6 +113,33 @@ def test_hint_and_truncation(data):
         source[0])
 
 
+def test_qformer_question_ids_and_truncation(data, tmp_path, caplog):
+  """The Q-Former's question: BERT ids padded to qformer_max_length; a longer one keeps its end
+  and is counted and logged, one that fills the width exactly is not."""
+  import re
+
+  from vaujax.data.bert_tokenizer import BertTokenizer, question_text
+  root, items, tok, cfg = data
+  words = sorted(set(re.findall(r"[a-z0-9]+", json.dumps(items).lower())))
+  (tmp_path / "vocab.txt").write_text(
+      "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'"] + words))
+  bert = BertTokenizer.load(str(tmp_path / "vocab.txt"))
+  source, _ = pipeline.json_source(str(root / "train.json"))
+  full = bert.encode(question_text(source[0]["conversations"]), 1 << 30)
+  assert len(full) > 4 and 1 not in full   # no [UNK]: the vocab covers the question
+  for width, cut in ((len(full) + 3, 0), (len(full), 0), (len(full) - 2, 1)):
+    prep = pipeline.Prepare(pipeline.PipelineConfig(**{**cfg.__dict__,
+                                                       "qformer_max_length": width}),
+                            tok, bert_tokenizer=bert)
+    with caplog.at_level("WARNING"):
+      out = prep.map(source[0])
+    assert out["qformer_ids"].shape == out["qformer_mask"].shape == (width,)
+    kept = out["qformer_ids"][out["qformer_mask"] == 1].tolist()
+    assert kept == (full if not cut else [full[0]] + full[-(width - 1):])
+    assert prep.questions_truncated == cut
+  assert "Q-Former question of" in caplog.text and "qformer_max_length" in caplog.text
+
+
 def test_missing_or_bad_features_error_or_skip(data, tmp_path):
   root, items, tok, cfg = data
   source, _ = pipeline.json_source(str(root / "train.json"))

@@ -63,6 +63,7 @@ class Prepare(grain.transforms.Map):
     self.cfg, self.tokenizer, self.hint_fn = cfg, tokenizer, hint_fn
     self.bert = bert_tokenizer
     self.truncated = 0
+    self.questions_truncated = 0
 
   def map(self, item):
     cfg = self.cfg
@@ -92,8 +93,17 @@ class Prepare(grain.transforms.Map):
            "example_index": np.int64(item.get("_index", -1))}
     if self.bert is not None and cfg.qformer_max_length:
       from vaujax.data.bert_tokenizer import question_text
-      q_ids, q_mask = self.bert.batch([question_text(conv)], cfg.qformer_max_length,
+      question = question_text(conv)
+      q_ids, q_mask = self.bert.batch([question], cfg.qformer_max_length,
                                       pad_to=cfg.qformer_max_length)
+      if q_mask[0, -1]:   # filled to the brim: was anything cut off the front?
+        full = len(self.bert.encode(question, 1 << 30))
+        if full > cfg.qformer_max_length:
+          self.questions_truncated += 1
+          if self.questions_truncated <= 3 or self.questions_truncated % 1000 == 0:
+            logging.warning("example %s: Q-Former question of %d tokens keeps its last %d (%d "
+                            "so far; raise model.qformer_max_length)", item.get("id"), full,
+                            cfg.qformer_max_length, self.questions_truncated)
       out["qformer_ids"], out["qformer_mask"] = q_ids[0], q_mask[0]
     for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
       if key in feats:
