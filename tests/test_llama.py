@@ -72,6 +72,24 @@ def test_kv_cache_decode_equals_full_recompute():
     assert np.abs(np.asarray(step[:, 0]) - np.asarray(full[:, t])).max() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["gqa", "tied"])
+def test_logits_to_keep_runs_the_head_on_the_last_rows(name):
+  cfg = CONFIGS[name]
+  model = llama.Llama(cfg)
+  ids = jnp.asarray(np.random.RandomState(4).randint(3, cfg.vocab_size, (2, 9)))
+  params = model.init(jax.random.key(0), ids)
+  full, hidden = model.apply(params, ids, return_hidden=True)
+  for keep in (1, 3):
+    last, last_hidden = model.apply(params, ids, return_hidden=True, logits_to_keep=keep)
+    assert last.shape == (2, keep, cfg.vocab_size)
+    np.testing.assert_allclose(last, full[:, -keep:], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(last_hidden, hidden)   # the hidden states stay whole
+  cache, mask = llama.init_cache(cfg, 2, 12), jnp.ones((2, 12), jnp.int32)
+  last, _ = model.apply(params, ids, attention_mask=mask, cache=cache, cache_index=jnp.int32(0),
+                        logits_to_keep=1)
+  np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-5)
+
+
 def test_sharded_forward_equals_unsharded(mesh8):
   cfg = llama.tiny_llama(num_heads=4, num_kv_heads=2, vocab_size=256)
   model = llama.Llama(cfg)

@@ -119,7 +119,7 @@ class Sampler:
     positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
     logits, cache = model.apply(params, prompt_ids, inputs_embeds=inputs_embeds,
                                 positions=positions, attention_mask=key_mask, cache=cache,
-                                cache_index=jnp.int32(0))
+                                cache_index=jnp.int32(0), logits_to_keep=1)
     next_pos = positions[:, -1] + 1                                              # [B]
     eos, pad = model.config.eos_token_id, model.config.pad_token_id
 

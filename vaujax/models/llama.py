@@ -329,7 +329,7 @@ class Llama(nn.Module):
   def __call__(self, input_ids: Optional[Array] = None, *, inputs_embeds: Optional[Array] = None,
                positions: Optional[Array] = None, attention_mask: Optional[Array] = None,
                cache: Optional[list[LayerCache]] = None, cache_index: Optional[Array] = None,
-               return_hidden: bool = False):
+               return_hidden: bool = False, logits_to_keep: int = 0):
     """Runs the decoder.
 
     Args:
@@ -339,9 +339,13 @@ class Llama(nn.Module):
       cache: list of per-layer {'k','v'} [B, K, S, Dh] from `init_cache`; `cache_index` is
         the slot of the first query token.
       return_hidden: also return the final normed hidden states [B, L, D].
+      logits_to_keep: > 0: the LM head runs on the last this many positions only (HF's
+        `logits_to_keep`): a prefill that samples from its last token skips L - 1 rows of the
+        [D, V] matmul.
 
     Returns:
-      logits [B, L, V] fp32; with a cache `(logits, new_cache)`; with `return_hidden`, the
+      logits [B, L, V] fp32 ([B, logits_to_keep, V] if set); with a cache
+      `(logits, new_cache)`; with `return_hidden`, the
       hidden states are appended to the returned tuple.
     """
     if (input_ids is None) == (inputs_embeds is None):
@@ -361,7 +365,7 @@ class Llama(nn.Module):
       x, layer_cache = layer(x, cos, sin, mask, None if cache is None else cache[i], cache_index)
       new_cache.append(layer_cache)
     hidden = self.norm(x)
-    logits = self.logits(hidden)
+    logits = self.logits(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
     out = (logits,) if cache is None else (logits, new_cache)
     if return_hidden:
       out = out + (hidden,)
