@@ -23,10 +23,12 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(
       train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
       batch_size=8, num_epochs=1000,
-      skip_bad=True, tetg_params="", classes=(), encoder="", bert_vocab=""))
+      skip_bad=True, tetg_params="", classes=(), encoder="", bert_vocab="",
+      read_threads=0, prefetch_buffer=0))
   # classes: the TETG hint's class list (() = UCF-Crime's 13; --config.data.classes="(a, b)");
   # encoder: how `vaujax.infer` encodes a raw video (tiny[:SEED] or TOWER_DIR,DINO_DIR);
-  # bert_vocab: the Q-Former's vocab.txt
+  # bert_vocab: the Q-Former's vocab.txt; read_threads / prefetch_buffer: grain's prefetch
+  # threads and batches ahead (0 = half the host's cores, two batches per thread; threads -1 = none)
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
       total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from benchmarks import (eval_buckets, mfu, optimisations, scaling, sets_payoff, train_step,
-                        utilization)
+from benchmarks import (eval_buckets, input_pipeline, mfu, optimisations, scaling, sets_payoff,
+                        train_step, utilization)
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -98,3 +98,11 @@ def test_eval_buckets():
                                     optimisations, mfu])
 def test_has_main(module):
   assert callable(module.main)
+
+
+def test_input_pipeline_loop_in_a_child_process(tmp_path):
+  paths = input_pipeline.make_data(str(tmp_path / "data"), num_videos=4)
+  result = input_pipeline.run_in_child(paths, str(tmp_path / "run"), 1, 2, steps=4, warmup=1)
+  assert set(result) == {"wall_ms", "data_ms", "step_ms", "rss_growth_mib"}
+  assert all(math.isfinite(v) for v in result.values())
+  assert result["step_ms"] > 0 and result["wall_ms"] >= result["step_ms"]

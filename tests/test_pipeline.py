@@ -98,6 +98,27 @@ def test_two_processes_get_disjoint_covering_shards(data):
   assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(len(items)))
 
 
+def test_prefetch_settings_keep_batches_and_bound_the_buffer(data, monkeypatch):
+  """read_threads/prefetch_buffer change how far grain reads ahead, never what it yields."""
+  import dataclasses
+  root, items, tok, cfg = data
+  source, _ = pipeline.json_source(str(root / "train.json"))
+  runs = []
+  for threads, buffer in ((-1, 0), (0, 0), (3, 5)):
+    c = dataclasses.replace(cfg, read_threads=threads, prefetch_buffer=buffer)
+    runs.append([b["example_index"].tolist() for b in pipeline.make_dataset(source, c, tok)])
+  assert runs[0] == runs[1] == runs[2] and len(runs[0]) == len(items) // 2
+  options = lambda **kw: pipeline.read_options(dataclasses.replace(cfg, **kw))  # noqa: E731
+  assert (options(read_threads=-1).num_threads, options(read_threads=-1).prefetch_buffer_size) \
+      == (0, 0)
+  assert (options(read_threads=3, prefetch_buffer=5).num_threads,
+          options(read_threads=3, prefetch_buffer=5).prefetch_buffer_size) == (3, 5)
+  for cores, threads in ((2, 1), (8, 4), (64, 16), (None, 1)):
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: cores)
+    auto = options()
+    assert (auto.num_threads, auto.prefetch_buffer_size) == (threads, 2 * threads)
+
+
 def test_hint_and_truncation(data):
   root, items, tok, cfg = data
   source, _ = pipeline.json_source(str(root / "train.json"))

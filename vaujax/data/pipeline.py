@@ -40,6 +40,11 @@ class PipelineConfig:
   seed: int = 0
   shuffle: bool = True
   qformer_max_length: int = 0    # > 0: emit the Q-Former's question ids/mask, padded to this
+  # Batches prepared ahead by grain threads (0 = auto, see `read_options`; read_threads -1 =
+  # none, examples are prepared in the training loop). The threads share the host's cores
+  # with the train step (benchmarks/input_pipeline.py).
+  read_threads: int = 0
+  prefetch_buffer: int = 0
 
 
 def video_key(item: Mapping) -> str:
@@ -141,7 +146,17 @@ def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
     ds = ds.shuffle(seed=cfg.seed)
   ds = ds[process_index::process_count]
   ds = ds.map(Prepare(cfg, tokenizer, hint_fn, bert_tokenizer))
-  return ds.batch(cfg.batch_size, drop_remainder=True).to_iter_dataset()
+  return ds.batch(cfg.batch_size, drop_remainder=True).to_iter_dataset(read_options(cfg))
+
+
+def read_options(cfg: PipelineConfig) -> grain.ReadOptions:
+  """Prefetch threads and buffer (in batches): the config's, or half the host's cores (1 to 16)
+  and two batches per thread."""
+  if cfg.read_threads < 0:
+    return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+  threads = cfg.read_threads or min(16, max(1, (os.cpu_count() or 2) // 2))
+  return grain.ReadOptions(num_threads=threads,
+                           prefetch_buffer_size=cfg.prefetch_buffer or 2 * threads)
 
 
 class TFDSInstructionSource:

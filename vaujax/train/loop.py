@@ -75,7 +75,9 @@ def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
       feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
                       "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
       num_epochs=config.data.num_epochs, seed=config.seed,
-      qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0)
+      qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
+      read_threads=config.data.get("read_threads", 0),
+      prefetch_buffer=config.data.get("prefetch_buffer", 0))
   if config.data.skip_bad:
     source, missing = pipeline.drop_examples_without_features(source, pcfg)
     problems += missing
@@ -270,6 +272,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
   sigterm = _SigtermFlag()
   try:
     for step in bar:
+      t_data = time.perf_counter()
       local = next(data_it)
       t0 = time.perf_counter()
       batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])
@@ -282,7 +285,9 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         raise NonFiniteLoss(f"step {step + 1}: loss={metrics['loss']} grad_norm="
                             f"{metrics['grad_norm']}; stopping. The last good checkpoint in "
                             f"{ckpt.directory} is kept.")
+      # data_time: waiting for the input pipeline (prefetching keeps it near 0 unless input-bound)
       metrics.update(step=step + 1, step_time=dt, tokens_per_s=metrics["num_tokens"] / dt,
+                     data_time=t0 - t_data,
                      examples=[int(i) for i in local["example_index"]])
       if evaluate is not None and (step + 1) % config.eval.every == 0:
         metrics.update(evaluate(step + 1, state["params"]))
@@ -291,7 +296,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         log.write(json.dumps(metrics) + "\n")
         log.flush()
       if writer:
-        for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time"):
+        for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time", "data_time"):
           writer.add_scalar(f"train/{key}", metrics[key], step + 1)
         for key in (k for k in metrics if k.startswith("eval_")):
           writer.add_scalar(f"eval/{key[5:]}", metrics[key], step + 1)
