@@ -5,8 +5,11 @@ from the feature files) on generated data, once per input setting:
   none      read_threads=-1: each batch is prepared in the loop, between train steps
   grain     grain's own defaults, 16 threads and 500 batches ahead
   auto      the pipeline's default: half the host's cores, two batches per thread
+  buckets   auto, and each batch trimmed to its longest example rounded up to 32 tokens
+            (data.length_bucket; one compile per distinct length)
 Wall per step = `data_time` (waiting for the batch) + `step_time` (the jitted step and its
-metrics), the mean over the steps after the first WARMUP; host memory growth is the resident
+metrics), the median over the steps after the first WARMUP (so a late compile of a new length
+is not counted; `compiles` says how many lengths there were); host memory growth is the resident
 set at the last step (the pipeline's buffer alive) minus before the run. The settings run one
 after another, twice in alternation; each figure is from the faster of its two runs.
 
@@ -21,7 +24,7 @@ import tempfile
 import numpy as np
 
 STEPS, WARMUP = 100, 30
-SETTINGS = {"none": (-1, 0), "grain": (16, 500), "auto": (0, 0)}
+SETTINGS = {"none": (-1, 0, 0), "grain": (16, 500, 0), "auto": (0, 0, 0), "buckets": (0, 0, 32)}
 
 
 def make_data(root: str, num_videos: int = 24) -> dict:
@@ -37,8 +40,8 @@ def make_data(root: str, num_videos: int = 24) -> dict:
   return paths
 
 
-def run_loop(paths: dict, workdir: str, threads: int, buffer: int, steps: int = STEPS,
-             warmup: int = WARMUP) -> dict:
+def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int = 0,
+             steps: int = STEPS, warmup: int = WARMUP) -> dict:
   from configs import vagpt_stage1
   from vaujax.data import synthetic
   from vaujax.train import loop
@@ -47,6 +50,7 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, steps: int = 
   c.data.tokenizer, c.data.tetg_params = paths["tokenizer"], paths["tetg"]
   c.data.classes = tuple(synthetic.SyntheticConfig().classes)
   c.data.max_length, c.data.read_threads, c.data.prefetch_buffer = 320, threads, buffer
+  c.data.length_bucket = bucket
   c.mesh.update(dict(data=1, fsdp=1, tensor=1, devices=1))
   c.ckpt_every, c.progress, c.log_every = steps, False, steps
   rss = []
@@ -57,11 +61,14 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, steps: int = 
     return {}
 
   before = host_rss_mib()
-  history = loop.train_and_evaluate(c, workdir, hooks=[record_rss])[warmup:]
-  data = float(np.mean([h["data_time"] for h in history]))
-  step = float(np.mean([h["step_time"] for h in history]))
-  return {"wall_ms": 1e3 * (data + step), "data_ms": 1e3 * data, "step_ms": 1e3 * step,
-          "rss_growth_mib": rss[-1] - before}
+  full = loop.train_and_evaluate(c, workdir, hooks=[record_rss])
+  history = full[warmup:]
+  data = float(np.median([h["data_time"] for h in history]))
+  step = float(np.median([h["step_time"] for h in history]))
+  wall = float(np.median([h["data_time"] + h["step_time"] for h in history]))
+  return {"wall_ms": 1e3 * wall, "data_ms": 1e3 * data, "step_ms": 1e3 * step,
+          "rss_growth_mib": rss[-1] - before, "compiles": len({h["seq_len"] for h in full}),
+          "mean_seq_len": float(np.mean([h["seq_len"] for h in full]))}
 
 
 def host_rss_mib() -> float:
@@ -70,15 +77,16 @@ def host_rss_mib() -> float:
     return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_in_child(paths: dict, workdir: str, threads: int, buffer: int, steps: int = STEPS,
-                 warmup: int = WARMUP) -> dict:
+def run_in_child(paths: dict, workdir: str, threads: int, buffer: int, bucket: int = 0,
+                 steps: int = STEPS, warmup: int = WARMUP) -> dict:
   """`run_loop` in a fresh process, so that one setting's freed buffers do not hide another's."""
   import json
   import subprocess
   import sys
   out = subprocess.run(
       [sys.executable, "-m", "benchmarks.input_pipeline", "--child", json.dumps(paths), workdir,
-       str(threads), str(buffer), str(steps), str(warmup)], check=True, capture_output=True,
+       str(threads), str(buffer), str(bucket), str(steps), str(warmup)], check=True,
+      capture_output=True,
       text=True,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -89,14 +97,15 @@ def main():
     paths = make_data(os.path.join(root, "data"))
     results = {name: [] for name in SETTINGS}
     for repeat in range(2):
-      for name, (threads, buffer) in SETTINGS.items():
-        results[name].append(run_in_child(paths, os.path.join(root, f"{name}{repeat}"), threads,
-                                          buffer))
+      for name, setting in SETTINGS.items():
+        results[name].append(run_in_child(paths, os.path.join(root, f"{name}{repeat}"),
+                                          *setting))
   best = {name: min(runs, key=lambda r: r["wall_ms"]) for name, runs in results.items()}
   for name, r in best.items():
     print(f"{name:5s}: {r['wall_ms']:.1f} ms/step (waiting for data {r['data_ms']:.1f} ms, "
           f"step {r['step_ms']:.1f} ms); host memory +{r['rss_growth_mib']:.0f} MiB at the "
-          f"last step", flush=True)
+          f"last step; {r['compiles']} compile(s), mean length {r['mean_seq_len']:.0f}",
+          flush=True)
   cores = os.cpu_count()
   rows = []
   for ref in ("none", "grain"):
@@ -106,6 +115,11 @@ def main():
                      vaujax=best["auto"]["wall_ms"], reference=best[ref]["wall_ms"],
                      ratio=best[ref]["wall_ms"] / best["auto"]["wall_ms"],
                      **{f"{name}_{k}": v for name, r in best.items() for k, v in r.items()}))
+  rows.append(dict(benchmark="input_pipeline",
+                   metric=f"median ms/step, length buckets of 32 vs padding to 320 "
+                          f"({best['buckets']['compiles']} compiles vs 1)",
+                   vaujax=best["buckets"]["wall_ms"], reference=best["auto"]["wall_ms"],
+                   ratio=best["auto"]["wall_ms"] / best["buckets"]["wall_ms"]))
   rows.append(dict(benchmark="input_pipeline",
                    metric="host memory growth (MiB) by the last step, auto vs grain's defaults",
                    vaujax=best["auto"]["rss_growth_mib"], reference=best["grain"]["rss_growth_mib"],
@@ -118,6 +132,6 @@ if __name__ == "__main__":
   if len(sys.argv) > 1 and sys.argv[1] == "--child":
     import json
     print(json.dumps(run_loop(json.loads(sys.argv[2]), sys.argv[3],
-                              *map(int, sys.argv[4:8]))))
+                              *map(int, sys.argv[4:9]))))
   else:
     main()

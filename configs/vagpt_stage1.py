@@ -24,11 +24,13 @@ def get_config(arg=None):
       train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
       batch_size=8, num_epochs=1000,
       skip_bad=True, tetg_params="", classes=(), encoder="", bert_vocab="",
-      read_threads=0, prefetch_buffer=0))
+      read_threads=0, prefetch_buffer=0, length_bucket=0 if args.size == "tiny" else 256))
   # classes: the TETG hint's class list (() = UCF-Crime's 13; --config.data.classes="(a, b)");
   # encoder: how `vaujax.infer` encodes a raw video (tiny[:SEED] or TOWER_DIR,DINO_DIR);
   # bert_vocab: the Q-Former's vocab.txt; read_threads / prefetch_buffer: grain's prefetch
-  # threads and batches ahead (0 = half the host's cores, two batches per thread; threads -1 = none)
+  # threads and batches ahead (0 = half the host's cores, two batches per thread; threads
+  # -1 = none); length_bucket: pad each batch to its longest example rounded up to this, not
+  # to max_length (0 = off; one train-step compile per length: it pays off over long runs)
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
       total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,

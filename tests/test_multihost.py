@@ -1,5 +1,5 @@
 """2 processes x 4 CPU devices (jax.distributed on loopback) train with the losses of
-1 process x 8 devices."""
+1 process x 8 devices (length buckets on: the processes agree on each batch's length)."""
 
 import json
 import os
@@ -29,7 +29,9 @@ def _args(data, workdir, *extra):
           f"--config.data.feature_dir={data['features']}",
           f"--config.data.tokenizer={data['tokenizer']}", "--config.data.batch_size=4",
           "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
-          "--config.ckpt_every=3", "--config.progress=False", *extra]
+          "--config.ckpt_every=3", "--config.progress=False",
+          # each process trims its half batch to the length all processes agree on
+          "--config.data.length_bucket=16", *extra]
 
 
 def _env(devices):
@@ -55,6 +57,8 @@ def test_two_processes_match_one(tmp_path):
   a, b = read(single), read(multi)
   assert [r["step"] for r in b] == list(range(1, STEPS + 1))
   np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], atol=1e-5)
+  assert [r["seq_len"] for r in b] == [r["seq_len"] for r in a] and max(
+      r["seq_len"] for r in a) < 256
   # process 0 logs its own rows; together the processes cover the same examples
   assert all(set(x["examples"]) <= set(sum((r["examples"] for r in a), []))
              for x in b)

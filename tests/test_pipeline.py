@@ -119,6 +119,24 @@ def test_prefetch_settings_keep_batches_and_bound_the_buffer(data, monkeypatch):
     assert (auto.num_threads, auto.prefetch_buffer_size) == (threads, 2 * threads)
 
 
+def test_bucket_length_and_trim():
+  mask = np.zeros((3, 40), np.int32)
+  mask[0, :7], mask[1, :19], mask[2, :] = 1, 1, 0          # the last row is all padding
+  assert pipeline.bucket_length(mask, 8, 40) == 24
+  assert pipeline.bucket_length(mask, 16, 40) == 32
+  assert pipeline.bucket_length(mask, 64, 40) == 40        # never past max_length
+  assert pipeline.bucket_length(np.zeros((2, 40), np.int32), 8, 40) == 8
+  batch = {"input_ids": np.arange(120).reshape(3, 40), "labels": np.ones((3, 40)),
+           "attention_mask": mask, "tower_patches": np.ones((3, 2, 5))}
+  short = pipeline.trim_to_length(batch, 24)
+  assert short["input_ids"].shape == short["labels"].shape == short["attention_mask"].shape \
+      == (3, 24)
+  np.testing.assert_array_equal(short["input_ids"], batch["input_ids"][:, :24])
+  assert short["tower_patches"] is batch["tower_patches"]
+  with pytest.raises(ValueError, match="real tokens beyond"):
+    pipeline.trim_to_length(batch, 16)
+
+
 def test_hint_and_truncation(data):
   root, items, tok, cfg = data
   source, _ = pipeline.json_source(str(root / "train.json"))

@@ -61,6 +61,22 @@ def test_loss_falls_and_sharded_equals_single_device(data, tmp_path):
   assert [h["examples"] for h in sharded] == [h["examples"] for h in single]
 
 
+def test_length_buckets_train_exactly_like_full_padding(data, tmp_path):
+  """data.length_bucket trims each batch's padding tail: same losses, shorter steps."""
+  runs = {}
+  for bucket in (0, 16):
+    c = _config(data, steps=6, data=1, fsdp=1, tensor=1, devices=1)
+    c.data.length_bucket = bucket
+    runs[bucket] = loop.train_and_evaluate(c, str(tmp_path / f"b{bucket}"))
+  full, trimmed = runs[0], runs[16]
+  assert {h["seq_len"] for h in full} == {256}
+  lengths = [h["seq_len"] for h in trimmed]
+  assert all(n % 16 == 0 and n < 256 for n in lengths), lengths
+  for key in ("loss", "grad_norm", "num_tokens"):
+    np.testing.assert_allclose([h[key] for h in trimmed], [h[key] for h in full], rtol=2e-5,
+                               err_msg=key)
+
+
 def _cli(data, workdir, steps, extra=()):
   args = [sys.executable, "-m", "vaujax.train", "--config",
           os.path.join(REPO, f"configs/vagpt_stage1.py:size=tiny,frames=4,steps={steps}"),

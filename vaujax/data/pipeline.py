@@ -159,6 +159,34 @@ def read_options(cfg: PipelineConfig) -> grain.ReadOptions:
                            prefetch_buffer_size=cfg.prefetch_buffer or 2 * threads)
 
 
+TOKEN_KEYS = ("input_ids", "labels", "attention_mask")   # [B, max_length], right-padded
+
+
+def bucket_length(attention_mask: np.ndarray, bucket: int, max_length: int) -> int:
+  """The batch's token length rounded up to a multiple of `bucket` (at most `max_length`).
+
+  Examples are right-padded, so the longest row's last real token bounds what the batch needs.
+  """
+  mask = np.asarray(attention_mask)
+  rows = mask.any(axis=1)
+  longest = int((mask.shape[1] - np.argmax(mask[:, ::-1] > 0, axis=1))[rows].max()) \
+      if rows.any() else 1
+  return min(max_length, -(-longest // bucket) * bucket)
+
+
+def trim_to_length(batch: dict, length: int) -> dict:
+  """Drops the all-padding tail of the token arrays: [B, max_length] -> [B, length].
+
+  Exact for training: padding sits after every real token (causal attention never looks
+  forward) and carries IGNORE_INDEX labels. Fewer distinct lengths mean fewer compiles of the
+  train step, so lengths go to buckets (`bucket_length`).
+  """
+  mask = np.asarray(batch["attention_mask"])
+  if mask[:, length:].any():
+    raise ValueError(f"cannot trim to {length} tokens: a row has real tokens beyond it")
+  return {k: (v[:, :length] if k in TOKEN_KEYS else v) for k, v in batch.items()}
+
+
 class TFDSInstructionSource:
   """Adapts a `tfds.data_source` of the instruction builder to the JSON items' form.
 

@@ -260,9 +260,21 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
   return evaluate
 
 
+def _common_length(local: dict, bucket: int, max_length: int) -> int:
+  """This step's bucketed token length, the same on every process (they build one array)."""
+  length = pipeline.bucket_length(local["attention_mask"], bucket, max_length)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
+  return length
+
+
 def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
          evaluate=None):
   from tqdm import tqdm
+  # Pad each batch only to its longest example, rounded up to a multiple of this (0 = always
+  # to data.max_length); one compile per distinct length.
+  bucket = config.data.get("length_bucket", 0)
   writer = _tensorboard(workdir)
   history = []
   log = open(log_path, "a") if jax.process_index() == 0 else None
@@ -274,6 +286,9 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
     for step in bar:
       t_data = time.perf_counter()
       local = next(data_it)
+      if bucket:
+        local = pipeline.trim_to_length(local, _common_length(local, bucket,
+                                                              config.data.max_length))
       t0 = time.perf_counter()
       batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])
                for k in batch_sh}
@@ -287,7 +302,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
                             f"{ckpt.directory} is kept.")
       # data_time: waiting for the input pipeline (prefetching keeps it near 0 unless input-bound)
       metrics.update(step=step + 1, step_time=dt, tokens_per_s=metrics["num_tokens"] / dt,
-                     data_time=t0 - t_data,
+                     data_time=t0 - t_data, seq_len=int(local["input_ids"].shape[1]),
                      examples=[int(i) for i in local["example_index"]])
       if evaluate is not None and (step + 1) % config.eval.every == 0:
         metrics.update(evaluate(step + 1, state["params"]))
