@@ -11,7 +11,8 @@
                                           one unchunked logits block (the default "chunked"
                                           skips the causal upper triangle in up to
                                           config.model.attention_chunks query chunks)
-  --config.model.remat=True               rematerialise each LLM and Q-Former layer in the backward pass
+  --config.model.remat=True               rematerialise each LLM and Q-Former layer in the
+                                          backward pass
 """
 
 import ml_collections
@@ -52,7 +53,8 @@ def get_config(arg=None):
   c.qformer_vocab_size = 30523 if args.size == "paper" else 0   # 0: the vocab file's size
   # Tokens of the Q-Former's question ([CLS] ... [SEP]), every example padded to it. LLaMA-VID
   # pads to the batch's longest, at most 256; a 4-option MC prompt is about 70 BERT tokens, and
-  # 128 instead of 256 takes the paper plan's compiled temp from 26.0 to 15.8 GiB per device
-  # (benchmarks/memory_plan.py). Longer questions keep their end and are counted in the log.
+  # 128 instead of 256 takes the paper plan's compiled temp from 32.3 to 22.0 GiB per device at
+  # 4 LLM layers (benchmarks/memory_plan.py). Longer questions keep their end and are counted in
+  # the log.
   c.qformer_max_length = 128 if args.size == "paper" else 32
   return c

@@ -311,7 +311,8 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         log.write(json.dumps(metrics) + "\n")
         log.flush()
       if writer:
-        for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time", "data_time"):
+        for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time",
+                    "data_time"):
           writer.add_scalar(f"train/{key}", metrics[key], step + 1)
         for key in (k for k in metrics if k.startswith("eval_")):
           writer.add_scalar(f"eval/{key[5:]}", metrics[key], step + 1)
