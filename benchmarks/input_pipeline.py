@@ -10,8 +10,9 @@ from the feature files) on generated data, once per input setting:
 Wall per step = `data_time` (waiting for the batch) + `step_time` (the jitted step and its
 metrics), the median over the steps after the first WARMUP (so a late compile of a new length
 is not counted; `compiles` says how many lengths there were); host memory growth is the resident
-set at the last step (the pipeline's buffer alive) minus before the run. The settings run one
-after another, twice in alternation; each figure is from the faster of its two runs.
+set at the last step (the pipeline's buffer alive) minus before the run. Each run is a fresh
+process; the settings run one after another, VAUJAX_INPUT_REPEATS times (default 1) in
+alternation, and each figure is from the fastest of its runs.
 
   python -m benchmarks input_pipeline
 """
@@ -23,7 +24,8 @@ import tempfile
 
 import numpy as np
 
-STEPS, WARMUP = 100, 30
+STEPS, WARMUP = 80, 20
+REPEATS = int(os.environ.get("VAUJAX_INPUT_REPEATS", "1"))   # runs per setting (best kept)
 SETTINGS = {"none": (-1, 0, 0), "grain": (16, 500, 0), "auto": (0, 0, 0), "buckets": (0, 0, 32)}
 
 
@@ -96,7 +98,7 @@ def main():
   with tempfile.TemporaryDirectory() as root:
     paths = make_data(os.path.join(root, "data"))
     results = {name: [] for name in SETTINGS}
-    for repeat in range(2):
+    for repeat in range(REPEATS):
       for name, setting in SETTINGS.items():
         results[name].append(run_in_child(paths, os.path.join(root, f"{name}{repeat}"),
                                           *setting))
