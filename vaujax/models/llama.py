@@ -206,40 +206,47 @@ def causal_chunked_attention(q: Array, k: Array, v: Array, mask: Array,
   either way, which no loss and no later token reads.
   q [B, L, H, Dh], k/v [B, L, K, Dh], mask [B, L, L] (causal & key validity).
   """
-  b, l, h, dh = q.shape
-  kv_heads = k.shape[2]
+  l = q.shape[1]
   if k.shape[1] != l:
     raise ValueError(f"causal chunked attention needs as many keys as queries, got "
                      f"{k.shape[1]} keys for {l} queries")
   chunk = query_chunk(l, max_chunks)
   if chunk >= l:
     return grouped_attention(q, k, v, mask)
-  q = q.reshape(b, l, kv_heads, h // kv_heads, dh).transpose(0, 2, 3, 1, 4)  # [B, K, G, L, Dh]
-  k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)                    # [B, K, S, Dh]
-  outs = []
-  for start in range(0, l, chunk):
-    end = min(start + chunk, l)
-    logits = jnp.einsum("bkgld,bksd->bkgls", q[:, :, :, start:end], k[:, :, :end],
-                        preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(dh))
-    logits = jnp.where(mask[:, None, None, start:end, :end], logits,
-                       jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    outs.append(jnp.einsum("bkgls,bksd->bkgld", probs, v[:, :, :end]))
-  out = jnp.concatenate(outs, axis=3)                                         # [B, K, G, L, Dh]
-  return out.transpose(0, 3, 1, 2, 4).reshape(b, l, h, dh)
+  q, k, v = _heads_major(q, k, v)                            # [B, K, G, L, Dh], [B, K, S, Dh]
+  outs = [_attend(q[:, :, :, start:start + chunk], k[:, :, :start + chunk],
+                  v[:, :, :start + chunk], mask[:, start:start + chunk, :start + chunk])
+          for start in range(0, l, chunk)]
+  return _tokens_major(jnp.concatenate(outs, axis=3))
 
 
 def grouped_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
   """Softmax attention (fp32 logits/softmax) for q [B,L,H,Dh], k/v [B,S,K,Dh], mask [B,L,S]."""
+  return _tokens_major(_attend(*_heads_major(q, k, v), mask))
+
+
+def _heads_major(q: Array, k: Array, v: Array) -> tuple[Array, Array, Array]:
+  """q [B, L, H, Dh] -> [B, K, G, L, Dh] (H = K * G); k/v [B, S, K, Dh] -> [B, K, S, Dh]."""
   b, l, h, dh = q.shape
-  groups = h // k.shape[2]
-  q = q.reshape(b, l, k.shape[2], groups, dh)
-  logits = jnp.einsum("blkgd,bskd->bkgls", q, k, preferred_element_type=jnp.float32)
-  logits = logits / jnp.sqrt(jnp.float32(dh))
+  kv_heads = k.shape[2]
+  q = q.reshape(b, l, kv_heads, h // kv_heads, dh).transpose(0, 2, 3, 1, 4)
+  return q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+
+
+def _tokens_major(out: Array) -> Array:
+  """[B, K, G, L, Dh] -> [B, L, H, Dh]."""
+  b, kv_heads, groups, l, dh = out.shape
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, l, kv_heads * groups, dh)
+
+
+def _attend(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """softmax(q k^T / sqrt(Dh), masked) v with fp32 logits and softmax, heads-major:
+  q [B, K, G, L, Dh], k/v [B, K, S, Dh], mask [B, L, S] -> [B, K, G, L, Dh]."""
+  logits = jnp.einsum("bkgld,bksd->bkgls", q, k, preferred_element_type=jnp.float32)
+  logits = logits / jnp.sqrt(jnp.float32(q.shape[-1]))
   logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
-  return out.reshape(b, l, h, dh)
+  return jnp.einsum("bkgls,bksd->bkgld", probs, v)
 
 
 class MLP(nn.Module):
