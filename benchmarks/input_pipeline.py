@@ -19,10 +19,15 @@ alternation, and each figure is from the fastest of its runs.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
+
+from benchmarks.scaling import host_rss_mib
 
 STEPS, WARMUP = 80, 20
 REPEATS = int(os.environ.get("VAUJAX_INPUT_REPEATS", "1"))   # runs per setting (best kept)
@@ -34,8 +39,8 @@ def make_data(root: str, num_videos: int = 24) -> dict:
   from vaujax import testing
   from vaujax.train import tetg_trainer
   paths = testing.make_tiny_vagpt_data(root, num_videos=num_videos)
-  import json
-  labels = json.load(open(paths["labels_json"]))
+  with open(paths["labels_json"]) as f:
+    labels = json.load(f)
   x, y = tetg_trainer.frames_from_features(paths["features"], labels)
   paths["tetg"] = os.path.join(root, "tetg")
   tetg_trainer.save(paths["tetg"], tetg_trainer.train(x, y, tetg_configs.get_config("epochs=3")))
@@ -59,10 +64,10 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
   c.eval.every = steps      # the hook runs at the last step, with the pipeline's buffer alive
 
   def record_rss(step, params):
-    rss.append(host_rss_mib())
+    rss.append(host_rss_mib()[1])
     return {}
 
-  before = host_rss_mib()
+  before = host_rss_mib()[1]
   full = loop.train_and_evaluate(c, workdir, hooks=[record_rss])
   history = full[warmup:]
   data = float(np.median([h["data_time"] for h in history]))
@@ -73,23 +78,13 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
           "mean_seq_len": float(np.mean([h["seq_len"] for h in full]))}
 
 
-def host_rss_mib() -> float:
-  """This process's resident memory now (Linux /proc)."""
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def run_in_child(paths: dict, workdir: str, threads: int, buffer: int, bucket: int = 0,
                  steps: int = STEPS, warmup: int = WARMUP) -> dict:
   """`run_loop` in a fresh process, so that one setting's freed buffers do not hide another's."""
-  import json
-  import subprocess
-  import sys
   out = subprocess.run(
       [sys.executable, "-m", "benchmarks.input_pipeline", "--child", json.dumps(paths), workdir,
        str(threads), str(buffer), str(bucket), str(steps), str(warmup)], check=True,
-      capture_output=True,
-      text=True,
+      capture_output=True, text=True,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -131,9 +126,7 @@ def main():
 
 
 if __name__ == "__main__":
-  import sys
   if len(sys.argv) > 1 and sys.argv[1] == "--child":
-    import json
     print(json.dumps(run_loop(json.loads(sys.argv[2]), sys.argv[3],
                               *map(int, sys.argv[4:9]))))
   else:
