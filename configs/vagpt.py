@@ -12,7 +12,10 @@
                                           skips the causal upper triangle in up to
                                           config.model.attention_chunks query chunks)
   --config.model.remat=True               rematerialise each LLM and Q-Former layer in the
-                                          backward pass
+                                          backward pass (default on for size=paper)
+  --config.model.scan_layers=True         the LLM's layers as one lax.scan over stacked weights:
+                                          one compiled layer, and per-layer all-gathered
+                                          weights live for one iteration (on for size=paper)
 """
 
 import ml_collections
@@ -32,7 +35,12 @@ def get_config(arg=None):
   c.frame_token_mode = args.mode
   c.attention = "chunked"  # LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
-  c.remat = False          # rematerialise each LLM and Q-Former layer in the backward pass
+  # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run the
+  # LLM's layers as one scan (models/llama.py: scan_layers). At 32 layers, fsdp=8, bf16 the
+  # compiled temp is 22.0 GiB per device with the scan; unrolled it grows ~2 GiB per layer
+  # (benchmarks/memory_plan.py). Tiny: neither (seconds-scale steps, exact HF layer order).
+  c.remat = args.size == "paper"
+  c.scan_layers = args.size == "paper"
   if args.size == "paper":
     c.llm = "vicuna_7b_v15"
     c.vision_dim, c.num_patches = 1408, 256       # EVA-g patch tokens, CLS dropped

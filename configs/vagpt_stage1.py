@@ -19,7 +19,7 @@ def get_config(arg=None):
   c.task = "vagpt"
   c.seed = 0
   c.model = model_configs.get_config(f"size={args.size},frames={args.frames},sets=false")
-  c.dtype = "float32"
+  c.dtype = "float32" if args.size == "tiny" else "bfloat16"   # compute; params and Adam fp32
   c.data = ml_collections.ConfigDict(dict(
       train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
       batch_size=8, num_epochs=1000,

@@ -112,6 +112,75 @@ def test_sharded_forward_equals_unsharded(mesh8):
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
 
 
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_layers_matches_hf_and_the_unrolled_gradients(remat):
+  """scan_layers runs one layer body over the stacked weights: same logits (HF), same grads."""
+  base = dataclasses.replace(CONFIGS["odd_hidden"], remat=remat)       # 3 layers, GQA 3 -> 1
+  scanned = dataclasses.replace(base, scan_layers=True)
+  hf = hf_model(base)
+  params = vaujax_params(hf, base)
+  ids, mask = _batch(base.vocab_size)
+  ids, mask = jnp.asarray(ids), jnp.asarray(mask)
+  ours = np.asarray(jax.jit(lambda p: llama.Llama(scanned).apply(p, ids, attention_mask=mask))(
+      params))
+  with torch.no_grad():
+    ref = hf(torch.tensor(np.asarray(ids)), attention_mask=torch.tensor(np.asarray(mask))).logits
+  assert np.abs(ours - ref.numpy())[np.asarray(mask, bool)].max() <= 1e-5
+
+  def loss(p, cfg):
+    logits = llama.Llama(cfg).apply(p, ids, attention_mask=mask)
+    return jnp.sum(jnp.sin(logits) * mask[..., None])
+
+  grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  (plain_loss, plain), (scan_loss, scan) = grad(params, base), grad(params, scanned)
+  np.testing.assert_allclose(scan_loss, plain_loss, rtol=1e-6)
+  assert jax.tree_util.tree_structure(scan) == jax.tree_util.tree_structure(plain)
+  for a, b in zip(jax.tree_util.tree_leaves(scan), jax.tree_util.tree_leaves(plain)):
+    assert np.abs(a - b).max() <= 2e-6 * np.abs(b).max()   # fp32 summation order only
+  # One layer body in the program, not num_layers copies of it.
+  count = lambda cfg: str(jax.make_jaxpr(loss, static_argnums=1)(params, cfg)).count(  # noqa: E731
+      "dot_general")
+  assert count(base) - count(scanned) == (base.num_layers - 1) * (count(base) - 1) // base.num_layers
+
+
+def test_scan_layers_init_and_decode_keep_the_per_layer_tree():
+  """Init and KV-cache decode run the layers one by one, under the same `layers_i` names."""
+  cfg = dataclasses.replace(CONFIGS["gqa"], scan_layers=True)
+  model, plain = llama.Llama(cfg), llama.Llama(dataclasses.replace(cfg, scan_layers=False))
+  ids = jnp.asarray(np.random.RandomState(3).randint(3, cfg.vocab_size, (2, 12)))
+  params = model.init(jax.random.key(0), ids)
+  reference = plain.init(jax.random.key(0), ids)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, nn.unbox(params), nn.unbox(reference))
+  full = model.apply(params, ids)
+  np.testing.assert_allclose(full, plain.apply(params, ids), atol=1e-6)
+  cache, mask = llama.init_cache(cfg, 2, 16), jnp.ones((2, 16), jnp.int32)
+  logits, cache = model.apply(params, ids[:, :5], attention_mask=mask, cache=cache,
+                              cache_index=jnp.int32(0))
+  np.testing.assert_allclose(logits, full[:, :5], atol=1e-5)
+  step, _ = model.apply(params, ids[:, 5:6], attention_mask=mask, cache=cache,
+                        cache_index=jnp.int32(5))
+  np.testing.assert_allclose(step[:, 0], full[:, 5], atol=1e-5)
+
+
+def test_scan_layers_sharded_gradients_equal_unsharded(mesh8):
+  """Under fsdp/tensor sharding the scanned step's gradients keep each parameter's sharding."""
+  cfg = llama.tiny_llama(num_layers=3, scan_layers=True, remat=True)
+  model = llama.Llama(cfg)
+  ids = jnp.asarray(np.random.RandomState(0).randint(3, 256, (8, 16)))
+  boxed = model.init(jax.random.key(0), ids)
+  params = nn.unbox(boxed)
+  loss = lambda p, x: jnp.mean(jnp.sin(model.apply(p, x)))  # noqa: E731
+  expected = jax.grad(loss)(params, ids)
+  shardings = sharding.logical_to_mesh_sharding(boxed, mesh8)
+  with jax.set_mesh(mesh8), nn.logical_axis_rules(sharding.DEFAULT_RULES):
+    grads = jax.jit(jax.grad(loss), in_shardings=(shardings, sharding.batch_sharding(mesh8, 2)),
+                    out_shardings=shardings)(jax.device_put(params, shardings), ids)
+  kernel = grads["params"]["layers_2"]["mlp"]["gate_proj"]["kernel"]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+                         grads, expected)
+
+
 def test_bf16_close_to_fp32():
   cfg = CONFIGS["gqa"]
   ids = jnp.asarray(_batch(cfg.vocab_size)[0])

@@ -77,6 +77,27 @@ def test_length_buckets_train_exactly_like_full_padding(data, tmp_path):
                                err_msg=key)
 
 
+
+def test_scanned_llm_layers_train_like_unrolled_and_share_checkpoints(data, tmp_path):
+  """model.scan_layers (with remat, on the data/fsdp/tensor mesh): the unrolled run's losses,
+  and a checkpoint that an unrolled stage two starts from (same per-layer parameter tree)."""
+  runs = {}
+  for scan in (False, True):
+    c = _config(data, steps=6)
+    c.model.scan_layers, c.model.remat = scan, True
+    runs[scan] = loop.train_and_evaluate(c, str(tmp_path / f"scan{scan}"))
+  for key in ("loss", "grad_norm"):
+    np.testing.assert_allclose([h[key] for h in runs[True]], [h[key] for h in runs[False]],
+                               rtol=2e-5, err_msg=key)
+  c = vagpt_stage2.get_config("size=tiny,frames=4,steps=1")
+  c.data.train_json, c.data.feature_dir, c.data.tokenizer = (data["train_json"], data["features"],
+                                                             data["tokenizer"])
+  c.data.batch_size, c.progress, c.init_from = 4, False, str(tmp_path / "scanTrue")
+  c.mesh.update(dict(data=2, fsdp=2, tensor=2))
+  assert not c.model.scan_layers
+  second = loop.train_and_evaluate(c, str(tmp_path / "stage2"))
+  assert second[0]["loss"] < runs[True][0]["loss"]
+
 def _cli(data, workdir, steps, extra=()):
   args = [sys.executable, "-m", "vaujax.train", "--config",
           os.path.join(REPO, f"configs/vagpt_stage1.py:size=tiny,frames=4,steps={steps}"),

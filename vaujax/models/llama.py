@@ -48,6 +48,11 @@ class LlamaConfig:
   eos_token_id: int = 2
   pad_token_id: int = 0
   remat: bool = False  # rematerialise each decoder layer in the backward pass
+  # Run the decoder layers (no-cache forward: training, scoring) as one `lax.scan` over their
+  # stacked weights: one compiled layer body instead of num_layers copies, and under fsdp each
+  # layer's all-gathered weights and full-size gradients live for one iteration only. The
+  # parameter tree keeps its per-layer `layers_i` names (checkpoints, converters, LoRA).
+  scan_layers: bool = False
   # Attention kernel (see `attention`): "chunked" (the einsum per causal query chunk, skipping
   # the all-masked upper triangle; the default), "einsum" (one explicit fp32 [L, S] logits
   # block, any mask), "xla" or "cudnn" (jax.nn.dot_product_attention; cudnn is the fused flash
@@ -368,9 +373,12 @@ class Llama(nn.Module):
     kv_len = l if cache is None else cache[0]["k"].shape[2]
     mask = causal_padding_mask(attention_mask, b, l, kv_len, cache_index)
     new_cache = []
-    for i, layer in enumerate(self.layers):
-      x, layer_cache = layer(x, cos, sin, mask, None if cache is None else cache[i], cache_index)
-      new_cache.append(layer_cache)
+    if cfg.scan_layers and cache is None and not self.is_initializing():
+      x = self._scan_layers(x, cos, sin, mask)
+    else:
+      for i, layer in enumerate(self.layers):
+        x, layer_cache = layer(x, cos, sin, mask, None if cache is None else cache[i], cache_index)
+        new_cache.append(layer_cache)
     hidden = self.norm(x)
     logits = self.logits(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
     out = (logits,) if cache is None else (logits, new_cache)
@@ -378,6 +386,25 @@ class Llama(nn.Module):
       out = out + (hidden,)
     return out[0] if len(out) == 1 else out
 
+
+  def _scan_layers(self, x: Array, cos: Array, sin: Array, mask: Array) -> Array:
+    """The decoder layers as a scan over their stacked weights (see `scan_layers`).
+
+    Stacking is a local copy of each device's shard ([L, ...] sharded like one layer), and its
+    transpose slices the stacked gradient back into the per-layer tree.
+    """
+    cfg = self.config
+    params = nn.unbox(self.variables["params"])
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
+                                     *(params[f"layers_{i}"] for i in range(cfg.num_layers)))
+    layer = DecoderLayer(cfg, self.dtype, self.param_dtype, parent=None)
+
+    def body(h, layer_params):                                           # h: [B, L, D]
+      return layer.apply({"params": layer_params}, h, cos, sin, mask)[0], None
+
+    if cfg.remat:   # the scan already keeps XLA from merging the recompute with the forward
+      body = jax.checkpoint(body, prevent_cse=False)
+    return jax.lax.scan(body, x, stacked)[0]
 
 
 def init_cache(config: LlamaConfig, batch: int, max_len: int,

@@ -192,7 +192,8 @@ def config_from_dict(cd) -> VAGPTConfig:
     raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
   llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "chunked"),
                             attention_chunks=int(cd.get("attention_chunks", 8)),
-                            remat=bool(cd.get("remat", False)))
+                            remat=bool(cd.get("remat", False)),
+                            scan_layers=bool(cd.get("scan_layers", False)))
   qformer = None
   if cd.get("qformer") and cd.frame_token_mode == "context_content":
     qformer = QFormerConfig(
