@@ -12,6 +12,7 @@ reports nothing unless VAUJAX_MFU_ON_CPU=1, since `utilization` already covers t
 
   python -m benchmarks mfu
   VAUJAX_MFU_LAYERS=8 VAUJAX_MFU_BATCH=4 VAUJAX_MFU_ATTENTION=chunked python -m benchmarks mfu
+  VAUJAX_MFU_SCAN=1 python -m benchmarks mfu      # the layers as one scan (the paper config's)
   bash benchmarks/gpu_check.sh     # the device checks of the performance issue, in one run
 """
 
@@ -48,13 +49,14 @@ def model_flops(cfg, n_dense: int, batch: int, seq: int) -> float:
 
 
 def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 8192,
-            repeats: int = 5, config: dict = SEVEN_B, attention: str | None = None) -> dict:
+            repeats: int = 5, config: dict = SEVEN_B, attention: str | None = None,
+            scan_layers: bool = False) -> dict:
   """One row: the step's model FLOP/s over the published and the measured bf16 peak."""
   from vaujax.models import llama
   device = jax.devices()[0]
   attention = attention or ("cudnn" if device.platform == "gpu" else "chunked")
   cfg = dataclasses.replace(llama.LlamaConfig(**config), num_layers=layers,
-                            attention_impl=attention)
+                            attention_impl=attention, scan_layers=scan_layers)
   model = llama.Llama(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
   ours, _, n_params, n_dense, compile_s = ts.compiled_llama_step(model, batch, seq)
   ours()                                                          # warm-up
@@ -68,13 +70,15 @@ def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 81
   row = dict(benchmark="mfu",
              metric=f"train-step MFU, 7B-shaped LLaMA with {layers} layers "
                     f"({n_params / 1e9:.2f}B params, bf16, batch {batch}x{seq}, "
-                    f"attention={attention}) on {device.device_kind}",
+                    f"attention={attention}{', scanned layers' if scan_layers else ''}) on "
+                    f"{device.device_kind}",
              vaujax=mfu_published if math.isfinite(mfu_published) else mfu_measured,
              reference="-", ratio="-", mfu_published=mfu_published, mfu_measured=mfu_measured,
              achieved_tflops=flops / step_s / 1e12,
              published_peak_tflops=published / 1e12, measured_peak_tflops=measured / 1e12,
              step_s=step_s, tokens_per_s=batch * seq / step_s, compile_s=compile_s,
-             params_b=n_params / 1e9, layers=layers, device=device.device_kind)
+             params_b=n_params / 1e9, layers=layers, scan_layers=scan_layers,
+             device=device.device_kind)
   print(f"{row['metric']}: step {step_s * 1e3:.1f} ms, {row['achieved_tflops']:.1f} TFLOP/s; "
         f"MFU {row['mfu_published']:.1%} of the published {published / 1e12:.0f} TFLOP/s, "
         f"{row['mfu_measured']:.1%} of the measured {measured / 1e12:.1f} TFLOP/s matmul",
@@ -89,7 +93,8 @@ def main() -> list[dict]:
   env = lambda name, default: int(os.environ.get(name, default))  # noqa: E731
   return [measure(layers=env("VAUJAX_MFU_LAYERS", 4), batch=env("VAUJAX_MFU_BATCH", 8),
                   seq=env("VAUJAX_MFU_SEQ", 2048),
-                  attention=os.environ.get("VAUJAX_MFU_ATTENTION") or None)]
+                  attention=os.environ.get("VAUJAX_MFU_ATTENTION") or None,
+                  scan_layers=os.environ.get("VAUJAX_MFU_SCAN") == "1")]
 
 
 if __name__ == "__main__":

@@ -78,9 +78,10 @@ def test_optimisations():
 
 def test_mfu_plumbing_on_a_tiny_config():
   """The GPU benchmark's code path on CPU: a tiny LLaMA in bf16, a 128^3 bf16 matmul peak."""
-  row = mfu.measure(layers=1, batch=1, seq=64, matmul_n=128, repeats=1, config=TINY_LLAMA)
+  row = mfu.measure(layers=2, batch=1, seq=64, matmul_n=128, repeats=1, config=TINY_LLAMA,
+                    scan_layers=True)
   _check(row, "mfu", ("vaujax", "mfu_measured", "achieved_tflops", "step_s"))
-  assert row["layers"] == 1
+  assert row["layers"] == 2 and row["scan_layers"] and "scanned layers" in row["metric"]
   # PaLM's count: 6 x dense params x tokens + 12 x layers x seq x hidden x tokens
   cfg = type("C", (), {"num_layers": 2, "hidden_size": 8})()
   assert mfu.model_flops(cfg, n_dense=100, batch=2, seq=4) == 6 * 100 * 8 + 12 * 2 * 4 * 8 * 8

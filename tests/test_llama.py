@@ -143,6 +143,30 @@ def test_scan_layers_matches_hf_and_the_unrolled_gradients(remat):
   assert count(base) - count(scanned) == (base.num_layers - 1) * (count(base) - 1) // base.num_layers
 
 
+def test_scan_layers_in_bf16_stacks_the_kernels_in_bf16():
+  """bf16 compute: the stacked kernels are bf16 (half the copy), the norms fp32; the loss and
+  gradients stay within bf16 rounding of the unrolled layers'."""
+  cfg = llama.tiny_llama(num_layers=3, remat=True)
+  ids = jnp.asarray(np.random.RandomState(5).randint(3, cfg.vocab_size, (2, 40)))
+  params = nn.unbox(llama.Llama(cfg).init(jax.random.key(0), ids))
+
+  def loss(p, c):
+    return jnp.mean(jnp.square(llama.Llama(c, dtype=jnp.bfloat16).apply(p, ids)))
+
+  scanned = dataclasses.replace(cfg, scan_layers=True)
+  scan_eqn = next(e for e in jax.make_jaxpr(loss, static_argnums=1)(params, scanned).eqns
+                  if e.primitive.name == "scan")
+  stacked = scan_eqn.invars[scan_eqn.params["num_consts"] + scan_eqn.params["num_carry"]:]
+  assert sorted({(v.aval.ndim, str(v.aval.dtype)) for v in stacked}) == [
+      (2, "float32"), (3, "bfloat16")]                           # [L, D] norms, [L, D, F] kernels
+  grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  (plain_loss, plain), (scan_loss, scan) = grad(params, cfg), grad(params, scanned)
+  np.testing.assert_allclose(scan_loss, plain_loss, rtol=1e-2)
+  for a, b in zip(jax.tree_util.tree_leaves(scan), jax.tree_util.tree_leaves(plain)):
+    assert a.dtype == b.dtype == jnp.float32
+    assert np.abs(a - b).max() <= 3e-2 * np.abs(b).max()
+
+
 def test_scan_layers_init_and_decode_keep_the_per_layer_tree():
   """Init and KV-cache decode run the layers one by one, under the same `layers_i` names."""
   cfg = dataclasses.replace(CONFIGS["gqa"], scan_layers=True)

@@ -391,12 +391,16 @@ class Llama(nn.Module):
     """The decoder layers as a scan over their stacked weights (see `scan_layers`).
 
     Stacking is a local copy of each device's shard ([L, ...] sharded like one layer), and its
-    transpose slices the stacked gradient back into the per-layer tree.
+    transpose slices the stacked gradient back into the per-layer tree. The kernels are stacked
+    in the compute dtype: `nn.Dense` casts them to it anyway, so the values (and the gradients,
+    through the same cast) are unchanged, and a bf16 stack is half the copy.
     """
     cfg = self.config
     params = nn.unbox(self.variables["params"])
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
-                                     *(params[f"layers_{i}"] for i in range(cfg.num_layers)))
+    stack = lambda *leaves: jnp.stack(  # noqa: E731  kernels [D, F] -> [L, D, F]; norms stay
+        [x.astype(self.dtype) if x.ndim >= 2 else x for x in leaves])
+    stacked = jax.tree_util.tree_map(stack, *(params[f"layers_{i}"]
+                                              for i in range(cfg.num_layers)))
     layer = DecoderLayer(cfg, self.dtype, self.param_dtype, parent=None)
 
     def body(h, layer_params):                                           # h: [B, L, D]
