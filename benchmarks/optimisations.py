@@ -7,6 +7,8 @@ interleaved against the baseline and its compiled memory is read from XLA's memo
   query chunks meet only the keys they can see) vs the single-block einsum (fp32 [L, S]
   logits, `einsum`) and `jax.nn.dot_product_attention` (`xla`; `cudnn` needs an NVIDIA GPU),
 - remat of every decoder layer (`config.model.remat=True`): temp memory vs step time,
+- the layers as one `lax.scan` (`config.model.scan_layers=True`, on for the paper config), both
+  with remat: step time and temp memory (its payoff is at scale: benchmarks/memory_plan.py),
 - buffer donation of the training state (what `loop` does) vs none: peak memory.
 
 The chunked-vs-einsum pair is also timed on the tiny VA-GPT step that the demo trains.
@@ -60,6 +62,7 @@ def measure(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
       "attention=einsum": (dataclasses.replace(base, attention_impl="einsum"), True),
       "attention=xla": (dataclasses.replace(base, attention_impl="xla"), True),
       "remat": (dataclasses.replace(base, remat=True), True),
+      "remat+scan": (dataclasses.replace(base, remat=True, scan_layers=True), True),
       "no donation": (base, False),
   }
   steps, memory, losses = {}, {}, {}
@@ -75,6 +78,7 @@ def measure(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
   pairs = [("attention=chunked (default) vs einsum", "baseline", "attention=einsum"),
            ("attention=xla vs chunked", "attention=xla", "baseline"),
            ("remat vs none", "remat", "baseline"),
+           ("scanned vs unrolled layers, both remat", "remat+scan", "remat"),
            ("no donation vs donated", "no donation", "baseline")]
   for label, after, before in pairs:
     rows.append(dict(
