@@ -11,6 +11,7 @@ is compiled at a reduced depth (an unrolled 32-layer compile takes far longer):
 
   python -m benchmarks memory_plan                          # 32 layers; unrolled vs scan at 4
   VAUJAX_PLAN_LAYERS=8 VAUJAX_PLAN_UNROLLED_LAYERS=2 python -m benchmarks memory_plan
+  VAUJAX_PLAN_REMAT_POLICY=dots python -m benchmarks memory_plan   # the main plan's policy
 """
 
 import dataclasses
@@ -29,7 +30,7 @@ GIB = 1 << 30
 
 def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: bool = True,
          qformer_remat: bool = True, question_len: Optional[int] = None,
-         scan_layers: bool = True):
+         scan_layers: bool = True, remat_policy: str = "full"):
   from configs import vagpt as model_configs
   from vaujax import sharding
   from vaujax.models import vagpt
@@ -41,7 +42,8 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
     cd.qformer_max_length = question_len
   cfg = vagpt.config_from_dict(cd)
   cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, num_layers=layers, remat=remat,
-                                                                scan_layers=scan_layers),
+                                                                scan_layers=scan_layers,
+                                                                remat_policy=remat_policy),
                             qformer=dataclasses.replace(cfg.qformer, remat=qformer_remat))
   model = vagpt.VAGPT(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
   config = ml_collections.ConfigDict(dict(data=dict(max_length=seq), model=cd))
@@ -86,16 +88,18 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
           "arguments_gib": mem.argument_size_in_bytes / GIB,
           "outputs_gib": mem.output_size_in_bytes / GIB,
           "temp_gib": mem.temp_size_in_bytes / GIB,
-          "alias_gib": mem.alias_size_in_bytes / GIB, "question_len": cd.qformer_max_length}
+          "alias_gib": mem.alias_size_in_bytes / GIB, "question_len": cd.qformer_max_length,
+          "remat_policy": remat_policy, "scan_layers": scan_layers}
 
 
 def main():
   layers = int(os.environ.get("VAUJAX_PLAN_LAYERS", "32"))
   unrolled_layers = int(os.environ.get("VAUJAX_PLAN_UNROLLED_LAYERS", "4"))
-  result = plan(layers)
+  policy = os.environ.get("VAUJAX_PLAN_REMAT_POLICY", "full")
+  result = plan(layers, remat_policy=policy)
   print(f"VA-GPT stage one, {layers} of 32 LLM layers (scanned), batch 8 x 2048 tokens, "
-        f"64 frames, bf16 compute, fp32 AdamW, fsdp={result['devices']}, remat per LLM and "
-        "Q-Former layer:")
+        f"64 frames, bf16 compute, fp32 AdamW, fsdp={result['devices']}, remat per LLM "
+        f"(policy {policy}) and Q-Former layer:")
   for key, value in result.items():
     print(f"  {key}: {value:,.3f}" if isinstance(value, float) else f"  {key}: {value:,}")
   # Before/after at a depth where the unrolled layers still compile in a minute.

@@ -9,6 +9,8 @@ interleaved against the baseline and its compiled memory is read from XLA's memo
 - remat of every decoder layer (`config.model.remat=True`): temp memory vs step time,
 - the layers as one `lax.scan` (`config.model.scan_layers=True`, on for the paper config), both
   with remat: step time and temp memory (its payoff is at scale: benchmarks/memory_plan.py),
+- with the layers scanned, `remat_policy=dots` (keep the projections' outputs) against the
+  default `full` (XLA:CPU's unrolled schedule keeps the same buffers under either policy),
 - buffer donation of the training state (what `loop` does) vs none: peak memory.
 
 The chunked-vs-einsum pair is also timed on the tiny VA-GPT step that the demo trains.
@@ -63,6 +65,8 @@ def measure(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
       "attention=xla": (dataclasses.replace(base, attention_impl="xla"), True),
       "remat": (dataclasses.replace(base, remat=True), True),
       "remat+scan": (dataclasses.replace(base, remat=True, scan_layers=True), True),
+      "remat dots+scan": (dataclasses.replace(base, remat=True, remat_policy="dots",
+                                              scan_layers=True), True),
       "no donation": (base, False),
   }
   steps, memory, losses = {}, {}, {}
@@ -79,6 +83,7 @@ def measure(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
            ("attention=xla vs chunked", "attention=xla", "baseline"),
            ("remat vs none", "remat", "baseline"),
            ("scanned vs unrolled layers, both remat", "remat+scan", "remat"),
+           ("remat_policy=dots vs full, layers scanned", "remat dots+scan", "remat+scan"),
            ("no donation vs donated", "no donation", "baseline")]
   for label, after, before in pairs:
     rows.append(dict(

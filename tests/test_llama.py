@@ -167,6 +167,35 @@ def test_scan_layers_in_bf16_stacks_the_kernels_in_bf16():
     assert np.abs(a - b).max() <= 3e-2 * np.abs(b).max()
 
 
+@pytest.mark.parametrize("scan", [False, True])
+def test_remat_policies_keep_gradients_and_choose_the_residuals(scan, capsys):
+  """remat_policy: same gradients as no remat; "dots" keeps the projections' outputs, "full"
+  only the layer inputs (JAX's own residual report)."""
+  import jax.ad_checkpoint
+  cfg = llama.tiny_llama(num_layers=2, scan_layers=scan)
+  ids = jnp.asarray(np.random.RandomState(6).randint(3, cfg.vocab_size, (2, 40)))
+  params = nn.unbox(llama.Llama(cfg).init(jax.random.key(0), ids))
+
+  def loss(p, c):
+    return jnp.mean(jnp.square(llama.Llama(c).apply(p, ids)))
+
+  expected = jax.jit(jax.grad(loss), static_argnums=1)(params, cfg)
+  saved = {}
+  for policy in ("full", "dots"):
+    c = dataclasses.replace(cfg, remat=True, remat_policy=policy)
+    grads = jax.jit(jax.grad(loss), static_argnums=1)(params, c)
+    for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
+      assert np.abs(a - b).max() <= 2e-6 * np.abs(b).max()
+    jax.ad_checkpoint.print_saved_residuals(lambda p: loss(p, c), params)  # noqa: B023
+    report = capsys.readouterr().out.splitlines()
+    # Activations saved inside the layers: [B, T, F] (unrolled) or [layers, B, T, F] (scan).
+    width = lambda n: f"[{'2,' if scan else ''}2,40,{n}]"  # noqa: E731
+    saved[policy] = sum(width(n) in line for line in report for n in (32, 128))
+  assert saved["full"] == 0 < saved["dots"]          # k/v (32 wide) and gate/up (128 wide)
+  with pytest.raises(ValueError, match="remat_policy"):
+    llama.tiny_llama(remat_policy="offload")
+
+
 def test_scan_layers_init_and_decode_keep_the_per_layer_tree():
   """Init and KV-cache decode run the layers one by one, under the same `layers_i` names."""
   cfg = dataclasses.replace(CONFIGS["gqa"], scan_layers=True)

@@ -20,6 +20,12 @@ Array = jax.Array
 Dtype = Any
 
 ATTENTION_IMPLS = ("chunked", "einsum", "xla", "cudnn")
+# What a rematerialised layer keeps from its forward pass for the backward (`remat_policy`):
+#   full  nothing but its input: the whole layer runs again (least memory)
+#   dots  also the outputs of its weight matmuls (q/k/v/o, gate/up/down projections: JAX's
+#         `dots_with_no_batch_dims_saveable`); the norms, rotary, attention and SwiGLU products
+#         are recomputed
+REMAT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 MIN_QUERY_CHUNK = 32   # "chunked": shorter sequences take the single-block einsum
 
 # A layer's cache: {'k': [B, K, S, Dh], 'v': [B, K, S, Dh]} (heads-major, the layout the
@@ -48,6 +54,7 @@ class LlamaConfig:
   eos_token_id: int = 2
   pad_token_id: int = 0
   remat: bool = False  # rematerialise each decoder layer in the backward pass
+  remat_policy: str = "full"  # what a rematerialised layer saves (REMAT_POLICIES)
   # Run the decoder layers (no-cache forward: training, scoring) as one `lax.scan` over their
   # stacked weights: one compiled layer body instead of num_layers copies, and under fsdp each
   # layer's all-gathered weights and full-size gradients live for one iteration only. The
@@ -75,6 +82,9 @@ class LlamaConfig:
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f"attention_impl={self.attention_impl!r}: expected one of "
                        f"{ATTENTION_IMPLS}")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"remat_policy={self.remat_policy!r}: expected one of "
+                       f"{tuple(REMAT_POLICIES)}")
     if self.attention_chunks < 1:
       raise ValueError(f"attention_chunks={self.attention_chunks} must be >= 1")
 
@@ -317,7 +327,8 @@ class Llama(nn.Module):
     self.embed_tokens = nn.Embed(
         cfg.vocab_size, cfg.hidden_size, dtype=self.dtype, param_dtype=self.param_dtype,
         embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02), ("vocab", "embed")))
-    layer_cls = nn.remat(DecoderLayer) if cfg.remat else DecoderLayer
+    layer_cls = nn.remat(DecoderLayer, policy=REMAT_POLICIES[cfg.remat_policy]) if cfg.remat \
+        else DecoderLayer
     self.layers = [layer_cls(cfg, self.dtype, self.param_dtype, name=f"layers_{i}")
                    for i in range(cfg.num_layers)]
     self.norm = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype)
@@ -407,7 +418,7 @@ class Llama(nn.Module):
       return layer.apply({"params": layer_params}, h, cos, sin, mask)[0], None
 
     if cfg.remat:   # the scan already keeps XLA from merging the recompute with the forward
-      body = jax.checkpoint(body, prevent_cse=False)
+      body = jax.checkpoint(body, prevent_cse=False, policy=REMAT_POLICIES[cfg.remat_policy])
     return jax.lax.scan(body, x, stacked)[0]
 
 
