@@ -13,6 +13,8 @@
                                           config.model.attention_chunks query chunks)
   --config.model.remat=True               rematerialise each LLM and Q-Former layer in the
                                           backward pass (default on for size=paper)
+  --config.model.remat_policy=dots        what a rematerialised LLM layer keeps: its weight
+                                          matmuls' outputs (more memory, less recompute)
   --config.model.scan_layers=True         the LLM's layers as one lax.scan over stacked weights:
                                           one compiled layer, and per-layer all-gathered
                                           weights live for one iteration (on for size=paper)
@@ -37,9 +39,10 @@ def get_config(arg=None):
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
   # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run the
   # LLM's layers as one scan (models/llama.py: scan_layers). At 32 layers, fsdp=8, bf16 the
-  # compiled temp is 22.0 GiB per device with the scan; unrolled it grows ~2 GiB per layer
+  # compiled temp is 20.6 GiB per device with the scan and 80.3 GiB unrolled
   # (benchmarks/memory_plan.py). Tiny: neither (seconds-scale steps, exact HF layer order).
   c.remat = args.size == "paper"
+  c.remat_policy = "full"  # LLM layers: full (recompute all) | dots (keep the projections' outputs)
   c.scan_layers = args.size == "paper"
   if args.size == "paper":
     c.llm = "vicuna_7b_v15"

@@ -159,4 +159,7 @@ def test_paper_config_parameter_counts():
   llm = vagpt.config_from_dict(vagpt_config.get_config("size=paper")).llm
   assert llm.scan_layers and llm.remat and llm.rms_norm_eps == 1e-5
   tiny = vagpt.config_from_dict(vagpt_config.get_config("size=tiny")).llm
-  assert not (tiny.scan_layers or tiny.remat)
+  assert not (tiny.scan_layers or tiny.remat) and llm.remat_policy == tiny.remat_policy == "full"
+  cd = vagpt_config.get_config("size=paper")
+  cd.remat_policy = "dots"                                 # --config.model.remat_policy=dots
+  assert vagpt.config_from_dict(cd).llm.remat_policy == "dots"

@@ -397,7 +397,6 @@ class Llama(nn.Module):
       out = out + (hidden,)
     return out[0] if len(out) == 1 else out
 
-
   def _scan_layers(self, x: Array, cos: Array, sin: Array, mask: Array) -> Array:
     """The decoder layers as a scan over their stacked weights (see `scan_layers`).
 

@@ -193,6 +193,7 @@ def config_from_dict(cd) -> VAGPTConfig:
   llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "chunked"),
                             attention_chunks=int(cd.get("attention_chunks", 8)),
                             remat=bool(cd.get("remat", False)),
+                            remat_policy=str(cd.get("remat_policy", "full")),
                             scan_layers=bool(cd.get("scan_layers", False)))
   qformer = None
   if cd.get("qformer") and cd.frame_token_mode == "context_content":
