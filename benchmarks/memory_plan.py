@@ -5,9 +5,9 @@ tokens, fp32 master weights, bf16 compute, AdamW) on a simulated mesh of 8 CPU d
 (fsdp=8) with abstract inputs only (nothing is allocated), and prints per-device bytes from
 `compiled.memory_analysis()`.
 
-The LLM's layers run as one `lax.scan` (the paper config's `scan_layers`), so the full 32-layer
-plan compiles in under a minute. For the before/after, the same step with the layers unrolled
-is compiled at a reduced depth (an unrolled 32-layer compile takes far longer):
+The LLM's and the Q-Former's layers run as `lax.scan`s (the paper config's `scan_layers`), so
+the full 32-layer plan compiles in under a minute. For the before/after, the same step with
+both unrolled is compiled at a reduced depth (an unrolled 32-layer compile takes far longer):
 
   python -m benchmarks memory_plan                          # 32 layers; unrolled vs scan at 4
   VAUJAX_PLAN_LAYERS=8 VAUJAX_PLAN_UNROLLED_LAYERS=2 python -m benchmarks memory_plan
@@ -44,7 +44,8 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
   cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, num_layers=layers, remat=remat,
                                                                 scan_layers=scan_layers,
                                                                 remat_policy=remat_policy),
-                            qformer=dataclasses.replace(cfg.qformer, remat=qformer_remat))
+                            qformer=cfg.qformer and dataclasses.replace(
+                                cfg.qformer, remat=qformer_remat, scan_layers=scan_layers))
   model = vagpt.VAGPT(cfg, dtype=jnp.bfloat16, param_dtype=jnp.float32)
   config = ml_collections.ConfigDict(dict(data=dict(max_length=seq), model=cd))
   batch_abs = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding.batch_sharding(
@@ -101,7 +102,8 @@ def main():
         f"64 frames, bf16 compute, fp32 AdamW, fsdp={result['devices']}, remat per LLM "
         f"(policy {policy}) and Q-Former layer:")
   for key, value in result.items():
-    print(f"  {key}: {value:,.3f}" if isinstance(value, float) else f"  {key}: {value:,}")
+    print(f"  {key}: {value:,.3f}" if isinstance(value, float) else
+          f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
   # Before/after at a depth where the unrolled layers still compile in a minute.
   unrolled = plan(unrolled_layers, scan_layers=False)
   scanned = result if unrolled_layers == layers else plan(unrolled_layers)

@@ -3,6 +3,7 @@ against a numpy transcription) and the release-checkpoint import: a synthetic LL
 checkpoint (release key names and layouts, tiny sizes) round-trips bit-exact, gives the logits
 of a model assembled by hand from the same arrays, and bad keys give clear errors."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -166,6 +167,11 @@ def test_import_round_trip_and_logits_equal_hand_assembly(tmp_path):
                      qformer_ids=q_ids, qformer_mask=q_mask)
   np.testing.assert_array_equal(np.asarray(ours), np.asarray(hand))
   assert np.isfinite(np.asarray(ours)).all()
+  # The paper config's scanned (and rematerialised) LLM and Q-Former layers read the same tree.
+  scan = lambda c: dataclasses.replace(c, scan_layers=True, remat=True)  # noqa: E731
+  scanned = vagpt.VAGPT(dataclasses.replace(cfg, llm=scan(cfg.llm), qformer=scan(cfg.qformer)))
+  np.testing.assert_allclose(scanned.apply(params, ids, tower, dino, qformer_ids=q_ids,
+                                           qformer_mask=q_mask), ours, atol=1e-5)
 
 
 def test_qformer_context_and_content_tokens_match_numpy():

@@ -254,3 +254,45 @@ def test_remat_keeps_outputs_and_gradients(hf):
                            remat_grad, plain_grad)
   jaxpr = str(jax.make_jaxpr(jax.grad(loss), static_argnums=(1, 2))(params, True, True))
   assert jaxpr.count("checkpoint") + jaxpr.count("remat") >= cfg.num_layers
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_layers_match_hf_and_the_unrolled_gradients(hf, remat):
+  """scan_layers (groups of cross_attention_freq layers): HF's outputs, the unrolled grads."""
+  model, state, cfg = hf
+  params, _ = convert.params_from_state_dict(state, cfg)
+  scanned = dataclasses.replace(cfg, scan_layers=True, remat=remat)
+  assert scanned.num_layers // scanned.cross_attention_freq == 2        # two groups of two
+  x = _inputs(8)
+  image_mask = np.ones((B, N), np.int64)
+  image_mask[2, 3:] = 0
+  for tm, im, text in ((TEXT_MASK, image_mask, True), (None, None, False)):
+    out = jax.jit(lambda p: _run(scanned, p, x, tm, im, text))(params)  # noqa: B023
+    np.testing.assert_allclose(out["hidden"], _hf_run(model, x, tm, im, text), atol=1e-5)
+  args = (x["query_embeds"], x["image_embeds"], x["input_ids"], TEXT_MASK)
+
+  def loss(p, c):
+    return jnp.sum(jnp.sin(qformer.QFormer(c).apply(p, *args)["hidden"]))
+
+  grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  (plain_loss, plain), (scan_loss, scan) = grad(params, cfg), grad(params, scanned)
+  np.testing.assert_allclose(scan_loss, plain_loss, rtol=1e-5)
+  assert jax.tree_util.tree_structure(scan) == jax.tree_util.tree_structure(plain)
+  for a, b in zip(jax.tree_util.tree_leaves(scan), jax.tree_util.tree_leaves(plain)):
+    assert np.abs(a - b).max() <= 2e-6 * np.abs(b).max() + 1e-6   # + leaves that cancel to ~0
+
+
+def test_scan_layers_dropout_draws_from_the_dropout_stream(hf):
+  _, state, cfg = hf
+  params, _ = convert.params_from_state_dict(state, cfg)
+  c = dataclasses.replace(cfg, scan_layers=True, dropout=0.1, attention_dropout=0.1)
+  x = _inputs(9)
+  run = lambda seed, deterministic: np.asarray(qformer.QFormer(c).apply(  # noqa: E731
+      params, x["query_embeds"], x["image_embeds"], x["input_ids"], TEXT_MASK,
+      deterministic=deterministic, rngs={"dropout": jax.random.key(seed)})["hidden"])
+  eval_out, a, b, again = run(0, True), run(0, False), run(1, False), run(0, False)
+  np.testing.assert_allclose(eval_out, _run(cfg, params, x, TEXT_MASK)["hidden"], atol=1e-5)
+  np.testing.assert_array_equal(a, again)                    # same key, same masks
+  assert np.isfinite(a).all() and not np.allclose(a, b) and not np.allclose(a, eval_out)
+  with pytest.raises(ValueError, match="multiple of cross_attention_freq"):
+    dataclasses.replace(cfg, scan_layers=True, num_layers=3)

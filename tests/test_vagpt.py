@@ -156,8 +156,10 @@ def test_paper_config_parameter_counts():
   assert counts["vision_tower (EVA ViT-g/14, frozen)"] > 9.8e8
   assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
   # The memory plan's settings (benchmarks/memory_plan.py) are the paper config's defaults.
-  llm = vagpt.config_from_dict(vagpt_config.get_config("size=paper")).llm
+  paper = vagpt.config_from_dict(vagpt_config.get_config("size=paper"))
+  llm = paper.llm
   assert llm.scan_layers and llm.remat and llm.rms_norm_eps == 1e-5
+  assert paper.qformer.scan_layers and paper.qformer.remat
   tiny = vagpt.config_from_dict(vagpt_config.get_config("size=tiny")).llm
   assert not (tiny.scan_layers or tiny.remat) and llm.remat_policy == tiny.remat_policy == "full"
   cd = vagpt_config.get_config("size=paper")

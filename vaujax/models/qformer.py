@@ -61,6 +61,10 @@ class QFormerConfig:
   # Rematerialise each layer in the backward pass: the paper plan's 64 frames x 288 tokens keep
   # [64, 12, 288, 288] fp32 attention scores per layer otherwise (benchmarks/memory_plan.py).
   remat: bool = False
+  # Run the layers as a `lax.scan` over groups of `cross_attention_freq` layers (the first of
+  # each with cross-attention), the weights of each position in the group stacked: one layer's
+  # recomputed buffers live at a time. The parameter tree keeps its `layers_i` names.
+  scan_layers: bool = False
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -68,6 +72,9 @@ class QFormerConfig:
                        f"num_heads={self.num_heads}")
     if self.cross_attention_freq < 1:
       raise ValueError(f"cross_attention_freq must be >= 1, got {self.cross_attention_freq}")
+    if self.scan_layers and self.num_layers % self.cross_attention_freq:
+      raise ValueError(f"scan_layers needs num_layers={self.num_layers} to be a multiple of "
+                       f"cross_attention_freq={self.cross_attention_freq}")
 
   @property
   def head_dim(self) -> int:
@@ -235,10 +242,45 @@ class QFormer(nn.Module):
       mask = jnp.concatenate([jnp.ones((b, q), bool), attention_mask.astype(bool)], axis=1)
     image = image_embeds.astype(self.dtype)
     image_mask = None if image_mask is None else image_mask.astype(bool)
-    for layer in self.layers:
-      x = layer(x, mask, image, image_mask, q, deterministic)
-      x = nn.with_logical_constraint(x, ("act_batch", "act_len", "act_embed"))
+    if cfg.scan_layers and not self.is_initializing():
+      x = self._scan_layers(x, mask, image, image_mask, q, deterministic)
+    else:
+      for layer in self.layers:
+        x = layer(x, mask, image, image_mask, q, deterministic)
+        x = nn.with_logical_constraint(x, ("act_batch", "act_len", "act_embed"))
     return {"queries": x[:, :q], "hidden": x}
+
+  def _scan_layers(self, x: Array, mask: Optional[Array], image: Array,
+                   image_mask: Optional[Array], num_queries: int, deterministic: bool) -> Array:
+    """The layers as a scan over groups of `cross_attention_freq` (see `scan_layers`).
+
+    Group g holds layers g*f .. g*f+f-1; position j of every group has the same structure, so
+    `stacked[j]` stacks those layers' weights ([G, ...], kernels in the compute dtype, which
+    `nn.Dense` casts them to anyway). Dropout draws one key per group from the 'dropout' stream.
+    """
+    cfg = self.config
+    f = cfg.cross_attention_freq
+    groups = cfg.num_layers // f
+    params = nn.unbox(self.variables["params"])
+    stack = lambda *leaves: jnp.stack(  # noqa: E731
+        [w.astype(self.dtype) if w.ndim >= 2 else w for w in leaves])
+    stacked = [jax.tree_util.tree_map(stack, *(params[f"layers_{g * f + j}"]
+                                               for g in range(groups))) for j in range(f)]
+    layers = [QFormerLayer(cfg, j, self.dtype, self.param_dtype, parent=None) for j in range(f)]
+    keys = None if deterministic else jax.random.split(self.make_rng("dropout"), groups)
+
+    def body(h, xs):                                                     # h: [B, S, H]
+      group_params, key = xs
+      for j, layer in enumerate(layers):
+        rngs = None if deterministic else {"dropout": jax.random.fold_in(key, j)}
+        h = layer.apply({"params": group_params[j]}, h, mask, image, image_mask, num_queries,
+                        deterministic, rngs=rngs)
+        h = nn.with_logical_constraint(h, ("act_batch", "act_len", "act_embed"))
+      return h, None
+
+    if cfg.remat:
+      body = jax.checkpoint(body, prevent_cse=False)
+    return jax.lax.scan(body, x, (stacked, keys))[0]
 
 
 def count_params(params) -> int:

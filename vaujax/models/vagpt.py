@@ -202,7 +202,7 @@ def config_from_dict(cd) -> VAGPTConfig:
         intermediate_size=cd.qformer_mlp, vocab_size=cd.qformer_vocab_size or 30523,
         encoder_width=cd.vision_dim, num_query_tokens=cd.num_queries,
         max_position_embeddings=max(512, cd.qformer_max_length),
-        remat=bool(cd.get("remat", False)))
+        remat=bool(cd.get("remat", False)), scan_layers=bool(cd.get("scan_layers", False)))
   return VAGPTConfig(
       llm=llm, frame_tokens=FrameTokensConfig(cd.vision_dim, llm.hidden_size, cd.query_dim,
                                               cd.frame_token_mode),
