@@ -15,9 +15,10 @@
                                           backward pass (default on for size=paper)
   --config.model.remat_policy=dots        what a rematerialised LLM layer keeps: its weight
                                           matmuls' outputs (more memory, less recompute)
-  --config.model.scan_layers=True         the LLM's layers as one lax.scan over stacked weights:
-                                          one compiled layer, and per-layer all-gathered
-                                          weights live for one iteration (on for size=paper)
+  --config.model.scan_layers=True         the LLM's and Q-Former's layers as lax.scans over
+                                          stacked weights: one compiled layer, and each layer's
+                                          gathered weights and recomputed buffers live for one
+                                          iteration (on for size=paper)
 """
 
 import ml_collections
@@ -37,9 +38,9 @@ def get_config(arg=None):
   c.frame_token_mode = args.mode
   c.attention = "chunked"  # LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
-  # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run the
-  # LLM's layers as one scan (models/llama.py: scan_layers). At 32 layers, fsdp=8, bf16 the
-  # compiled temp is 20.6 GiB per device with the scan and 80.3 GiB unrolled
+  # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run both
+  # stacks as scans (llama.py / qformer.py: scan_layers). At 32 layers, fsdp=8, bf16 the
+  # compiled temp is 9.6 GiB per device scanned and 80.3 GiB unrolled
   # (benchmarks/memory_plan.py). Tiny: neither (seconds-scale steps, exact HF layer order).
   c.remat = args.size == "paper"
   c.remat_policy = "full"  # LLM layers: full (recompute all) | dots (keep the projections' outputs)
