@@ -22,7 +22,7 @@ RATIOS = (1.0, 0.5, 0.25)
 
 
 def measure(llm: dict = SMALL_LLM, frames: int = 8, batch: int = 2, text_len: int = 32,
-            ratios=RATIOS, repeats: int = ts.STEPS) -> list[dict]:
+            ratios=RATIOS, repeats: int = ts.STEPS, prefill_repeats: int = 10) -> list[dict]:
   from vaujax.models import llama, vagpt
   llm_cfg = llama.LlamaConfig(**llm)
   settings, init = {}, None
@@ -49,8 +49,10 @@ def measure(llm: dict = SMALL_LLM, frames: int = 8, batch: int = 2, text_len: in
         # the train step donates its state: read the live params at each call
         prefill=lambda fwd=fwd, s=step, b=b: jax.block_until_ready(fwd(s.state["params"], b)),
         embed=lambda embed=embed, s=step, b=b: jax.block_until_ready(embed(s.state["params"], b)))
-  fns = {(k, what): s[what] for k, s in settings.items() for what in ("prefill", "embed", "train")}
-  times = ts.interleave(fns, repeats)
+  # A prefill takes ~0.1 s, so it gets more rounds: a best of 3 swung 1.47-1.81x between runs.
+  times = ts.interleave({(k, w): s[w] for k, s in settings.items() for w in ("prefill", "embed")},
+                        max(prefill_repeats, repeats))
+  times.update(ts.interleave({(k, "train"): s["train"] for k, s in settings.items()}, repeats))
   best = {key: min(t) for key, t in times.items()}
   base = ratios[0]
   for k in ratios:
@@ -66,7 +68,8 @@ def measure(llm: dict = SMALL_LLM, frames: int = 8, batch: int = 2, text_len: in
                  seq=settings[k]["seq"], seq_base=settings[base]["seq"], frames=frames,
                  batch=batch, llm_params_m=llama.count_params(
                      settings[k]["train"].state["params"]["params"]["llm"]) / 1e6,
-                 repeats=repeats, loadavg_1m=ts.load_average())
+                 repeats=repeats if what == "train" else max(prefill_repeats, repeats),
+                 loadavg_1m=ts.load_average())
       if what == "prefill":
         llm_ours = ours - best[(k, "embed")]
         llm_ref = ref - best[(base, "embed")]
