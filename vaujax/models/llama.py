@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaujax.models import layer_scan
+
 Array = jax.Array
 Dtype = Any
 
@@ -398,27 +400,17 @@ class Llama(nn.Module):
     return out[0] if len(out) == 1 else out
 
   def _scan_layers(self, x: Array, cos: Array, sin: Array, mask: Array) -> Array:
-    """The decoder layers as a scan over their stacked weights (see `scan_layers`).
-
-    Stacking is a local copy of each device's shard ([L, ...] sharded like one layer), and its
-    transpose slices the stacked gradient back into the per-layer tree. The kernels are stacked
-    in the compute dtype: `nn.Dense` casts them to it anyway, so the values (and the gradients,
-    through the same cast) are unchanged, and a bf16 stack is half the copy.
-    """
+    """The decoder layers as one scan over their stacked weights (see `scan_layers`)."""
     cfg = self.config
     params = nn.unbox(self.variables["params"])
-    stack = lambda *leaves: jnp.stack(  # noqa: E731  kernels [D, F] -> [L, D, F]; norms stay
-        [x.astype(self.dtype) if x.ndim >= 2 else x for x in leaves])
-    stacked = jax.tree_util.tree_map(stack, *(params[f"layers_{i}"]
-                                              for i in range(cfg.num_layers)))
+    stacked = layer_scan.stack_layers([params[f"layers_{i}"] for i in range(cfg.num_layers)],
+                                      self.dtype)
     layer = DecoderLayer(cfg, self.dtype, self.param_dtype, parent=None)
 
     def body(h, layer_params):                                           # h: [B, L, D]
       return layer.apply({"params": layer_params}, h, cos, sin, mask)[0], None
 
-    if cfg.remat:   # the scan already keeps XLA from merging the recompute with the forward
-      body = jax.checkpoint(body, prevent_cse=False, policy=REMAT_POLICIES[cfg.remat_policy])
-    return jax.lax.scan(body, x, stacked)[0]
+    return layer_scan.scan(body, x, stacked, cfg.remat, REMAT_POLICIES[cfg.remat_policy])
 
 
 def init_cache(config: LlamaConfig, batch: int, max_len: int,

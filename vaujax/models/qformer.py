@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vaujax.models import layer_scan
 from vaujax.models.vit import dense, layer_norm
 
 Array = jax.Array
@@ -255,17 +256,15 @@ class QFormer(nn.Module):
     """The layers as a scan over groups of `cross_attention_freq` (see `scan_layers`).
 
     Group g holds layers g*f .. g*f+f-1; position j of every group has the same structure, so
-    `stacked[j]` stacks those layers' weights ([G, ...], kernels in the compute dtype, which
-    `nn.Dense` casts them to anyway). Dropout draws one key per group from the 'dropout' stream.
+    `stacked[j]` stacks those layers' weights [G, ...]. Dropout draws one key per group from
+    the 'dropout' stream.
     """
     cfg = self.config
     f = cfg.cross_attention_freq
     groups = cfg.num_layers // f
     params = nn.unbox(self.variables["params"])
-    stack = lambda *leaves: jnp.stack(  # noqa: E731
-        [w.astype(self.dtype) if w.ndim >= 2 else w for w in leaves])
-    stacked = [jax.tree_util.tree_map(stack, *(params[f"layers_{g * f + j}"]
-                                               for g in range(groups))) for j in range(f)]
+    stacked = [layer_scan.stack_layers([params[f"layers_{g * f + j}"] for g in range(groups)],
+                                       self.dtype) for j in range(f)]
     layers = [QFormerLayer(cfg, j, self.dtype, self.param_dtype, parent=None) for j in range(f)]
     keys = None if deterministic else jax.random.split(self.make_rng("dropout"), groups)
 
@@ -278,9 +277,7 @@ class QFormer(nn.Module):
         h = nn.with_logical_constraint(h, ("act_batch", "act_len", "act_embed"))
       return h, None
 
-    if cfg.remat:
-      body = jax.checkpoint(body, prevent_cse=False)
-    return jax.lax.scan(body, x, (stacked, keys))[0]
+    return layer_scan.scan(body, x, (stacked, keys), cfg.remat)
 
 
 def count_params(params) -> int:
