@@ -12,6 +12,7 @@ both unrolled is compiled at a reduced depth (an unrolled 32-layer compile takes
   python -m benchmarks memory_plan                          # 32 layers; unrolled vs scan at 4
   VAUJAX_PLAN_LAYERS=8 VAUJAX_PLAN_UNROLLED_LAYERS=2 python -m benchmarks memory_plan
   VAUJAX_PLAN_REMAT_POLICY=dots python -m benchmarks memory_plan   # the main plan's policy
+  VAUJAX_PLAN_BATCH=32 python -m benchmarks memory_plan             # global batch (default 8)
 """
 
 import dataclasses
@@ -83,7 +84,7 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
       int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
       for x in jax.tree_util.tree_leaves(tree) if x.shape)
   devices = mesh.devices.size
-  return {"layers": layers, "params": n_params, "devices": devices, "compile_s": seconds,
+  return {"layers": layers, "batch": batch, "params": n_params, "devices": devices, "compile_s": seconds,
           "params_gib_per_device": shard_bytes(params) / GIB,
           "adam_gib_per_device": shard_bytes(opt) / GIB,
           "arguments_gib": mem.argument_size_in_bytes / GIB,
@@ -97,16 +98,17 @@ def main():
   layers = int(os.environ.get("VAUJAX_PLAN_LAYERS", "32"))
   unrolled_layers = int(os.environ.get("VAUJAX_PLAN_UNROLLED_LAYERS", "4"))
   policy = os.environ.get("VAUJAX_PLAN_REMAT_POLICY", "full")
-  result = plan(layers, remat_policy=policy)
-  print(f"VA-GPT stage one, {layers} of 32 LLM layers (scanned), batch 8 x 2048 tokens, "
+  batch = int(os.environ.get("VAUJAX_PLAN_BATCH", "8"))
+  result = plan(layers, batch=batch, remat_policy=policy)
+  print(f"VA-GPT stage one, {layers} of 32 LLM layers (scanned), batch {batch} x 2048 tokens, "
         f"64 frames, bf16 compute, fp32 AdamW, fsdp={result['devices']}, remat per LLM "
         f"(policy {policy}) and Q-Former layer:")
   for key, value in result.items():
     print(f"  {key}: {value:,.3f}" if isinstance(value, float) else
           f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
   # Before/after at a depth where the unrolled layers still compile in a minute.
-  unrolled = plan(unrolled_layers, scan_layers=False)
-  scanned = result if unrolled_layers == layers else plan(unrolled_layers)
+  unrolled = plan(unrolled_layers, batch=batch, scan_layers=False)
+  scanned = result if unrolled_layers == layers else plan(unrolled_layers, batch=batch)
   print(f"  temp at {unrolled_layers} layers: unrolled {unrolled['temp_gib']:,.3f} GiB, scanned "
         f"{scanned['temp_gib']:,.3f} GiB ({unrolled['temp_gib'] / scanned['temp_gib']:.2f}x); "
         f"compile {unrolled['compile_s']:.0f} s vs {scanned['compile_s']:.0f} s")
