@@ -235,6 +235,8 @@ def test_bf16_compute_with_fp32_master_weights(data, tmp_path):
 def test_lora_trains_only_the_adapters(data, tmp_path):
   c = _config(data, steps=12)
   c.lora.rank = 4
+  # as the paper config runs: the adapters merge into the per-layer tree that the scan stacks
+  c.model.scan_layers, c.model.remat = True, True
   c.optim.trainable = [("base/.*", "freeze"), (".*", "train")]
   c.optim.learning_rate = 3e-2
   workdir = str(tmp_path / "lora")
