@@ -46,9 +46,12 @@ def test_two_processes_match_one(tmp_path):
   subprocess.run(_args(data, single), env=_env(8), check=True, cwd=REPO, capture_output=True)
   multi = str(tmp_path / "multi")
   port = _free_port()
+  # the two processes run the paper config's scanned, rematerialised layers; the single one
+  # runs them unrolled
   procs = [subprocess.Popen(_args(data, multi, "--config.distributed.num_processes=2",
                                   f"--config.distributed.coordinator=127.0.0.1:{port}",
-                                  f"--config.distributed.process_id={p}"),
+                                  f"--config.distributed.process_id={p}",
+                                  "--config.model.scan_layers=True", "--config.model.remat=True"),
                             env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT) for p in (0, 1)]
   outputs = [p.communicate(timeout=600)[0].decode() for p in procs]
