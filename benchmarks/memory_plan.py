@@ -84,7 +84,8 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
       int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
       for x in jax.tree_util.tree_leaves(tree) if x.shape)
   devices = mesh.devices.size
-  return {"layers": layers, "batch": batch, "params": n_params, "devices": devices, "compile_s": seconds,
+  return {"layers": layers, "batch": batch, "params": n_params, "devices": devices,
+          "compile_s": seconds,
           "params_gib_per_device": shard_bytes(params) / GIB,
           "adam_gib_per_device": shard_bytes(opt) / GIB,
           "arguments_gib": mem.argument_size_in_bytes / GIB,
