@@ -190,11 +190,11 @@ def config_from_dict(cd) -> VAGPTConfig:
             "vicuna_7b_v11": llama.vicuna_7b_v11}
   if cd.llm not in makers:
     raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
+  # remat and scan_layers cover the LLM and the Q-Former alike
+  layers = dict(remat=bool(cd.get("remat", False)), scan_layers=bool(cd.get("scan_layers", False)))
   llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "chunked"),
                             attention_chunks=int(cd.get("attention_chunks", 8)),
-                            remat=bool(cd.get("remat", False)),
-                            remat_policy=str(cd.get("remat_policy", "full")),
-                            scan_layers=bool(cd.get("scan_layers", False)))
+                            remat_policy=str(cd.get("remat_policy", "full")), **layers)
   qformer = None
   if cd.get("qformer") and cd.frame_token_mode == "context_content":
     qformer = QFormerConfig(
@@ -202,7 +202,7 @@ def config_from_dict(cd) -> VAGPTConfig:
         intermediate_size=cd.qformer_mlp, vocab_size=cd.qformer_vocab_size or 30523,
         encoder_width=cd.vision_dim, num_query_tokens=cd.num_queries,
         max_position_embeddings=max(512, cd.qformer_max_length),
-        remat=bool(cd.get("remat", False)), scan_layers=bool(cd.get("scan_layers", False)))
+        **layers)
   return VAGPTConfig(
       llm=llm, frame_tokens=FrameTokensConfig(cd.vision_dim, llm.hidden_size, cd.query_dim,
                                               cd.frame_token_mode),
