@@ -54,7 +54,15 @@ class Checkpointer:
       return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics,
                                force=force)
     except (OSError, ValueError) as e:
+      self._finish_pending()   # an earlier async write may still be completing
       raise CheckpointError(self.directory, step, self.complete_steps(), e) from e
+
+  def _finish_pending(self):
+    """Waits for earlier async writes, so that `complete_steps` counts every one that lands."""
+    try:
+      self.manager.wait_until_finished()
+    except (OSError, ValueError):   # that write failed too: it is not complete, nothing to add
+      pass
 
   def complete_steps(self) -> list[int]:
     """Steps with a finished checkpoint (orbax writes to a temporary name, then renames)."""
