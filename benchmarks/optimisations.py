@@ -13,6 +13,11 @@ interleaved against the baseline and its compiled memory is read from XLA's memo
   default `full` (XLA:CPU's unrolled schedule keeps the same buffers under either policy),
 - buffer donation of the training state (what `loop` does) vs none: peak memory.
 
+On the ~100M LLaMA step of `train_step`, where AdamW's memory-bound update is a large share:
+global-norm clipping as one scalar factor (`optimizer.clip_by_global_norm`, what the trainer
+uses) vs `optax.clip_by_global_norm` (a select between the gradients and a rescaled copy, which
+XLA:CPU materialises before Adam reads it), both chained with the same AdamW.
+
 The chunked-vs-einsum pair is also timed on the tiny VA-GPT step that the demo trains.
 
   python -m benchmarks optimisations
@@ -31,11 +36,11 @@ CONFIG = dict(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_laye
 BATCH, SEQ = 2, 1024   # long enough for the attention buffers to matter
 
 
-def _step(cfg, params, data, donate=True):
+def _step(cfg, params, data, donate=True, tx=None):
   from vaujax.models import llama
   from vaujax.train import loop, optimizer
   opt = ts.optim_config()
-  tx = optimizer.make_optimizer(opt, params)
+  tx = tx or optimizer.make_optimizer(opt, params)
   state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params,
            "opt_state": jax.jit(tx.init)(params),
            "rng": jax.random.key_data(jax.random.key(0))}
@@ -129,8 +134,38 @@ def measure_vagpt_attention(batch: int = ts.TINY_BATCH, text_len: int = 239,
   return row
 
 
+def measure_clipping(config: dict = ts.LLAMA_100M, batch: int = ts.BATCH_100M,
+                     seq: int = ts.SEQ_100M, repeats: int = ts.STEPS) -> dict:
+  """AdamW step with clipping as one scalar factor (vaujax) vs optax's select (before)."""
+  import optax
+
+  from vaujax.models import llama
+  from vaujax.train import optimizer
+  cfg = llama.LlamaConfig(**config)
+  data = ts.text_batch(cfg.vocab_size, batch, seq)
+  params = llama.Llama(cfg).init(jax.random.key(0), jax.numpy.asarray(data["input_ids"][:, :8]))
+  schedule = optimizer.learning_rate_schedule(ts.optim_config())
+  steps, losses = {}, {}
+  for name, clip in (("factor", optimizer.clip_by_global_norm), ("optax", optax.clip_by_global_norm)):
+    tx = optax.chain(clip(1.0), optax.adamw(schedule, weight_decay=0.0))
+    steps[name], _ = _step(cfg, jax.tree_util.tree_map(lambda x: x.copy(), params), data, tx=tx)
+    _, losses[name] = steps[name].compile_seconds()
+  best = {k: min(v) for k, v in ts.interleave(steps, repeats).items()}
+  tokens = batch * seq
+  row = dict(benchmark="optimisations",
+             metric=f"tokens/s AdamW step, clipping as one scalar factor vs optax's select "
+                    f"(~100M LLaMA, {batch}x{seq})",
+             vaujax=tokens / best["factor"], reference=tokens / best["optax"],
+             ratio=best["optax"] / best["factor"],
+             first_loss_diff=abs(losses["factor"] - losses["optax"]),
+             loadavg_1m=ts.load_average())
+  print(f"clipping: one factor {best['factor'] * 1e3:.0f} ms vs optax's select "
+        f"{best['optax'] * 1e3:.0f} ms (speed ratio {row['ratio']:.2f}x)", flush=True)
+  return row
+
+
 def main() -> list[dict]:
-  return measure() + [measure_vagpt_attention()]
+  return measure() + [measure_vagpt_attention(), measure_clipping()]
 
 
 if __name__ == "__main__":

@@ -72,9 +72,13 @@ def test_optimisations():
   for row in rows:
     _check(row, "optimisations", ("vaujax", "reference", "ratio", "temp_mib"))
     assert row["first_loss_diff"] < 1e-5   # each switch computes the same step
-  assert rows[5]["alias_mib"] == 0 < rows[5]["before_alias_mib"]   # donation aliases the state
+  donation = next(r for r in rows if "donation" in r["metric"])
+  assert donation["alias_mib"] == 0 < donation["before_alias_mib"]   # donation aliases the state
   row = optimisations.measure_vagpt_attention(batch=2, text_len=47, repeats=1)
   _check(row, "optimisations", ("vaujax", "reference", "ratio"))
+  row = optimisations.measure_clipping(TINY_LLAMA, batch=2, seq=16, repeats=1)
+  _check(row, "optimisations", ("vaujax", "reference", "ratio"))
+  assert "clipping" in row["metric"] and row["first_loss_diff"] == 0   # same weights and batch
 
 
 def test_mfu_plumbing_on_a_tiny_config():

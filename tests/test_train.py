@@ -289,3 +289,25 @@ def test_gradient_accumulation_applies_the_mean_every_k_steps():
   mean = {"w": (g1["w"] + g2["w"]) / 2}
   ref, _ = one.update(mean, s_one, params)
   np.testing.assert_allclose(np.asarray(u2["w"]), np.asarray(ref["w"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 0.5, 3.0, 1e4, float("nan")])
+def test_global_norm_clipping_equals_optax(scale):
+  """One scalar factor gives optax.clip_by_global_norm's updates: unchanged below the threshold
+  (bit for bit), scaled onto it above, zeros stay zeros and a NaN norm stays NaN."""
+  import optax
+  rng = np.random.RandomState(0)
+  grads = {"a": rng.randn(7, 5).astype(np.float32), "b": {"c": rng.randn(11).astype(np.float32)}}
+  grads = jax.tree_util.tree_map(lambda g: g * np.float32(scale), grads)
+  ours, _ = optimizer.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+  ref, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+  norm = float(optax.tree.norm(grads))
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+    if norm < 1.0:
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    else:
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=0)
+  if norm > 1.0:
+    assert float(optax.tree.norm(ours)) == pytest.approx(1.0, rel=1e-6)
+  if np.isnan(scale):
+    assert all(np.isnan(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(ours))

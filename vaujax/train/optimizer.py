@@ -12,6 +12,7 @@ import re
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -44,10 +45,28 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
       decay_steps=max(int(cfg.total_steps), warmup + 1), end_value=cfg.get("end_lr", 0.0))
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+  """`optax.clip_by_global_norm` as one scalar factor: updates * min(1, max_norm / norm).
+
+  optax picks, leaf by leaf, between the updates and `updates / norm * max_norm`; XLA:CPU
+  materialises that choice as one more gradient-sized copy, written and then read by Adam's
+  moment updates (on the ~100M benchmark step the optimizer took 340 ms of 1.45 s). A scalar
+  factor folds into Adam's own fusions instead (benchmarks/optimisations.py). Same values up
+  to rounding: unchanged below the threshold, scaled to `max_norm` above it, NaN stays NaN.
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+    factor = jnp.minimum(1.0, max_norm / optax.tree.norm(updates))
+    return jax.tree_util.tree_map(lambda u: u * factor.astype(u.dtype), updates), state
+
+  return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
 def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTransformation:
   """cfg: learning_rate, warmup_steps, total_steps, weight_decay, grad_clip, accumulate, trainable."""
   base = optax.chain(
-      optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip else optax.identity(),
+      clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip else optax.identity(),
       optax.adamw(learning_rate_schedule(cfg), b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
                   eps=cfg.get("eps", 1e-8), weight_decay=cfg.weight_decay))
   labels = trainable_labels(params, cfg.trainable)
