@@ -22,5 +22,6 @@ for attention in cudnn chunked; do
     2>&1 | tee "$OUT/mfu_$attention.log"
 done
 # The paper config's layer scan (models/llama.py: scan_layers) against the unrolled cudnn row.
-VAUJAX_MFU_ATTENTION=cudnn VAUJAX_MFU_SCAN=1 $PY -m benchmarks mfu --json "$OUT/mfu_cudnn_scan.json" \
+VAUJAX_MFU_ATTENTION=cudnn VAUJAX_MFU_SCAN=1 \
+  $PY -m benchmarks mfu --json "$OUT/mfu_cudnn_scan.json" \
   2>&1 | tee "$OUT/mfu_cudnn_scan.log"

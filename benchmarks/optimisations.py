@@ -146,7 +146,8 @@ def measure_clipping(config: dict = ts.LLAMA_100M, batch: int = ts.BATCH_100M,
   params = llama.Llama(cfg).init(jax.random.key(0), jax.numpy.asarray(data["input_ids"][:, :8]))
   schedule = optimizer.learning_rate_schedule(ts.optim_config())
   steps, losses = {}, {}
-  for name, clip in (("factor", optimizer.clip_by_global_norm), ("optax", optax.clip_by_global_norm)):
+  clips = {"factor": optimizer.clip_by_global_norm, "optax": optax.clip_by_global_norm}
+  for name, clip in clips.items():
     tx = optax.chain(clip(1.0), optax.adamw(schedule, weight_decay=0.0))
     steps[name], _ = _step(cfg, jax.tree_util.tree_map(lambda x: x.copy(), params), data, tx=tx)
     _, losses[name] = steps[name].compile_seconds()

@@ -64,7 +64,8 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTransformation:
-  """cfg: learning_rate, warmup_steps, total_steps, weight_decay, grad_clip, accumulate, trainable."""
+  """AdamW (+ clipping, accumulation, freezing) from cfg: learning_rate, warmup_steps,
+  total_steps, weight_decay, grad_clip, accumulate, trainable."""
   base = optax.chain(
       clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip else optax.identity(),
       optax.adamw(learning_rate_schedule(cfg), b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
