@@ -79,6 +79,7 @@ def test_optimisations():
   row = optimisations.measure_clipping(TINY_LLAMA, batch=2, seq=16, repeats=1)
   _check(row, "optimisations", ("vaujax", "reference", "ratio"))
   assert "clipping" in row["metric"] and row["first_loss_diff"] == 0   # same weights and batch
+  assert row["params_max_diff"] < 1e-6   # both clippings led to the same parameters
 
 
 def test_mfu_plumbing_on_a_tiny_config():
