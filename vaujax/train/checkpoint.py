@@ -9,6 +9,7 @@ from the newest checkpoint and skips any that cannot be read, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any, Optional
@@ -54,15 +55,11 @@ class Checkpointer:
       return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics,
                                force=force)
     except (OSError, ValueError) as e:
-      self._finish_pending()   # an earlier async write may still be completing
+      # Let earlier async writes land first, so that the error names every complete step; one
+      # that failed too is simply not complete.
+      with contextlib.suppress(CheckpointError):
+        self.wait()
       raise CheckpointError(self.directory, step, self.complete_steps(), e) from e
-
-  def _finish_pending(self):
-    """Waits for earlier async writes, so that `complete_steps` counts every one that lands."""
-    try:
-      self.manager.wait_until_finished()
-    except (OSError, ValueError):   # that write failed too: it is not complete, nothing to add
-      pass
 
   def complete_steps(self) -> list[int]:
     """Steps with a finished checkpoint (orbax writes to a temporary name, then renames)."""
