@@ -8,7 +8,8 @@ import torch
 
 from tests.llama_reference import hf_model, vaujax_params
 from vaujax.generation import scoring
-from vaujax.generation.sampler import Sampler, SamplingConfig, filter_logits, left_pad
+from vaujax.generation.sampler import (Sampler, SamplingConfig, filter_logits, first_argmax,
+                                       left_pad)
 from vaujax.models import llama
 
 CFG = llama.tiny_llama()
@@ -43,6 +44,18 @@ def test_greedy_32_tokens_equal_hf_generate(models, prompts):
   ref_scores = np.take_along_axis(logp[:, p - 1:-1].numpy(), ours[..., None], -1)[..., 0]
   live = np.arange(32)[None] < np.asarray(out.lengths)[:, None]
   np.testing.assert_allclose(np.asarray(out.scores)[live], ref_scores[live], atol=1e-4)
+
+
+def test_first_argmax_equals_jnp_argmax():
+  """Ties (the first wins), NaN (the first NaN wins), +-inf, and random rows of two shapes."""
+  nan, inf = np.nan, np.inf
+  rows = np.array([[1, 3, 3, 0], [nan, 1, nan, 5], [-inf] * 4, [2, inf, inf, 1], [0, 0, 0, 0],
+                   [5, -inf, nan, inf]], np.float32)
+  rng = np.random.RandomState(0)
+  for x in (rows, rng.randn(8, 32000).astype(np.float32),
+            rng.randint(0, 3, (4, 5, 7)).astype(np.float32)):
+    np.testing.assert_array_equal(np.asarray(jax.jit(first_argmax)(x)), np.argmax(x, axis=-1))
+    np.testing.assert_array_equal(np.asarray(first_argmax(x)), np.asarray(jnp.argmax(x, -1)))
 
 
 def test_eos_stops_each_row(models):

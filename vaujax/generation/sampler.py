@@ -69,10 +69,23 @@ def filter_logits(logits: Array, cfg: SamplingConfig) -> Array:
   return logits
 
 
+def first_argmax(logits: Array) -> Array:
+  """`jnp.argmax` over the last axis (the first maximum, or the first NaN) -> int32.
+
+  Written as a max, then the smallest index holding it: two plain reductions that XLA:CPU
+  vectorises, where `jnp.argmax` is a (value, index) pair reduction that it does not. Over
+  [8, 32000] logits that is 0.15 instead of 0.58 ms, 5% of a batch-8 decode step.
+  """
+  top = jnp.max(logits, axis=-1, keepdims=True)             # NaN where a row holds a NaN
+  index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+  hit = (logits == top) | jnp.isnan(logits)
+  return jnp.min(jnp.where(hit, index, logits.shape[-1]), axis=-1)
+
+
 def choose_tokens(logits: Array, rng: Array, cfg: SamplingConfig) -> Array:
   """Next token per row from [B, V] logits."""
   if cfg.temperature == 0.0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return first_argmax(logits)
   return jax.random.categorical(rng, filter_logits(logits, cfg), axis=-1).astype(jnp.int32)
 
 
@@ -126,7 +139,9 @@ class Sampler:
     def emit(state, step_logits, rng):
       tokens, scores, done = state["tokens"], state["scores"], state["done"]
       tok = choose_tokens(step_logits, rng, cfg)
-      logp = jnp.take_along_axis(jax.nn.log_softmax(step_logits), tok[:, None], axis=-1)[:, 0]
+      # log softmax(x)[tok] = x[tok] - logsumexp(x), without the [B, V] log-softmax array.
+      logp = (jnp.take_along_axis(step_logits, tok[:, None], axis=-1)[:, 0]
+              - jax.nn.logsumexp(step_logits, axis=-1))
       tok = jnp.where(done, pad, tok)
       tokens = tokens.at[:, state["step"]].set(tok)
       scores = scores.at[:, state["step"]].set(jnp.where(done, 0.0, logp))

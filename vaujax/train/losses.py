@@ -12,10 +12,18 @@ def next_token_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, ja
   """HF causal-LM cross-entropy: position t predicts labels[t + 1]; IGNORE_INDEX is skipped.
 
   logits [B, L, V] (fp32), labels [B, L] -> (mean loss over supervised tokens, token count).
+
+  Written as logsumexp(x) - x[target] over the whole [B, L, V] block: the labels shift, not
+  the logits (slicing them copies [B, L - 1, V] forward and pads it back in the backward), no
+  log-softmax array is materialised, and the target logit is a one-hot select, whose backward
+  is elementwise where a gather's is a scatter into zeros. The gradient is then one fused
+  softmax(x) - onehot pass over the logits (benchmarks in BUILD.md).
   """
-  logits, targets = logits[:, :-1], labels[:, 1:]
-  valid = targets != IGNORE_INDEX
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  picked = jnp.take_along_axis(logp, jnp.where(valid, targets, 0)[..., None], axis=-1)[..., 0]
+  targets = jnp.concatenate([labels[:, 1:], jnp.full_like(labels[:, :1], IGNORE_INDEX)], 1)
+  valid = targets != IGNORE_INDEX                                                    # [B, L]
+  logits = logits.astype(jnp.float32)
+  vocab = jnp.arange(logits.shape[-1], dtype=targets.dtype)
+  target_logit = jnp.sum(jnp.where(vocab == targets[..., None], logits, 0.0), axis=-1)
+  nll = jax.nn.logsumexp(logits, axis=-1) - target_logit                             # [B, L]
   count = valid.sum()
-  return -(picked * valid).sum() / jnp.maximum(count, 1), count
+  return jnp.where(valid, nll, 0.0).sum() / jnp.maximum(count, 1), count
