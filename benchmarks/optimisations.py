@@ -20,6 +20,11 @@ XLA:CPU materialises before Adam reads it), both chained with the same AdamW.
 
 The chunked-vs-einsum pair is also timed on the tiny VA-GPT step that the demo trains.
 
+Two smaller ones, since the fifth session of 2026-11-30: the next-token loss as logsumexp minus
+the one-hot target logit over the whole logits block (`losses.next_token_loss`) vs the former
+sliced log-softmax and gather, on the same 4L x 512 step (time and temp memory); and the sampler's greedy choice as a max
+then the first index holding it (`sampler.first_argmax`) vs `jnp.argmax` on [8, 32000] logits.
+
   python -m benchmarks optimisations
 """
 
@@ -170,8 +175,96 @@ def measure_clipping(config: dict = ts.LLAMA_100M, batch: int = ts.BATCH_100M,
   return row
 
 
+def gather_next_token_loss(logits, labels):
+  """The loss as it was before the fifth session of 2026-11-30: logits sliced to [B, L - 1, V],
+  a log-softmax array, and the target picked with a gather (a scatter into zeros backward)."""
+  from vaujax.data.conversation import IGNORE_INDEX
+  jnp = jax.numpy
+  logits, targets = logits[:, :-1], labels[:, 1:]
+  valid = targets != IGNORE_INDEX
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(logp, jnp.where(valid, targets, 0)[..., None], axis=-1)[..., 0]
+  count = valid.sum()
+  return -(picked * valid).sum() / jnp.maximum(count, 1), count
+
+
+def measure_loss(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
+                 repeats: int = ts.STEPS) -> dict:
+  """4L x 512 step: `losses.next_token_loss` (logsumexp - one-hot target) vs the gather."""
+  import flax.linen as nn
+
+  from vaujax.models import llama
+  from vaujax.train import losses
+  cfg = llama.LlamaConfig(**config)
+  model = llama.Llama(cfg)
+  data = jax.tree_util.tree_map(jax.numpy.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
+  params = nn.unbox(model.init(jax.random.key(0), data["input_ids"][:, :8]))
+
+  def loss_with(fn):
+    def compute(p, b):
+      loss, count = fn(model.apply(p, b["input_ids"], attention_mask=b["attention_mask"]),
+                       b["labels"])
+      return loss, {"num_tokens": count}
+    return compute
+
+  steps, memory, first = {}, {}, {}
+  for name, fn in (("logsumexp", losses.next_token_loss), ("gather", gather_next_token_loss)):
+    step, state = ts.jitted_train_step(loss_with(fn), jax.tree_util.tree_map(jax.numpy.copy,
+                                                                               params))
+    compiled = step.lower(state, data).compile()
+    steps[name], memory[name] = ts.JaxStep(compiled, state, data), compiled.memory_analysis()
+    _, first[name] = steps[name].compile_seconds()
+  best = {k: min(v) for k, v in ts.interleave(steps, repeats).items()}
+  tokens = batch * seq
+  row = dict(benchmark="optimisations",
+             metric=f"tokens/s next-token loss as logsumexp - target logit vs log-softmax + "
+                    f"gather ({cfg.num_layers}L x {cfg.hidden_size}, vocab {cfg.vocab_size}, "
+                    f"{batch}x{seq})",
+             vaujax=tokens / best["logsumexp"], reference=tokens / best["gather"],
+             ratio=best["gather"] / best["logsumexp"],
+             temp_mib=_mib(memory["logsumexp"], "temp_size_in_bytes"),
+             before_temp_mib=_mib(memory["gather"], "temp_size_in_bytes"),
+             first_loss_diff=abs(first["logsumexp"] - first["gather"]),
+             loadavg_1m=ts.load_average())
+  print(f"next-token loss: logsumexp {best['logsumexp'] * 1e3:.1f} ms vs gather "
+        f"{best['gather'] * 1e3:.1f} ms (speed ratio {row['ratio']:.2f}x); temp "
+        f"{row['temp_mib']:.1f} vs {row['before_temp_mib']:.1f} MiB; first-loss diff "
+        f"{row['first_loss_diff']:.1e}", flush=True)
+  return row
+
+
+def measure_greedy_argmax(batch: int = 8, vocab: int = 32000, repeats: int = 200) -> dict:
+  """Greedy token choice over [B, V] decode logits: `sampler.first_argmax` vs `jnp.argmax`."""
+  import time
+
+  from vaujax.generation.sampler import first_argmax
+  logits = jax.random.normal(jax.random.key(0), (batch, vocab))
+  fns = {"first_argmax": jax.jit(first_argmax), "argmax": jax.jit(lambda x: jax.numpy.argmax(
+      x, axis=-1))}
+  same = bool((fns["first_argmax"](logits) == fns["argmax"](logits)).all())
+
+  def timer(fn):
+    def run():
+      jax.block_until_ready(fn(logits))
+    return run
+
+  times = ts.interleave({k: timer(f) for k, f in fns.items()}, repeats)
+  best = {k: min(v) for k, v in times.items()}
+  row = dict(benchmark="optimisations",
+             metric=f"calls/s greedy choice over [{batch}, {vocab}] logits: max + first index "
+                    f"vs jnp.argmax",
+             vaujax=1 / best["first_argmax"], reference=1 / best["argmax"],
+             ratio=best["argmax"] / best["first_argmax"], same_tokens=same,
+             loadavg_1m=ts.load_average())
+  print(f"greedy choice: max + first index {best['first_argmax'] * 1e6:.0f} us vs jnp.argmax "
+        f"{best['argmax'] * 1e6:.0f} us (speed ratio {row['ratio']:.2f}x; same tokens: {same})",
+        flush=True)
+  return row
+
+
 def main() -> list[dict]:
-  return measure() + [measure_vagpt_attention(), measure_clipping()]
+  return measure() + [measure_vagpt_attention(), measure_clipping(), measure_loss(),
+                      measure_greedy_argmax()]
 
 
 if __name__ == "__main__":

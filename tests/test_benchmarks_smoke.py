@@ -80,6 +80,12 @@ def test_optimisations():
   _check(row, "optimisations", ("vaujax", "reference", "ratio"))
   assert "clipping" in row["metric"] and row["first_loss_diff"] == 0   # same weights and batch
   assert row["params_max_diff"] < 1e-6   # both clippings led to the same parameters
+  row = optimisations.measure_loss(TINY_LLAMA, batch=2, seq=16, repeats=1)
+  _check(row, "optimisations", ("vaujax", "reference", "ratio", "temp_mib"))
+  assert "loss" in row["metric"] and row["first_loss_diff"] < 1e-6   # the same loss, two ways
+  row = optimisations.measure_greedy_argmax(batch=2, vocab=50, repeats=2)
+  _check(row, "optimisations", ("vaujax", "reference", "ratio"))
+  assert row["same_tokens"]
 
 
 def test_mfu_plumbing_on_a_tiny_config():

@@ -16,8 +16,9 @@ def next_token_loss(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, ja
   Written as logsumexp(x) - x[target] over the whole [B, L, V] block: the labels shift, not
   the logits (slicing them copies [B, L - 1, V] forward and pads it back in the backward), no
   log-softmax array is materialised, and the target logit is a one-hot select, whose backward
-  is elementwise where a gather's is a scatter into zeros. The gradient is then one fused
-  softmax(x) - onehot pass over the logits (benchmarks in BUILD.md).
+  is elementwise where a gather's is a scatter into zeros: the gradient is softmax(x) - onehot
+  (on a 4L x 512 step at 2 x 1024 tokens: 1.01-1.03x, and 992 -> 867 MiB of compiled temp;
+  benchmarks/optimisations.py).
   """
   targets = jnp.concatenate([labels[:, 1:], jnp.full_like(labels[:, :1], IGNORE_INDEX)], 1)
   valid = targets != IGNORE_INDEX                                                    # [B, L]
