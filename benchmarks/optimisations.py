@@ -199,18 +199,10 @@ def measure_loss(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
   model = llama.Llama(cfg)
   data = jax.tree_util.tree_map(jax.numpy.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
   params = nn.unbox(model.init(jax.random.key(0), data["input_ids"][:, :8]))
-
-  def loss_with(fn):
-    def compute(p, b):
-      loss, count = fn(model.apply(p, b["input_ids"], attention_mask=b["attention_mask"]),
-                       b["labels"])
-      return loss, {"num_tokens": count}
-    return compute
-
   steps, memory, first = {}, {}, {}
   for name, fn in (("logsumexp", losses.next_token_loss), ("gather", gather_next_token_loss)):
-    step, state = ts.jitted_train_step(loss_with(fn), jax.tree_util.tree_map(jax.numpy.copy,
-                                                                               params))
+    step, state = ts.jitted_train_step(ts.llama_loss(model, fn),
+                                       jax.tree_util.tree_map(jax.numpy.copy, params))
     compiled = step.lower(state, data).compile()
     steps[name], memory[name] = ts.JaxStep(compiled, state, data), compiled.memory_analysis()
     _, first[name] = steps[name].compile_seconds()

@@ -82,12 +82,14 @@ def compiled_llama_step(model, batch: int, seq: int):
   return JaxStep(compiled, state, data), compiled, n_params, n_dense, compile_s
 
 
-def llama_loss(model):
+def llama_loss(model, token_loss=None):
+  """The trainer's loss function of a text batch; `token_loss` defaults to next_token_loss."""
   from vaujax.train.losses import next_token_loss
+  token_loss = token_loss or next_token_loss
 
   def compute(params, batch):
     logits = model.apply(params, batch["input_ids"], attention_mask=batch["attention_mask"])
-    loss, count = next_token_loss(logits, batch["labels"])
+    loss, count = token_loss(logits, batch["labels"])
     return loss, {"num_tokens": count}
   return compute
 
