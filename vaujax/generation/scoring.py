@@ -36,11 +36,14 @@ def continuation_logprobs(model: Llama, params, prompt_ids: Optional[Array], pro
   embeds = jnp.concatenate([prompt_embeds.astype(cont_embeds.dtype), cont_embeds], axis=1)
   mask = jnp.concatenate([prompt_mask, cont_mask], axis=1)
   positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0)
-  logits = model.apply(params, inputs_embeds=embeds, positions=positions, attention_mask=mask)
-  p = prompt_mask.shape[1]
-  # Token t of the continuation is predicted by the logits at sequence slot p + t - 1.
-  pred = jax.nn.log_softmax(logits[:, p - 1:-1], axis=-1)                          # [B, C, V]
-  token_logp = jnp.take_along_axis(pred, cont_ids[..., None], axis=-1)[..., 0]
+  # Token t of the continuation is predicted by sequence slot P + t - 1: the LM head runs on
+  # the last C + 1 slots only (not on the prompt's, which a video makes hundreds long).
+  c = cont_ids.shape[1]
+  logits = model.apply(params, inputs_embeds=embeds, positions=positions, attention_mask=mask,
+                       logits_to_keep=c + 1)[:, :-1]                                 # [B, C, V]
+  # log softmax(x)[t] = x[t] - logsumexp(x), without the [B, C, V] log-softmax array.
+  token_logp = (jnp.take_along_axis(logits, cont_ids[..., None], axis=-1)[..., 0]
+                - jax.nn.logsumexp(logits, axis=-1))
   token_logp = jnp.where(cont_mask > 0, token_logp, 0.0)
   total = token_logp.sum(axis=1)
   return total, total / jnp.maximum(cont_mask.sum(axis=1), 1)
