@@ -22,8 +22,9 @@ The chunked-vs-einsum pair is also timed on the tiny VA-GPT step that the demo t
 
 Two smaller ones, since the fifth session of 2026-11-30: the next-token loss as logsumexp minus
 the one-hot target logit over the whole logits block (`losses.next_token_loss`) vs the former
-sliced log-softmax and gather, on the same 4L x 512 step (time and temp memory); and the sampler's greedy choice as a max
-then the first index holding it (`sampler.first_argmax`) vs `jnp.argmax` on [8, 32000] logits.
+sliced log-softmax and gather, on the same 4L x 512 step (time and temp memory); and the
+sampler's greedy choice as a max then the first index holding it (`sampler.first_argmax`) vs
+`jnp.argmax` on [8, 32000] logits.
 
   python -m benchmarks optimisations
 """
