@@ -42,7 +42,7 @@ CONFIG = dict(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_laye
 BATCH, SEQ = 2, 1024   # long enough for the attention buffers to matter
 
 
-def _step(cfg, params, data, donate=True, tx=None):
+def _step(cfg, params, data, donate=True, tx=None, token_loss=None):
   from vaujax.models import llama
   from vaujax.train import loop, optimizer
   opt = ts.optim_config()
@@ -50,7 +50,7 @@ def _step(cfg, params, data, donate=True, tx=None):
   state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params,
            "opt_state": jax.jit(tx.init)(params),
            "rng": jax.random.key_data(jax.random.key(0))}
-  fn = loop.make_train_step(ts.llama_loss(llama.Llama(cfg)), tx,
+  fn = loop.make_train_step(ts.llama_loss(llama.Llama(cfg), token_loss), tx,
                             optimizer.learning_rate_schedule(opt))
   batch = jax.tree_util.tree_map(jax.numpy.asarray, data)
   # One compile serves both the memory analysis and the timed steps.
@@ -192,20 +192,15 @@ def gather_next_token_loss(logits, labels):
 def measure_loss(config: dict = CONFIG, batch: int = BATCH, seq: int = SEQ,
                  repeats: int = ts.STEPS) -> dict:
   """4L x 512 step: `losses.next_token_loss` (logsumexp - one-hot target) vs the gather."""
-  import flax.linen as nn
-
   from vaujax.models import llama
   from vaujax.train import losses
   cfg = llama.LlamaConfig(**config)
-  model = llama.Llama(cfg)
-  data = jax.tree_util.tree_map(jax.numpy.asarray, ts.text_batch(cfg.vocab_size, batch, seq))
-  params = nn.unbox(model.init(jax.random.key(0), data["input_ids"][:, :8]))
+  data = ts.text_batch(cfg.vocab_size, batch, seq)
+  params = llama.Llama(cfg).init(jax.random.key(0), jax.numpy.asarray(data["input_ids"][:, :8]))
   steps, memory, first = {}, {}, {}
   for name, fn in (("logsumexp", losses.next_token_loss), ("gather", gather_next_token_loss)):
-    step, state = ts.jitted_train_step(ts.llama_loss(model, fn),
-                                       jax.tree_util.tree_map(jax.numpy.copy, params))
-    compiled = step.lower(state, data).compile()
-    steps[name], memory[name] = ts.JaxStep(compiled, state, data), compiled.memory_analysis()
+    steps[name], memory[name] = _step(cfg, jax.tree_util.tree_map(lambda x: x.copy(), params),
+                                      data, token_loss=fn)
     _, first[name] = steps[name].compile_seconds()
   best = {k: min(v) for k, v in ts.interleave(steps, repeats).items()}
   tokens = batch * seq
