@@ -17,6 +17,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from vaujax.generation.scoring import token_logprobs
 from vaujax.models.llama import Llama, init_cache
 
 Array = jax.Array
@@ -139,9 +140,7 @@ class Sampler:
     def emit(state, step_logits, rng):
       tokens, scores, done = state["tokens"], state["scores"], state["done"]
       tok = choose_tokens(step_logits, rng, cfg)
-      # log softmax(x)[tok] = x[tok] - logsumexp(x), without the [B, V] log-softmax array.
-      logp = (jnp.take_along_axis(step_logits, tok[:, None], axis=-1)[:, 0]
-              - jax.nn.logsumexp(step_logits, axis=-1))
+      logp = token_logprobs(step_logits, tok)
       tok = jnp.where(done, pad, tok)
       tokens = tokens.at[:, state["step"]].set(tok)
       scores = scores.at[:, state["step"]].set(jnp.where(done, 0.0, logp))

@@ -17,6 +17,13 @@ from vaujax.models.llama import Llama
 Array = jax.Array
 
 
+def token_logprobs(logits: Array, tokens: Array) -> Array:
+  """log softmax(logits)[token] for logits [..., V] and tokens [...], as x[t] - logsumexp(x):
+  no [..., V] log-softmax array is built."""
+  picked = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
+  return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
 @functools.partial(jax.jit, static_argnames=("model",))
 def continuation_logprobs(model: Llama, params, prompt_ids: Optional[Array], prompt_mask: Array,
                           cont_ids: Array, cont_mask: Array,
@@ -41,9 +48,6 @@ def continuation_logprobs(model: Llama, params, prompt_ids: Optional[Array], pro
   c = cont_ids.shape[1]
   logits = model.apply(params, inputs_embeds=embeds, positions=positions, attention_mask=mask,
                        logits_to_keep=c + 1)[:, :-1]                                 # [B, C, V]
-  # log softmax(x)[t] = x[t] - logsumexp(x), without the [B, C, V] log-softmax array.
-  token_logp = (jnp.take_along_axis(logits, cont_ids[..., None], axis=-1)[..., 0]
-                - jax.nn.logsumexp(logits, axis=-1))
-  token_logp = jnp.where(cont_mask > 0, token_logp, 0.0)
+  token_logp = jnp.where(cont_mask > 0, token_logprobs(logits, cont_ids), 0.0)
   total = token_logp.sum(axis=1)
   return total, total / jnp.maximum(cont_mask.sum(axis=1), 1)
