@@ -24,7 +24,8 @@ Two smaller ones, since the fifth session of 2026-11-30: the next-token loss as 
 the one-hot target logit over the whole logits block (`losses.next_token_loss`) vs the former
 sliced log-softmax and gather, on the same 4L x 512 step (time and temp memory); and the
 sampler's greedy choice as a max then the first index holding it (`sampler.first_argmax`) vs
-`jnp.argmax` on [8, 32000] logits.
+`jnp.argmax` on [8, 32000] logits. Since the sixth: multiple-choice scoring with the K options
+packed after one shared prompt (`scoring.option_logprobs`) vs the prompt repeated per option.
 
   python -m benchmarks optimisations
 """
@@ -250,9 +251,62 @@ def measure_greedy_argmax(batch: int = 8, vocab: int = 32000, repeats: int = 200
   return row
 
 
+MC_CONFIG = dict(CONFIG, vocab_size=32000)
+
+
+def measure_mc_scoring(config: dict = MC_CONFIG, batch: int = 2, options: int = 4,
+                       prompt: int = 320, option: int = 8, repeats: int = 5) -> dict:
+  """Multiple-choice scoring of K options per prompt: packed after one shared prompt
+  (`scoring.option_logprobs`, what `infer` uses) vs the prompt repeated once per option (each
+  pair its own row, `continuation_logprobs`; `infer` before the sixth session of 2026-11-30)."""
+  import jax.numpy as jnp
+  import numpy as np
+
+  from vaujax.generation import scoring
+  from vaujax.models import llama
+  model = llama.Llama(llama.LlamaConfig(**config))
+  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 8), jnp.int32))
+  rng = np.random.RandomState(0)
+  lengths = rng.randint(prompt // 2, prompt + 1, batch)
+  lengths[0] = prompt
+  ids = rng.randint(3, config["vocab_size"], (batch, prompt)).astype(np.int32)
+  mask = (np.arange(prompt)[None] >= prompt - lengths[:, None]).astype(np.int32)   # left pad
+  opt_ids = rng.randint(3, config["vocab_size"], (batch, options, option)).astype(np.int32)
+  opt_mask = (np.arange(option) < rng.randint(1, option + 1, (batch, options, 1))).astype(
+      np.int32)
+  repeated = jax.jit(lambda p, i, m, o, om: scoring.continuation_logprobs(
+      model, p, jnp.repeat(i, options, 0), jnp.repeat(m, options, 0),
+      o.reshape(-1, option), om.reshape(-1, option)))
+  args = (params, ids, mask, opt_ids, opt_mask)
+  compiled = {"packed": scoring.option_logprobs.lower(model, *args).compile(),
+              "repeated": repeated.lower(*args).compile()}
+  calls = {"packed": lambda: compiled["packed"](params, ids, mask, opt_ids, opt_mask),
+           "repeated": lambda: compiled["repeated"](*args)}
+  diff = float(np.abs(np.asarray(calls["packed"]()[0]).reshape(-1)
+                      - np.asarray(calls["repeated"]()[0])).max())
+  times = ts.interleave({k: (lambda f=f: jax.block_until_ready(f())) for k, f in calls.items()},
+                        repeats)
+  best = {k: min(v) for k, v in times.items()}
+  temp = {k: _mib(c.memory_analysis(), "temp_size_in_bytes") for k, c in compiled.items()}
+  row = dict(benchmark="optimisations",
+             metric=f"MC scoring s, {batch} prompts of <= {prompt} tokens x {options} options "
+                    f"of <= {option} ({config['num_layers']}L x {config['hidden_size']}, vocab "
+                    f"{config['vocab_size']}): options packed "
+                    f"after one prompt vs the prompt repeated per option",
+             vaujax=best["packed"], reference=best["repeated"],
+             ratio=best["repeated"] / best["packed"], temp_mib=temp["packed"],
+             reference_temp_mib=temp["repeated"], max_abs_score_diff=diff,
+             loadavg_1m=ts.load_average())
+  print(f"MC scoring: packed options {best['packed'] * 1e3:.0f} ms ({temp['packed']:.0f} MiB "
+        f"temp) vs prompt per option {best['repeated'] * 1e3:.0f} ms "
+        f"({temp['repeated']:.0f} MiB): {row['ratio']:.2f}x; scores differ by {diff:.1e}",
+        flush=True)
+  return row
+
+
 def main() -> list[dict]:
   return measure() + [measure_vagpt_attention(), measure_clipping(), measure_loss(),
-                      measure_greedy_argmax()]
+                      measure_greedy_argmax(), measure_mc_scoring()]
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ def test_optimisations():
   row = optimisations.measure_greedy_argmax(batch=2, vocab=50, repeats=2)
   _check(row, "optimisations", ("vaujax", "reference", "ratio"))
   assert row["same_tokens"]
+  row = optimisations.measure_mc_scoring(TINY_LLAMA, batch=2, options=3, prompt=40, option=4,
+                                         repeats=1)
+  _check(row, "optimisations", ("vaujax", "reference", "ratio", "temp_mib"))
+  assert row["max_abs_score_diff"] < 1e-4   # packed and repeated score the same options
 
 
 def test_mfu_plumbing_on_a_tiny_config():

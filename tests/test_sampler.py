@@ -139,3 +139,49 @@ def test_continuation_logprobs_equal_hf(models):
     ref = sum(logp[len(p) - 1 + t, tok] for t, tok in enumerate(c))
     assert abs(float(total[row]) - ref) < 1e-4
     assert abs(float(mean[row]) - ref / len(c)) < 1e-4
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"attention_impl": "einsum"}, {"attention_impl": "xla"}, {"remat": True},
+    {"scan_layers": True, "remat": True}], ids=["chunked", "einsum", "xla", "remat", "scan"])
+def test_packed_options_equal_hf_one_pair_at_a_time(models, overrides):
+  """K options packed after one shared prompt score as HF scores each prompt + option alone:
+  left-padded prompts of different lengths (long enough for 3 query chunks), options of
+  different lengths, one of them a single token."""
+  import dataclasses
+  hf, params = models
+  rng = np.random.RandomState(0)
+  prompts = [[1] + rng.randint(3, CFG.vocab_size, 60).tolist(), [1, 40, 41, 42]]
+  options = [[[7, 8, 9], [10, 11], [12], [13, 14, 15, 16]],
+             [[20], [21, 22, 23, 24], [25, 26], [27, 28, 29]]]
+  ids, mask = left_pad(prompts, 0)
+  width = max(len(o) for opts in options for o in opts)
+  opt_ids = np.zeros((2, 4, width), np.int32)
+  opt_mask = np.zeros((2, 4, width), np.int32)
+  for b, opts in enumerate(options):
+    for i, o in enumerate(opts):
+      opt_ids[b, i, :len(o)], opt_mask[b, i, :len(o)] = o, 1
+  model = llama.Llama(dataclasses.replace(CFG, **overrides))
+  assert llama.query_chunk(ids.shape[1] + 4 * width, CFG.attention_chunks) == 32
+  total, mean = scoring.option_logprobs(model, params, ids, mask, jnp.asarray(opt_ids),
+                                        jnp.asarray(opt_mask))
+  assert total.shape == mean.shape == (2, 4)
+  for b, (p, opts) in enumerate(zip(prompts, options)):
+    for i, c in enumerate(opts):
+      with torch.no_grad():
+        logp = torch.log_softmax(hf(torch.tensor([p + c])).logits[0].double(), -1).numpy()
+      ref = sum(logp[len(p) - 1 + t, tok] for t, tok in enumerate(c))
+      assert abs(float(total[b, i]) - ref) < 1e-4, (b, i)
+      assert abs(float(mean[b, i]) - ref / len(c)) < 1e-4, (b, i)
+
+
+def test_per_query_mask_is_for_the_cacheless_forward_only(models):
+  _, params = models
+  ids, mask = left_pad([[1, 5, 9, 33]], 0)
+  cache = llama.init_cache(CFG, 1, 8)
+  per_query = jnp.ones((1, 4, 4), bool)
+  with pytest.raises(ValueError, match="per-query attention mask must be"):
+    llama.Llama(CFG).apply(params, ids, attention_mask=per_query, cache=cache,
+                           cache_index=jnp.int32(0))
+  with pytest.raises(ValueError, match="per-query attention mask must be"):
+    llama.Llama(CFG).apply(params, ids, attention_mask=jnp.ones((1, 4, 5), bool))

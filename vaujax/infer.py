@@ -29,7 +29,7 @@ from vaujax.data.tokenizer import Tokenizer
 from vaujax.errors import InputError
 from vaujax.evaluate import parsing
 from vaujax.generation.sampler import SamplingConfig, left_pad
-from vaujax.generation.scoring import continuation_logprobs
+from vaujax.generation.scoring import option_logprobs
 from vaujax.models import tetg, vagpt
 from vaujax.models.llama import Llama
 
@@ -66,16 +66,15 @@ def encoder_from_spec(spec: str):
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _option_logprobs(model: vagpt.VAGPT, params, ids, mask, tower, dino, cont_ids, cont_mask,
+def _option_logprobs(model: vagpt.VAGPT, params, ids, mask, tower, dino, option_ids, option_mask,
                      q_ids=None, q_mask=None):
-  """Log p(option | prompt) for every (prompt, option) pair: prompts [B, P], options [B*K, C]."""
+  """Log p(option | prompt) for every prompt's K options: prompts [B, P], options [B, K, C];
+  the K options share one pass over their prompt (`scoring.option_logprobs`) -> [B, K] x 2."""
   embeds = model.apply(params, ids, tower, dino, q_ids, q_mask,
                        method=vagpt.VAGPT.embed_inputs)                              # [B, P, D]
-  k = cont_ids.shape[0] // ids.shape[0]
-  embeds, mask = jnp.repeat(embeds, k, axis=0), jnp.repeat(mask, k, axis=0)
   llm = Llama(model.config.llm, model.dtype, model.param_dtype)
-  return continuation_logprobs(llm, vagpt.llm_params(params), None, mask, cont_ids, cont_mask,
-                               prompt_embeds=embeds)
+  return option_logprobs(llm, vagpt.llm_params(params), None, mask, option_ids, option_mask,
+                         prompt_embeds=embeds)
 
 
 @dataclasses.dataclass
@@ -189,13 +188,15 @@ class Assistant:
              for o in opts]
     conts += [[self.tokenizer.eos_id]] * ((ids.shape[0] - n) * k)
     width = _round_up(max(map(len, conts)), min(8, self.length_bucket))
-    cont_ids = np.full((len(conts), width), self.tokenizer.pad_id, np.int32)
-    cont_mask = np.zeros((len(conts), width), np.int32)
+    option_ids = np.full((len(conts), width), self.tokenizer.pad_id, np.int32)
+    option_mask = np.zeros((len(conts), width), np.int32)
     for i, c in enumerate(conts):
-      cont_ids[i, :len(c)], cont_mask[i, :len(c)] = c, 1
-    args = self._shard(ids, mask, tower, dino, cont_ids, cont_mask, *q)
+      option_ids[i, :len(c)], option_mask[i, :len(c)] = c, 1
+    shape = (ids.shape[0], k, width)                                                # [B, K, C]
+    args = self._shard(ids, mask, tower, dino, option_ids.reshape(shape),
+                       option_mask.reshape(shape), *q)
     total, mean = _option_logprobs(self.model, self.params, *args)
-    return (np.asarray(total).reshape(-1, k)[:n], np.asarray(mean).reshape(-1, k)[:n])
+    return np.asarray(total)[:n], np.asarray(mean)[:n]
 
   # -- one video ---------------------------------------------------------------------------------
 

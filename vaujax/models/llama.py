@@ -35,6 +35,23 @@ MIN_QUERY_CHUNK = 32   # "chunked": shorter sequences take the single-block eins
 LayerCache = dict[str, Array]
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AttentionMask:
+  """Which keys each query reads, as the decoder layers get it.
+
+  `allowed` [B, L, S] bool. `kind` (static) tells the kernels what shape of mask it is:
+    causal_padding  no cache, S == L, exactly causal & key validity (a training batch, a
+                    prompt): "chunked" skips the upper triangle, "cudnn" reads key validity only
+    causal          no cache, S == L, causal & a per-query key mask (options packed after one
+                    prompt): "chunked" still skips the upper triangle, "cudnn" takes the mask
+    cached          queries from `cache_index` on against the cache's S slots
+  """
+
+  allowed: Array
+  kind: str = dataclasses.field(metadata=dict(static=True))
+
+
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
   """Architecture hyper-parameters (HF `LlamaConfig` names where they exist)."""
@@ -161,7 +178,7 @@ class Attention(nn.Module):
                     name=name)
 
   @nn.compact
-  def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
+  def __call__(self, x: Array, cos: Array, sin: Array, mask: AttentionMask,
                cache: Optional[LayerCache], cache_index: Optional[Array]):
     cfg = self.config
     b, l, _ = x.shape
@@ -178,7 +195,7 @@ class Attention(nn.Module):
       cache = {"k": new(k, cache["k"]), "v": new(v, cache["v"])}
       # Logical [B, S, K, Dh] views; XLA folds the transposes into the attention matmuls.
       k, v = (cache[n].transpose(0, 2, 1, 3).astype(self.dtype) for n in ("k", "v"))
-    out = attention(q, k, v, mask, cfg.attention_impl, cache is None,
+    out = attention(q, k, v, mask.allowed, cfg.attention_impl, mask.kind,
                     cfg.attention_chunks).reshape(b, l, -1)
     out = nn.with_logical_constraint(out, ("act_batch", "act_len", "act_heads"))
     out = self._dense(cfg.hidden_size, ("heads", "embed"), "o_proj")(out)
@@ -186,19 +203,22 @@ class Attention(nn.Module):
 
 
 def attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "chunked",
-              causal_self_attention: bool = False, max_chunks: int = 8) -> Array:
+              kind: str = "cached", max_chunks: int = 8) -> Array:
   """Dispatches to the configured kernel; q [B,L,H,Dh], k/v [B,S,K,Dh], mask [B,L,S] bool.
 
-  `causal_self_attention` (no cache) says the mask is causal & key validity with S == L. Then
-  "chunked" skips the upper triangle, and "cudnn" passes `is_causal` plus the key-validity row
-  [B,1,1,S] (left or right padding alike) so the fused kernel skips the masked half. With a
-  cache every kernel gets the explicit mask ("chunked" is then the single-block einsum).
+  `kind` is `AttentionMask.kind`. Without a cache the mask lies inside the causal triangle, so
+  "chunked" skips the upper triangle. When it is exactly causal & key validity
+  ("causal_padding"), "cudnn" passes `is_causal` plus the key-validity row [B,1,1,S] (left or
+  right padding alike) so the fused kernel skips the masked half. Otherwise every kernel gets
+  the explicit mask ("chunked" is then the single-block einsum).
   """
-  if impl == "chunked" and causal_self_attention:
+  if kind not in ("causal_padding", "causal", "cached"):
+    raise ValueError(f"unknown attention mask kind {kind!r}")
+  if impl == "chunked" and kind != "cached":
     return causal_chunked_attention(q, k, v, mask, max_chunks)
   if impl in ("einsum", "chunked"):
     return grouped_attention(q, k, v, mask)
-  if impl == "cudnn" and causal_self_attention:
+  if impl == "cudnn" and kind == "causal_padding":
     keys = mask[:, -1, :][:, None, None, :]   # the last query row sees every real key
     return jax.nn.dot_product_attention(q, k, v, mask=keys, is_causal=True,
                                         implementation="cudnn")
@@ -221,7 +241,7 @@ def causal_chunked_attention(q: Array, k: Array, v: Array, mask: Array,
   `grouped_attention` on every row that sees at least one key. A row that sees none (a
   left-padding query) averages its chunk's values instead of all values: a meaningless output
   either way, which no loss and no later token reads.
-  q [B, L, H, Dh], k/v [B, L, K, Dh], mask [B, L, L] (causal & key validity).
+  q [B, L, H, Dh], k/v [B, L, K, Dh], mask [B, L, L] (inside the causal triangle).
   """
   l = q.shape[1]
   if k.shape[1] != l:
@@ -310,17 +330,23 @@ class DecoderLayer(nn.Module):
 
 
 def causal_padding_mask(attention_mask: Optional[Array], batch: int, q_len: int, kv_len: int,
-                   cache_index: Optional[Array]) -> Array:
-  """Boolean [B, L, S]: causal (key slot <= query slot) and key padding.
+                        cache_index: Optional[Array]) -> Array:
+  """Boolean [B, L, S]: causal (key slot <= query slot) and `attention_mask`.
 
-  Without a cache the query slots are 0..L-1 and `attention_mask` is [B, L]. With a cache the
-  query slots start at `cache_index` and `attention_mask` is the key validity [B, S].
+  Without a cache the query slots are 0..L-1 and `attention_mask` is the key validity [B, L]
+  or a per-query key mask [B, L, L]. With a cache the query slots start at `cache_index` and
+  `attention_mask` is the key validity [B, S].
   """
   offset = 0 if cache_index is None else cache_index
   q_slot = offset + jnp.arange(q_len)[:, None]
   causal = jnp.arange(kv_len)[None, :] <= q_slot                                     # [L, S]
   if attention_mask is None:
     return jnp.broadcast_to(causal, (batch, q_len, kv_len))
+  if attention_mask.ndim == 3:
+    if cache_index is not None or attention_mask.shape[1:] != (q_len, kv_len):
+      raise ValueError(f"a per-query attention mask must be [B, L, L] = [{batch}, {q_len}, "
+                       f"{q_len}] without a cache, got {attention_mask.shape}")
+    return causal[None] & attention_mask.astype(bool)
   return causal[None] & attention_mask[:, None, :kv_len].astype(bool)
 
 
@@ -368,6 +394,8 @@ class Llama(nn.Module):
       input_ids: [B, L] int token ids, or None when `inputs_embeds` [B, L, D] is given.
       positions: [B, L] rotary positions; default 0..L-1 (offset by `cache_index` with a cache).
       attention_mask: [B, L] (no cache) or [B, S] key validity (with cache); 1 = real token.
+        Without a cache it may also be [B, L, L], the keys each query may read (combined with
+        the causal mask): options packed after one shared prompt (`scoring.option_logprobs`).
       cache: list of per-layer {'k','v'} [B, K, S, Dh] from `init_cache`; `cache_index` is
         the slot of the first query token.
       return_hidden: also return the final normed hidden states [B, L, D].
@@ -391,7 +419,12 @@ class Llama(nn.Module):
     cfg = self.config
     cos, sin = rotary_tables(positions, cfg.head_size, cfg.rope_theta, cfg.rope_scaling_factor)
     kv_len = l if cache is None else cache[0]["k"].shape[2]
-    mask = causal_padding_mask(attention_mask, b, l, kv_len, cache_index)
+    if cache is not None:
+      kind = "cached"
+    else:
+      kind = "causal" if attention_mask is not None and attention_mask.ndim == 3 \
+          else "causal_padding"
+    mask = AttentionMask(causal_padding_mask(attention_mask, b, l, kv_len, cache_index), kind)
     new_cache = []
     if cfg.scan_layers and cache is None and not self.is_initializing():
       x = self._scan_layers(x, cos, sin, mask)
@@ -406,7 +439,7 @@ class Llama(nn.Module):
       out = out + (hidden,)
     return out[0] if len(out) == 1 else out
 
-  def _scan_layers(self, x: Array, cos: Array, sin: Array, mask: Array) -> Array:
+  def _scan_layers(self, x: Array, cos: Array, sin: Array, mask: AttentionMask) -> Array:
     """The decoder layers as one scan over their stacked weights (see `scan_layers`)."""
     cfg = self.config
     params = nn.unbox(self.variables["params"])
