@@ -86,6 +86,41 @@ def test_dinov2_matches_hf_with_registers_and_other_sizes(registers, size):
   np.testing.assert_allclose(out["cls"], ref.pooler_output.numpy(), atol=1e-5)
 
 
+def test_chunked_attention_towers_match_hf_at_224_pixels():
+  """257 and 261 tokens (CLIP; DINOv2 with 4 registers) run the attention in 3 query chunks."""
+  torch.manual_seed(0)
+  clip = _randomise(CLIPVisionModel(CLIPVisionConfig(
+      hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+      image_size=224, patch_size=14)))
+  dino = _randomise(Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
+      hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=224, patch_size=14,
+      num_register_tokens=4, layerscale_value=0.5)))
+  images = _images(2, 224, seed=3)
+  for kind, hf in (("clip", clip), ("dinov2", dino)):
+    cfg = dataclasses.replace(convert.config_from_hf(kind, hf.config.to_dict(), "cfg"),
+                              feature_layer=-1)
+    params, _ = convert.params_from_state_dict(kind, _state(hf), cfg)
+    out = vit.ViT(cfg).apply(params, jnp.asarray(images))
+    with torch.no_grad():
+      ref = hf(_to_torch(images)).last_hidden_state.numpy()
+    if kind == "clip":
+      assert out["tokens"].shape[1] == 257
+    else:
+      assert out["tokens"].shape[1] == 261
+    np.testing.assert_allclose(out["tokens"], ref, atol=2e-5)
+
+
+@pytest.mark.parametrize("tokens,max_rows", [(17, 128), (257, 128), (261, 64), (50, 8)])
+def test_attention_chunks_equal_one_softmax_block(tokens, max_rows):
+  rng = np.random.RandomState(tokens)
+  q, k, v = (rng.randn(2, tokens, 3, 8).astype(np.float32) * 3 for _ in range(3))
+  out = vit.attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 8 ** -0.5, max_rows)
+  logits = np.einsum("bqhd,bkhd->bhqk", q.astype(np.float64), k) * 8 ** -0.5
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  np.testing.assert_allclose(out, np.einsum("bhqk,bkhd->bqhd", probs, v), atol=2e-5)
+
+
 def test_dinov2_transformers4_key_names_are_accepted():
   torch.manual_seed(0)
   hf = _randomise(Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2,
