@@ -1,10 +1,13 @@
 """Vision tower frames/s: vaujax's jitted ViT vs the PyTorch reference (HF CLIPVisionModel).
 
-Same config and weights (converted), same frames, CPU, one process.
+Same config and weights (converted), same frames, CPU, one process. A second row times the
+tower's attention in query chunks (`vit.attention`, since the sixth session of 2026-11-30)
+against the single softmax block it replaced, on the same tower, interleaved.
   python -m benchmarks vision
 """
 
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +25,39 @@ def _best(fn, repeats=3):
     fn()
     times.append(time.perf_counter() - start)
   return min(times)
+
+
+def single_block_attention(q, k, v, scale):
+  """The tower's attention before the sixth session of 2026-11-30: one normalised [B, heads,
+  S, S] softmax block, then a tokens-major value matmul (the "before" side of the row)."""
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  probs = jax.nn.softmax(logits * scale, axis=-1).astype(v.dtype)
+  return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+def measure_attention(model, params, x, repeats: int = 5) -> dict:
+  """Tower forward with `vit.attention` (query chunks) vs `single_block_attention`."""
+  from vaujax.models import vit
+  apply = lambda p, images: model.apply(p, images)["patches"]  # noqa: E731
+  chunked = jax.jit(apply).lower(params, x).compile()
+  with mock.patch.object(vit, "attention", single_block_attention):
+    single = jax.jit(apply).lower(params, x).compile()
+  diff = float(jnp.abs(chunked(params, x) - single(params, x)).max())
+  times = {"chunked": [], "single": []}
+  for _ in range(repeats):
+    for name, fn in (("chunked", chunked), ("single", single)):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(params, x))
+      times[name].append(time.perf_counter() - start)
+  best = {k: min(v) for k, v in times.items()}
+  b = x.shape[0]
+  print(f"vision tower attention: query chunks {best['chunked'] * 1e3:.0f} ms vs one softmax "
+        f"block {best['single'] * 1e3:.0f} ms a batch of {b} ({best['single'] / best['chunked']:.2f}x;"
+        f" outputs differ by {diff:.1e})", flush=True)
+  return dict(benchmark="vision", metric=f"frames/s batch {b}: attention in query chunks vs one "
+                                         f"softmax block", vaujax=b / best["chunked"],
+              reference=b / best["single"], ratio=best["single"] / best["chunked"],
+              max_abs_diff=diff)
 
 
 def main():
@@ -57,7 +93,8 @@ def main():
         f"vaujax {BATCH / ours:.1f} frames/s, PyTorch {BATCH / ref:.1f} frames/s, "
         f"ratio {ref / ours:.2f}x (compile {compile_s:.1f} s)", flush=True)
   return [dict(benchmark="vision", metric=f"frames/s batch {BATCH}", vaujax=BATCH / ours,
-               reference=BATCH / ref, ratio=ref / ours, compile_s=compile_s)]
+               reference=BATCH / ref, ratio=ref / ours, compile_s=compile_s),
+          measure_attention(model, params, x)]
 
 
 if __name__ == "__main__":

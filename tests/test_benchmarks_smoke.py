@@ -126,3 +126,19 @@ def test_input_pipeline_loop_in_a_child_process(tmp_path):
   assert 1 <= result["compiles"] <= 4 and result["mean_seq_len"] <= 320
   assert all(math.isfinite(v) for v in result.values())
   assert result["step_ms"] > 0 and result["wall_ms"] >= result["step_ms"]
+
+
+def test_vision_attention_row():
+  """The tower's before/after row on a tiny CLIP-style tower at 224 px (257 tokens, 3 chunks)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from benchmarks import vision
+  from vaujax.models import vit
+  model = vit.ViT(vit.tiny_vit("clip", image_size=224))
+  x = jnp.asarray(np.random.RandomState(0).randn(2, 224, 224, 3), jnp.float32)
+  params = model.init(jax.random.key(0), x[:1])
+  row = vision.measure_attention(model, params, x, repeats=1)
+  _check(row, "vision", ("vaujax", "reference", "ratio"))
+  assert row["max_abs_diff"] < 1e-4   # both kernels compute the same tower
