@@ -141,4 +141,5 @@ def test_vision_attention_row():
   params = model.init(jax.random.key(0), x[:1])
   row = vision.measure_attention(model, params, x, repeats=1)
   _check(row, "vision", ("vaujax", "reference", "ratio"))
+  assert row["distinct_programs"]     # the "before" side really runs the former kernel
   assert row["max_abs_diff"] < 1e-4   # both kernels compute the same tower
