@@ -30,14 +30,14 @@ on the queries) is a different layout and is not read here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from vaujax.models import layer_scan
-from vaujax.models.vit import dense, layer_norm
+from vaujax.models.vit import attention, dense, layer_norm
 
 Array = jax.Array
 Dtype = Any
@@ -105,27 +105,6 @@ def _init(axes, init=nn.initializers.normal(0.02)):
   return nn.with_logical_partitioning(init, axes)
 
 
-def attention(q: Array, k: Array, v: Array, mask: Optional[Array],
-              dropout: Callable[[Array], Array] = lambda w: w) -> Array:
-  """softmax(q k^T / sqrt(dh), masked) v: q [B, S, h, dh], k/v [B, N, h, dh], mask [B, N].
-
-  fp32 logits and softmax; `dropout` acts on the attention weights, as BERT's does on its
-  probabilities. The value matmul runs heads-major on the unnormalised exp() weights and the
-  [S, dh] result is divided by the row sums (as flash attention does; dropout commutes with
-  that per-row scale): XLA:CPU gave the normalised softmax followed by a tokens-major value
-  matmul a transposed output layout, 1.5-1.8x slower forward (BUILD.md).
-  """
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-  logits = logits * jnp.float32(q.shape[-1] ** -0.5)                         # [B, h, S, N]
-  if mask is not None:
-    logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
-  weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-  out = jnp.einsum("bhqk,bkhd->bhqd", dropout(weights).astype(v.dtype), v,
-                   preferred_element_type=jnp.float32)                       # [B, h, S, dh]
-  out = out / jnp.sum(weights, axis=-1, keepdims=True)
-  return out.astype(v.dtype).transpose(0, 2, 1, 3)
-
-
 class Attention(nn.Module):
   """BERT attention block: x + MHA(x -> kv) -> dropout -> LayerNorm (post-LN).
 
@@ -149,7 +128,9 @@ class Attention(nn.Module):
     k = split(proj((self.kv_axis, "heads"), "key")(kv))                      # [B, N, h, dh]
     v = split(proj((self.kv_axis, "heads"), "value")(kv))
     dropout = nn.Dropout(cfg.attention_dropout)
-    out = attention(q, k, v, mask, lambda w: dropout(w, deterministic=deterministic))
+    # One block (no query chunks): the BERT sequences are short, and one dropout draw.
+    out = attention(q, k, v, dh ** -0.5, max_rows=None, key_mask=mask,
+                    dropout=lambda w: dropout(w, deterministic=deterministic))
     out = out.reshape(*x.shape[:2], cfg.hidden_size)                          # [B, S, H]
     out = proj(("heads", "embed"), "out")(out)
     out = nn.Dropout(cfg.dropout)(out, deterministic=deterministic)

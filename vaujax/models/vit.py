@@ -11,7 +11,7 @@ LayerNorm, optional register tokens and interpolates its position table for othe
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -124,25 +124,32 @@ QUERY_CHUNK_ROWS = 128   # at most this many query rows per attention block
 
 
 def attention(q: Array, k: Array, v: Array, scale: float,
-              max_rows: int = QUERY_CHUNK_ROWS) -> Array:
-  """softmax(q k^T * scale) v over every token (no mask): q/k/v [B, S, heads, Dh] -> same.
+              max_rows: Optional[int] = QUERY_CHUNK_ROWS, key_mask: Optional[Array] = None,
+              dropout: Optional[Callable[[Array], Array]] = None) -> Array:
+  """softmax(q k^T * scale, masked) v: q [B, S, heads, Dh], k/v [B, N, heads, Dh] -> [B, S,
+  heads, Dh]; `key_mask` [B, N] (True = attend), `dropout` on the attention weights.
 
   fp32 logits and softmax. The queries run in near-equal chunks of at most `max_rows` rows
-  (257 tokens: 3 chunks of 88, 88 and 81), each chunk's value matmul heads-major on the
-  unnormalised exp() weights, divided by their row sums afterwards as flash attention does.
-  On XLA:CPU the single [B, heads, S, S] block with a normalised softmax and a tokens-major
-  value matmul made the CLIP-style tower 1.4-1.5x slower (benchmarks/vision.py; BUILD.md).
+  (None: one block; 257 tokens at 128: 3 chunks of 88, 88 and 81), each chunk's value matmul
+  heads-major on the unnormalised exp() weights, divided by their row sums afterwards as flash
+  attention does (dropout commutes with that per-row scale). On XLA:CPU the single
+  [B, heads, S, S] block with a normalised softmax and a tokens-major value matmul made the
+  CLIP-style tower 1.4-1.5x slower and the Q-Former's forward 1.17x (BUILD.md).
   """
   s = q.shape[1]
-  chunks = -(-s // max_rows)
-  rows = -(-s // chunks)
-  rows = min(s, -(-rows // 8) * 8)
+  rows = s
+  if max_rows is not None:
+    rows = -(-s // -(-s // max_rows))
+    rows = min(s, -(-rows // 8) * 8)
   outs = []
   for start in range(0, s, rows):
     logits = jnp.einsum("bqhd,bkhd->bhqk", q[:, start:start + rows], k,
-                        preferred_element_type=jnp.float32) * scale        # [B, heads, c, S]
+                        preferred_element_type=jnp.float32) * scale        # [B, heads, c, N]
+    if key_mask is not None:
+      logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
-    out = jnp.einsum("bhqk,bkhd->bhqd", weights.astype(v.dtype), v,
+    kept = weights if dropout is None else dropout(weights)
+    out = jnp.einsum("bhqk,bkhd->bhqd", kept.astype(v.dtype), v,
                      preferred_element_type=jnp.float32)                   # [B, heads, c, Dh]
     outs.append(out / jnp.sum(weights, axis=-1, keepdims=True))
   out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=2)
