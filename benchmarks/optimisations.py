@@ -280,8 +280,7 @@ def measure_mc_scoring(config: dict = MC_CONFIG, batch: int = 2, options: int = 
   args = (params, ids, mask, opt_ids, opt_mask)
   compiled = {"packed": scoring.option_logprobs.lower(model, *args).compile(),
               "repeated": repeated.lower(*args).compile()}
-  calls = {"packed": lambda: compiled["packed"](params, ids, mask, opt_ids, opt_mask),
-           "repeated": lambda: compiled["repeated"](*args)}
+  calls = {name: (lambda c=c: c(*args)) for name, c in compiled.items()}
   diff = float(np.abs(np.asarray(calls["packed"]()[0]).reshape(-1)
                       - np.asarray(calls["repeated"]()[0])).max())
   times = ts.interleave({k: (lambda f=f: jax.block_until_ready(f())) for k, f in calls.items()},

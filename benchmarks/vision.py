@@ -37,6 +37,7 @@ def single_block_attention(q, k, v, scale):
 
 def measure_attention(model, params, x, repeats: int = 5) -> dict:
   """Tower forward with `vit.attention` (query chunks) vs `single_block_attention`."""
+  from benchmarks import train_step as ts
   from vaujax.models import vit
   def apply(p, images):   # a new function per call: jit must trace each side afresh
     return model.apply(p, images)["patches"]
@@ -46,12 +47,8 @@ def measure_attention(model, params, x, repeats: int = 5) -> dict:
     single = jax.jit(lambda p, images: apply(p, images)).lower(params, x).compile()
   distinct = chunked.as_text() != single.as_text()
   diff = float(jnp.abs(chunked(params, x) - single(params, x)).max())
-  times = {"chunked": [], "single": []}
-  for _ in range(repeats):
-    for name, fn in (("chunked", chunked), ("single", single)):
-      start = time.perf_counter()
-      jax.block_until_ready(fn(params, x))
-      times[name].append(time.perf_counter() - start)
+  times = ts.interleave({name: (lambda fn=fn: jax.block_until_ready(fn(params, x)))
+                         for name, fn in (("chunked", chunked), ("single", single))}, repeats)
   best = {k: min(v) for k, v in times.items()}
   b = x.shape[0]
   print(f"vision tower attention: query chunks {best['chunked'] * 1e3:.0f} ms vs one softmax "
