@@ -33,6 +33,10 @@ def main(argv=None):
   parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {_modules()})")
   parser.add_argument("--json", default="benchmarks_results.json")
   args = parser.parse_args(argv)
+  # Both sides of every row run in this process, so both get these settings (host_memory.py
+  # measures them against none in child processes).
+  from vaujax import cpu_runtime
+  print(f"host memory: {cpu_runtime.reuse_host_memory()}", flush=True)
   rows = []
   for name in args.names or _modules():
     start = time.perf_counter()

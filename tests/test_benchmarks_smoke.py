@@ -5,11 +5,12 @@ Structure and finite positive numbers only: no timing thresholds (those belong t
 """
 
 import math
+import platform
 
 import pytest
 
-from benchmarks import (eval_buckets, input_pipeline, mfu, optimisations, scaling, sets_payoff,
-                        train_step, utilization)
+from benchmarks import (eval_buckets, host_memory, input_pipeline, mfu, optimisations, scaling,
+                        sets_payoff, train_step, utilization)
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -112,9 +113,17 @@ def test_eval_buckets():
 
 
 @pytest.mark.parametrize("module", [eval_buckets, train_step, utilization, sets_payoff, scaling,
-                                    optimisations, mfu])
+                                    optimisations, mfu, host_memory])
 def test_has_main(module):
   assert callable(module.main)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc settings are glibc's")
+def test_host_memory_row_runs_both_sides_in_child_processes():
+  [row] = host_memory.main(sizes=("tiny",))
+  _check(row, "host_memory", ("vaujax", "reference", "ratio"))
+  assert "malloc_thresholds=True" in row["settings"]
+  assert row["faults_per_step"] < row["reference_faults_per_step"]   # the settings took effect
 
 
 def test_input_pipeline_loop_in_a_child_process(tmp_path):

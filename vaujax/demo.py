@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from vaujax import cpu_runtime
 from vaujax.data import (annotations, augment, benchmark_files, conversation, features,
                          instructions, synthetic)
 from vaujax.data.tokenizer import train_sentencepiece
@@ -212,6 +213,7 @@ def main(argv=None):
                       help=f"exit 1 unless held-out MC accuracy >= {MC_GOAL:.0%} and TETG frame "
                       f"AUC >= {AUC_GOAL} (CI runs this on a fresh clone)")
   args = parser.parse_args(argv)
+  cpu_runtime.reuse_host_memory()   # XLA:CPU steps reuse their buffers (see cpu_runtime)
   c = DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)})
   summary = run(args.workdir, c)
   if args.check:

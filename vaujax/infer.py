@@ -280,6 +280,8 @@ def main(argv=None):
   flags.DEFINE_string("figure", None, "write a PNG figure here", flag_values=flags_)
   flags.DEFINE_string("json", None, "write the structured answer here", flag_values=flags_)
   flags_(argv or __import__("sys").argv)
+  from vaujax import cpu_runtime
+  cpu_runtime.reuse_host_memory()
   config = flags_.config
   if config is None or not flags_.checkpoint or not (flags_.video or flags_.features):
     raise SystemExit("need --config, --checkpoint and --video (or --features)")

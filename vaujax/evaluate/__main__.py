@@ -31,6 +31,8 @@ def main(argv=None):
                       flag_values=f)
   flags.DEFINE_integer("batch_size", 8, "questions per batch", flag_values=f)
   f(argv or sys.argv)
+  from vaujax import cpu_runtime
+  cpu_runtime.reuse_host_memory()
   if not (f.config and f.checkpoint and f.benchmark and f.feature_dir):
     raise SystemExit("need --config, --checkpoint, --benchmark and --feature_dir")
   from vaujax.data import benchmark_files

@@ -3,6 +3,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
+from vaujax import cpu_runtime
 from vaujax.train import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ml_collections config file",
@@ -15,6 +16,7 @@ def main(argv):
   del argv
   config = _CONFIG.value
   distributed.initialize(config)
+  cpu_runtime.reuse_host_memory()   # before the first computation; VAUJAX_REUSE_HOST_MEMORY=0: off
   if config.get("task", "vagpt") == "tetg":
     from vaujax.train import tetg_trainer
     tetg_trainer.run(config, _WORKDIR.value)
