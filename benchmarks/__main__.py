@@ -8,14 +8,10 @@ Each module `benchmarks/<name>.py` has `main() -> list[dict]`, rows with at leas
 {"benchmark", "metric", "vaujax", "reference", "ratio"}.
 """
 
-import os
-
-# The memory plan compiles for a simulated 8-device mesh; the others use one device.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-
-import argparse  # noqa: E402
+import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import time
