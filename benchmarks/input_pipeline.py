@@ -127,6 +127,8 @@ def main():
 
 if __name__ == "__main__":
   if len(sys.argv) > 1 and sys.argv[1] == "--child":
+    from vaujax import cpu_runtime
+    cpu_runtime.reuse_host_memory()       # as `python -m vaujax.train` does
     print(json.dumps(run_loop(json.loads(sys.argv[2]), sys.argv[3],
                               *map(int, sys.argv[4:9]))))
   else:
