@@ -19,6 +19,8 @@ import sys
 import time
 
 TINY_STEPS, LLAMA_100M_STEPS = 20, 3
+CONFIGS = ("tiny", "100m")
+LABELS = {"tiny": "tiny LLaMA of VA-GPT, 8x256", "100m": "~100M LLaMA, 2x128"}
 
 
 def _measure(step, repeats: int) -> dict:
@@ -31,9 +33,6 @@ def _measure(step, repeats: int) -> dict:
     times.append(time.perf_counter() - start)
   faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
   return {"best_s": min(times), "faults_per_step": faults}
-
-
-CONFIGS = ("tiny", "100m")
 
 
 def child(sizes=CONFIGS) -> dict:
@@ -58,8 +57,8 @@ def _run_child(enable: bool, sizes) -> dict:
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = {**os.environ, "VAUJAX_REUSE_HOST_MEMORY": "1" if enable else "0"}
   proc = subprocess.run([sys.executable, "-m", "benchmarks.host_memory", "--child",
-                         ",".join(sizes)], cwd=root,
-                        env=env, capture_output=True, text=True, timeout=600)
+                         ",".join(sizes)], cwd=root, env=env, capture_output=True, text=True,
+                        timeout=600)
   if proc.returncode:
     raise RuntimeError(f"benchmarks.host_memory child failed:\n{proc.stderr[-3000:]}")
   return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -68,9 +67,8 @@ def _run_child(enable: bool, sizes) -> dict:
 def main(sizes=CONFIGS):
   off, on = _run_child(False, sizes), _run_child(True, sizes)
   rows = []
-  labels = {"tiny": "tiny LLaMA of VA-GPT, 8x256", "100m": "~100M LLaMA, 2x128"}
   for name in sizes:
-    label = labels[name]
+    label = LABELS[name]
     a, b = on[name], off[name]
     rows.append(dict(
         benchmark="host_memory",
