@@ -15,7 +15,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A program whose temporary buffer (tanh(x @ w1), 128 MiB) is above the 64 MiB a worker
-# thread's glibc arena can hold; minor page faults counted over 5 steady executions.
+# thread's glibc arena can hold; minor page faults counted for each of 60 executions.
 CHILD = textwrap.dedent("""
     import json, resource, sys
     import numpy as np
@@ -29,12 +29,12 @@ CHILD = textwrap.dedent("""
     w1 = jax.random.normal(jax.random.key(1), (64, 2048))
     w2 = jax.random.normal(jax.random.key(2), (2048, 8))
     f = jax.jit(lambda x, w1, w2: jnp.tanh(x @ w1) @ w2).lower(x, w1, w2).compile()
-    for _ in range(3):
-      out = f(x, w1, w2).block_until_ready()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
+    out = f(x, w1, w2).block_until_ready()
+    faults = []
+    for _ in range(60):
+      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       f(x, w1, w2).block_until_ready()
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+      faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     print(json.dumps(dict(faults=faults, temp=f.memory_analysis().temp_size_in_bytes,
                           sync=settings.sync_dispatch, malloc=settings.malloc_thresholds,
                           note=settings.note, out=np.asarray(out).tolist())))
@@ -55,10 +55,14 @@ def test_steady_execution_reuses_host_buffers_and_computes_the_same():
   assert off["temp"] >= 128 * 2**20 and on["temp"] == off["temp"]
   assert (off["sync"], off["malloc"]) == (False, False)
   assert (on["sync"], on["malloc"], on["note"]) == (True, True, "")
-  # Without the settings every execution maps its 128 MiB temp afresh: >= 32 K pages of 4 KiB
-  # (fewer only with transparent huge pages on every mapping). With them, none of it.
-  assert off["faults"] > 4000, off["faults"]
-  assert on["faults"] < min(500, off["faults"] / 20), (on["faults"], off["faults"])
+  # Without the settings every execution maps its 128 MiB temp afresh: 32 K pages of 4 KiB
+  # (fewer only with transparent huge pages on every mapping). With them the heap grows by a
+  # temp's worth a few times while the first blocks settle (1-5 times in 40 executions, 1-4 in
+  # 400 in a trial), then every execution reuses a block it already holds.
+  afresh = lambda run: sum(n > 4000 for n in run["faults"])  # noqa: E731
+  assert afresh(off) == 60, off["faults"]
+  assert afresh(on) <= 12, on["faults"]
+  assert sorted(on["faults"])[30] < 500, on["faults"]
   assert on["out"] == off["out"]          # the same program on the same inputs, bit for bit
 
 

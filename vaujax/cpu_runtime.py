@@ -13,9 +13,11 @@ glibc maps anything larger there whatever the threshold.
      single-device program runs on the calling thread, whose main arena can grow to any size;
   2. raises glibc's mmap and trim thresholds (`mallopt`) to 2 GiB, so that those blocks come
      from the heap and stay there after `free`, ready for the next step.
-Measured on 2 CPU cores (`benchmarks/host_memory.py`): no page faults in a steady step, and the
-tiny and 100M train steps 1.1-1.4x faster. The cost: memory freed by the process is kept for
-reuse instead of being returned to the OS, so its resident size stays at its peak.
+Measured on 2 CPU cores (`benchmarks/host_memory.py`): the tiny and 100M train steps 1.1-1.4x
+faster. The heap grows by a temp's worth a few times while its first blocks settle (freed blocks
+split by small allocations in between), then steps fault in no new pages. The cost: memory the
+process frees stays in it for reuse, so its resident size stays at its peak: a 128 MiB-temp
+program settles at 390-1020 MiB; the 100M step's peak was 2770 MiB against 2725 without.
 
 The training, evaluation and demo commands and `python -m benchmarks` call it first thing;
 `VAUJAX_REUSE_HOST_MEMORY=0` turns it off there. It does nothing off glibc (macOS, musl), and
