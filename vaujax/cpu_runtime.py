@@ -19,7 +19,7 @@ split by small allocations in between), then steps fault in no new pages. The co
 process frees stays in it for reuse, so its resident size stays at its peak: a 128 MiB-temp
 program settles at 390-1020 MiB; the 100M step's peak was 2770 MiB against 2725 without.
 
-The training, evaluation and demo commands and `python -m benchmarks` call it first thing;
+The train, evaluate, infer and demo commands and `python -m benchmarks` call it first thing;
 `VAUJAX_REUSE_HOST_MEMORY=0` turns it off there. It does nothing off glibc (macOS, musl), and
 leaves malloc alone when JAX's default backend is not the CPU.
 """
