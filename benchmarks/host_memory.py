@@ -12,11 +12,11 @@ Each child reports its best step time and the minor page faults per steady step
 from __future__ import annotations
 
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
+
+from benchmarks.common import json_from_child
 
 TINY_STEPS, LLAMA_100M_STEPS = 20, 3
 CONFIGS = ("tiny", "100m")
@@ -54,14 +54,8 @@ def child(sizes=CONFIGS) -> dict:
 
 
 def _run_child(enable: bool, sizes) -> dict:
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {**os.environ, "VAUJAX_REUSE_HOST_MEMORY": "1" if enable else "0"}
-  proc = subprocess.run([sys.executable, "-m", "benchmarks.host_memory", "--child",
-                         ",".join(sizes)], cwd=root, env=env, capture_output=True, text=True,
-                        timeout=600)
-  if proc.returncode:
-    raise RuntimeError(f"benchmarks.host_memory child failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return json_from_child("benchmarks.host_memory", "--child", ",".join(sizes),
+                         env={"VAUJAX_REUSE_HOST_MEMORY": "1" if enable else "0"}, timeout=600)
 
 
 def main(sizes=CONFIGS):

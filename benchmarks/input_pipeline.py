@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+from benchmarks.common import json_from_child
 from benchmarks.scaling import host_rss_mib
 
 STEPS, WARMUP = 80, 20
@@ -81,12 +81,8 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
 def run_in_child(paths: dict, workdir: str, threads: int, buffer: int, bucket: int = 0,
                  steps: int = STEPS, warmup: int = WARMUP) -> dict:
   """`run_loop` in a fresh process, so that one setting's freed buffers do not hide another's."""
-  out = subprocess.run(
-      [sys.executable, "-m", "benchmarks.input_pipeline", "--child", json.dumps(paths), workdir,
-       str(threads), str(buffer), str(bucket), str(steps), str(warmup)], check=True,
-      capture_output=True, text=True,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return json_from_child("benchmarks.input_pipeline", "--child", json.dumps(paths), workdir,
+                         str(threads), str(buffer), str(bucket), str(steps), str(warmup))
 
 
 def main():

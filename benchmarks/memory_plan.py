@@ -20,9 +20,7 @@ both unrolled is compiled at a reduced depth (an unrolled 32-layer compile takes
 import dataclasses
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Optional
 
@@ -31,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from benchmarks.common import json_from_child
 
 GIB = 1 << 30
 DEVICES = 8
@@ -135,23 +135,12 @@ def main():
 
 def _in_child() -> list[dict]:
   """main() in a child process whose CPU client has DEVICES devices; its rows."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
-  env = {**os.environ, "XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
-  with tempfile.TemporaryDirectory() as tmp:
-    rows_path = os.path.join(tmp, "rows.json")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.memory_plan", "--rows", rows_path],
-                          cwd=root, env=env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT)
-    print(proc.stdout, end="", flush=True)
-    if proc.returncode:
-      raise RuntimeError(f"benchmarks.memory_plan child failed ({proc.returncode})")
-    with open(rows_path) as f:
-      return json.load(f)
+  return json_from_child("benchmarks.memory_plan", "--child", echo=True,
+                         env={"XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"})
 
 
 if __name__ == "__main__":
   rows = main()
-  if "--rows" in sys.argv:
-    with open(sys.argv[sys.argv.index("--rows") + 1], "w") as f:
-      json.dump(rows, f)
+  if "--child" in sys.argv:
+    print(json.dumps(rows))
