@@ -157,6 +157,31 @@ def test_sigterm_checkpoints_the_current_step_and_resumes_exactly(data, tmp_path
                              atol=1e-6)
 
 
+def test_sigterm_during_a_save_that_was_not_asked_for_stops_after_the_next_step(
+    data, tmp_path, monkeypatch):
+  """SIGTERM lands inside step 3's (skipped, non-forced) save: training must go on to step 4,
+  write that checkpoint and say so, not claim a step-3 checkpoint that does not exist."""
+  original = checkpoint.Checkpointer.save
+
+  def save_then_signal(self, step, *args, **kwargs):
+    saved = original(self, step, *args, **kwargs)
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)   # the handler runs before save returns
+    return saved
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_signal)
+  c = _config(data, 8)
+  c.ckpt_every = 50
+  workdir = str(tmp_path / "w")
+  with pytest.raises(loop.Preempted, match="preempted at step 4"):
+    loop.train_and_evaluate(c, workdir)
+  ckpts = os.path.join(workdir, "checkpoints")
+  assert sorted(int(n) for n in os.listdir(ckpts) if n.isdigit()) == [4]
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", original)
+  loop.train_and_evaluate(c, workdir)                    # resumes from step 4
+  assert [r["step"] for r in _losses(workdir)] == list(range(1, 9))
+
+
 @pytest.mark.slow
 def test_sigkill_during_feature_extraction_loses_nothing(data, tmp_path):
   from vaujax.data import synthetic

@@ -318,10 +318,13 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
           writer.add_scalar(f"eval/{key[5:]}", metrics[key], step + 1)
       if (step + 1) % config.log_every == 0:
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
+      # Read the flag once: a SIGTERM that lands during the save below must not make the next
+      # line claim a checkpoint that was never asked for; it stops after the next step instead.
+      stop = sigterm.raised
       ckpt.save(step + 1, state, data_it.get_state(),
                 {k: v for k, v in metrics.items() if k == "loss" or k.startswith("eval_")},
-                force=step + 1 == config.total_steps or sigterm.raised)
-      if sigterm.raised and step + 1 < config.total_steps:
+                force=step + 1 == config.total_steps or stop)
+      if stop and step + 1 < config.total_steps:
         ckpt.wait()
         print(f"SIGTERM: checkpoint of step {step + 1} written to {ckpt.directory}; stopping",
               flush=True)
