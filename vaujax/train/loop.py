@@ -260,6 +260,15 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
   return evaluate
 
 
+def _every_process_stops(raised: bool) -> bool:
+  """True on every process once SIGTERM reached any of them: a checkpoint save is collective,
+  so a process that forced one while another went on to the next step would hang both."""
+  if jax.process_count() == 1:
+    return raised
+  from jax.experimental import multihost_utils
+  return bool(np.max(multihost_utils.process_allgather(np.int32(raised))))
+
+
 def _common_length(local: dict, bucket: int, max_length: int) -> int:
   """This step's bucketed token length, the same on every process (they build one array)."""
   length = pipeline.bucket_length(local["attention_mask"], bucket, max_length)
@@ -320,7 +329,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['learning_rate']:.2e}")
       # Read the flag once: a SIGTERM that lands during the save below must not make the next
       # line claim a checkpoint that was never asked for; it stops after the next step instead.
-      stop = sigterm.raised
+      stop = _every_process_stops(sigterm.raised)
       ckpt.save(step + 1, state, data_it.get_state(),
                 {k: v for k, v in metrics.items() if k == "loss" or k.startswith("eval_")},
                 force=step + 1 == config.total_steps or stop)
