@@ -41,21 +41,24 @@ def _env(devices):
               PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
 
 
+def _two_processes(data, workdir, port, steps, *extra):
+  return [subprocess.Popen(_args(data, workdir, "--config.distributed.num_processes=2",
+                                 f"--config.distributed.coordinator=127.0.0.1:{port}",
+                                 f"--config.distributed.process_id={p}", *extra, steps=steps),
+                           env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT) for p in (0, 1)]
+
+
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
   data = testing.make_tiny_vagpt_data(str(tmp_path / "data"), num_videos=8, num_frames=4)
   single = str(tmp_path / "single")
   subprocess.run(_args(data, single), env=_env(8), check=True, cwd=REPO, capture_output=True)
   multi = str(tmp_path / "multi")
-  port = _free_port()
   # the two processes run the paper config's scanned, rematerialised layers; the single one
   # runs them unrolled
-  procs = [subprocess.Popen(_args(data, multi, "--config.distributed.num_processes=2",
-                                  f"--config.distributed.coordinator=127.0.0.1:{port}",
-                                  f"--config.distributed.process_id={p}",
-                                  "--config.model.scan_layers=True", "--config.model.remat=True"),
-                            env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT) for p in (0, 1)]
+  procs = _two_processes(data, multi, _free_port(), STEPS, "--config.model.scan_layers=True",
+                         "--config.model.remat=True")
   outputs = [p.communicate(timeout=600)[0].decode() for p in procs]
   assert all(p.returncode == 0 for p in procs), outputs[0][-3000:] + outputs[1][-3000:]
   read = lambda d: [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]  # noqa
@@ -67,14 +70,6 @@ def test_two_processes_match_one(tmp_path):
   # process 0 logs its own rows; together the processes cover the same examples
   assert all(set(x["examples"]) <= set(sum((r["examples"] for r in a), []))
              for x in b)
-
-
-def _two_processes(data, workdir, port, steps, *extra):
-  return [subprocess.Popen(_args(data, workdir, "--config.distributed.num_processes=2",
-                                 f"--config.distributed.coordinator=127.0.0.1:{port}",
-                                 f"--config.distributed.process_id={p}", *extra, steps=steps),
-                           env=_env(4), cwd=REPO, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT) for p in (0, 1)]
 
 
 @pytest.mark.slow

@@ -260,22 +260,23 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
   return evaluate
 
 
+def _max_over_processes(value: int) -> int:
+  """The largest of every process's `value` (one scalar allgather; no-op on one process)."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+
 def _every_process_stops(raised: bool) -> bool:
   """True on every process once SIGTERM reached any of them: a checkpoint save is collective,
   so a process that forced one while another went on to the next step would hang both."""
-  if jax.process_count() == 1:
-    return raised
-  from jax.experimental import multihost_utils
-  return bool(np.max(multihost_utils.process_allgather(np.int32(raised))))
+  return bool(_max_over_processes(int(raised)))
 
 
 def _common_length(local: dict, bucket: int, max_length: int) -> int:
   """This step's bucketed token length, the same on every process (they build one array)."""
-  length = pipeline.bucket_length(local["attention_mask"], bucket, max_length)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
-  return length
+  return _max_over_processes(pipeline.bucket_length(local["attention_mask"], bucket, max_length))
 
 
 def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
