@@ -26,7 +26,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 $PY -c "import jax; print(jax.__version__, jax.devices())" 2>&1 | tee -a "$OUT/device.txt"
 # Fail at once, not minutes in, when a module that the checks import is missing.
 $PY -c "import benchmarks.mfu, vaujax.train.loop, tests.llama_reference" 2>&1 \
-  | tee -a "$OUT/device.txt" || { echo "gpu_check: a module is missing ($OUT/device.txt)" >&2; exit 1; }
+  | tee -a "$OUT/device.txt" \
+  || { echo "gpu_check: a module is missing ($OUT/device.txt)" >&2; exit 1; }
 # tests/conftest.py defaults to 8 simulated CPU devices: point the tests at the GPU instead (the
 # mesh tests skip). The fp32 parity tests compare against PyTorch on the CPU to 1e-5, so the
 # GPU's fp32 matmuls must not run as TF32. (VAUJAX_TEST_PLATFORMS=cpu: a dry run on a CPU.)

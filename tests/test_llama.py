@@ -297,6 +297,53 @@ def test_attention_kernels_equal_the_einsum_path(impl):
     np.testing.assert_allclose(p_fused, p_ref, atol=1e-5)
 
 
+def test_right_padding_lengths():
+  valid = jnp.asarray([[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]], bool)
+  lengths, right = llama.right_padding_lengths(valid)
+  assert lengths.tolist() == [3, 4, 0] and bool(right)
+  for row in ([0, 1, 1, 1], [1, 0, 1, 1]):   # left padding; a hole
+    assert not bool(llama.right_padding_lengths(valid.at[0].set(jnp.asarray(row, bool)))[1])
+
+
+def test_cudnn_causal_padding_dispatch_through_the_xla_kernel(monkeypatch):
+  """The "cudnn" kernel's causal & key-validity path, run through the XLA kernel on CPU: right
+  padding as key lengths, left padding as the full mask; outputs and gradients equal the einsum
+  path on every real query. JAX's cuDNN wrapper rejects any mask but the full [B, 1, L, S]
+  (a [B, 1, 1, S] key row failed there: "Bias must have same seq length as QKV")."""
+  real = jax.nn.dot_product_attention
+  calls = []
+
+  def recording(q, k, v, mask=None, **kw):
+    calls.append(kw.get("key_value_seq_lengths") is not None)
+    if mask is not None:
+      assert mask.shape == (q.shape[0], 1, q.shape[1], k.shape[1]), mask.shape
+    return real(q, k, v, mask=mask, **kw)
+
+  monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+  rng = np.random.RandomState(0)
+  b, l, h, kv, dh = 3, 17, 4, 2, 8
+  q, k, v = (jnp.asarray(rng.randn(b, l, n, dh), jnp.float32) for n in (h, kv, kv))
+  kv_rep = lambda t: jnp.repeat(t, h // kv, axis=2)   # noqa: E731  the xla kernel wants H heads
+  _, right = _batch(10)
+  for valid in (right, np.flip(right, axis=1)):
+    mask = llama.causal_padding_mask(jnp.asarray(valid), b, l, l, None)
+    fused = lambda q, k, v: llama.cudnn_causal_padding_attention(  # noqa: E731
+        q, kv_rep(k), kv_rep(v), mask, implementation="xla")
+    einsum = lambda q, k, v: llama.grouped_attention(q, k, v, mask)   # noqa: E731
+    real_rows = jnp.asarray(valid, bool)[:, :, None, None]
+    weights = jnp.asarray(rng.randn(b, l, h, dh), jnp.float32) * real_rows
+    out_f, out_e = fused(q, k, v), einsum(q, k, v)
+    np.testing.assert_allclose(np.asarray(out_f)[np.asarray(valid, bool)],
+                               np.asarray(out_e)[np.asarray(valid, bool)], atol=1e-5)
+    grads_f = jax.grad(lambda *a: jnp.sum(fused(*a) * weights), (0, 1, 2))(q, k, v)
+    grads_e = jax.grad(lambda *a: jnp.sum(einsum(*a) * weights), (0, 1, 2))(q, k, v)
+    for a, e in zip(grads_f, grads_e):
+      np.testing.assert_allclose(a, e, atol=1e-5)
+  assert True in calls and False in calls   # both branches were traced, each with its args
+  assert bool(llama.right_padding_lengths(jnp.asarray(right, bool))[1])
+  assert not bool(llama.right_padding_lengths(jnp.asarray(np.flip(right, axis=1), bool))[1])
+
+
 def _long_batch(vocab, length=83):
   """Long enough for 3 query chunks of 32 (the last one partial), right and left padding."""
   rng = np.random.RandomState(5)

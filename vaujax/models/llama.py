@@ -42,7 +42,8 @@ class AttentionMask:
 
   `allowed` [B, L, S] bool. `kind` (static) tells the kernels what shape of mask it is:
     causal_padding  no cache, S == L, exactly causal & key validity (a training batch, a
-                    prompt): "chunked" skips the upper triangle, "cudnn" reads key validity only
+                    prompt): "chunked" skips the upper triangle, "cudnn" takes right padding
+                    as key lengths
     causal          no cache, S == L, causal & a per-query key mask (options packed after one
                     prompt): "chunked" still skips the upper triangle, "cudnn" takes the mask
     cached          queries from `cache_index` on against the cache's S slots
@@ -208,9 +209,8 @@ def attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "chunked",
 
   `kind` is `AttentionMask.kind`. Without a cache the mask lies inside the causal triangle, so
   "chunked" skips the upper triangle. When it is exactly causal & key validity
-  ("causal_padding"), "cudnn" passes `is_causal` plus the key-validity row [B,1,1,S] (left or
-  right padding alike) so the fused kernel skips the masked half. Otherwise every kernel gets
-  the explicit mask ("chunked" is then the single-block einsum).
+  ("causal_padding"), "cudnn" runs `cudnn_causal_padding_attention`. Otherwise every kernel
+  gets the explicit mask ("chunked" is then the single-block einsum).
   """
   if kind not in ("causal_padding", "causal", "cached"):
     raise ValueError(f"unknown attention mask kind {kind!r}")
@@ -219,10 +219,33 @@ def attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "chunked",
   if impl in ("einsum", "chunked"):
     return grouped_attention(q, k, v, mask)
   if impl == "cudnn" and kind == "causal_padding":
-    keys = mask[:, -1, :][:, None, None, :]   # the last query row sees every real key
-    return jax.nn.dot_product_attention(q, k, v, mask=keys, is_causal=True,
-                                        implementation="cudnn")
+    return cudnn_causal_padding_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation=impl)
+
+
+def right_padding_lengths(valid: Array) -> tuple[Array, Array]:
+  """Key validity [B, S] -> (real keys per row [B] int32, whether every row is right-padded)."""
+  lengths = valid.sum(axis=-1, dtype=jnp.int32)
+  prefix = jnp.arange(valid.shape[-1]) < lengths[:, None]
+  return lengths, jnp.all(valid == prefix)
+
+
+def cudnn_causal_padding_attention(q: Array, k: Array, v: Array, mask: Array,
+                                   implementation: str = "cudnn") -> Array:
+  """cuDNN flash attention under a causal & key-validity mask [B, L, L].
+
+  JAX's cuDNN wrapper takes a mask only as a bias of the full [B, 1, L, S] shape, which the
+  backward also differentiates. A right-padded batch (every training batch) goes as key
+  lengths instead (`key_value_seq_lengths` with `is_causal`), so the kernel skips the upper
+  triangle and the padding with no bias at all; any other validity pattern (left padding)
+  takes the full mask. `implementation="xla"` runs the same dispatch on any backend (tests).
+  """
+  lengths, right_padded = right_padding_lengths(mask[:, -1, :])   # the last row sees every key
+  by_lengths = lambda: jax.nn.dot_product_attention(  # noqa: E731
+      q, k, v, is_causal=True, key_value_seq_lengths=lengths, implementation=implementation)
+  by_mask = lambda: jax.nn.dot_product_attention(  # noqa: E731
+      q, k, v, mask=mask[:, None], is_causal=True, implementation=implementation)
+  return jax.lax.cond(right_padded, by_lengths, by_mask)
 
 
 def query_chunk(length: int, max_chunks: int) -> int:
