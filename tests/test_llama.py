@@ -322,13 +322,12 @@ def test_cudnn_causal_padding_dispatch_through_the_xla_kernel(monkeypatch):
   monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
   rng = np.random.RandomState(0)
   b, l, h, kv, dh = 3, 17, 4, 2, 8
-  q, k, v = (jnp.asarray(rng.randn(b, l, n, dh), jnp.float32) for n in (h, kv, kv))
-  kv_rep = lambda t: jnp.repeat(t, h // kv, axis=2)   # noqa: E731  the xla kernel wants H heads
+  q, k, v = (jnp.asarray(rng.randn(b, l, n, dh), jnp.float32) for n in (h, kv, kv))   # GQA
   _, right = _batch(10)
   for valid in (right, np.flip(right, axis=1)):
     mask = llama.causal_padding_mask(jnp.asarray(valid), b, l, l, None)
     fused = lambda q, k, v: llama.cudnn_causal_padding_attention(  # noqa: E731
-        q, kv_rep(k), kv_rep(v), mask, implementation="xla")
+        q, k, v, mask, implementation="xla")
     einsum = lambda q, k, v: llama.grouped_attention(q, k, v, mask)   # noqa: E731
     real_rows = jnp.asarray(valid, bool)[:, :, None, None]
     weights = jnp.asarray(rng.randn(b, l, h, dh), jnp.float32) * real_rows
