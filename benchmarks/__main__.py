@@ -1,20 +1,22 @@
-"""Runs every benchmark module (or those named on the command line), prints one table, writes JSON.
+"""Runs every benchmark module (or those named by --only), prints one table, writes JSON.
 
-  python -m benchmarks                 # all
-  python -m benchmarks llm_decode      # one
-  python -m benchmarks --json out.json
+  python -m benchmarks                          # all
+  python -m benchmarks --only=llm_decode        # one (or several: --only=vision,llm_decode)
+  python -m benchmarks --json=out.json
 
 Each module `benchmarks/<name>.py` has `main() -> list[dict]`, rows with at least
-{"benchmark", "metric", "vaujax", "reference", "ratio"}.
+{"benchmark", "metric", "vaujax", "reference", "ratio"}, and its own command line
+(`python -m benchmarks.<name> --help`).
 """
 
-import argparse
 import importlib
-import json
 import os
 import pkgutil
-import sys
 import time
+
+from absl import flags
+
+from benchmarks import common
 
 SKIP = {"common", "__main__"}
 
@@ -24,26 +26,44 @@ def _modules():
   return sorted(m.name for m in pkgutil.iter_modules([here]) if m.name not in SKIP)
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_list("only", None, f"benchmarks to run, comma-separated, of "
+                    f"{','.join(_modules())} (default: all)", flag_values=fv)
+  common.define_json_flag(fv, "benchmarks_results.json")
+
+
+def run(argv=None):
+  """`python -m benchmarks`: `argv` as on the command line (argv[0] the program)."""
+  from vaujax.app import cli
+  return cli.run(__doc__, define_flags, run_flags, argv)
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser()
-  parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {_modules()})")
-  parser.add_argument("--json", default="benchmarks_results.json")
-  args = parser.parse_args(argv)
+  """As before: `argv` without the program name (default sys.argv[1:]); -> the rows."""
+  return run(None if argv is None else ["python -m benchmarks", *argv])
+
+
+def run_flags(fv: flags.FlagValues) -> list:
+  from vaujax.app import cli
+  names = fv.only or _modules()
+  unknown = [n for n in names if n not in _modules()]
+  if unknown:
+    raise cli.fail("--only", f"no benchmark {unknown[0]!r}; one of {', '.join(_modules())}")
+  common.check_json(fv.json)
   # Both sides of every row run in this process, so both get these settings (host_memory.py
   # measures them against none in child processes).
   from vaujax import cpu_runtime
   print(f"host memory: {cpu_runtime.reuse_host_memory()}", flush=True)
   rows = []
-  for name in args.names or _modules():
+  for name in names:
     start = time.perf_counter()
     module = importlib.import_module(f"benchmarks.{name}")
     print(f"== {name}", flush=True)
     rows.extend(module.main())
     print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
   print(format_table(rows))
-  with open(args.json, "w") as f:
-    json.dump({"rows": rows, "python": sys.version}, f, indent=2)
-  print(f"wrote {args.json}")
+  common.write_json(fv.json, rows)
+  return rows
 
 
 def format_table(rows):
@@ -57,4 +77,4 @@ def format_table(rows):
 
 
 if __name__ == "__main__":
-  main()
+  run()

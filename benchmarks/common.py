@@ -29,3 +29,58 @@ def json_from_child(module: str, *args: str, env: dict | None = None, echo: bool
   if echo and lines:
     print("\n".join(lines), flush=True)
   return json.loads(last)
+
+
+# The command line of every module (`python -m benchmarks.<name> --help`): absl flags through
+# vaujax.app.cli, like every vaujax command. `python -m benchmarks` calls the modules' main().
+
+def define_json_flag(fv, default: str | None = None) -> None:
+  """`--json FILE`: where the rows go (with the Python version), as `python -m benchmarks`."""
+  from absl import flags
+  flags.DEFINE_string("json", default, "write the rows and the Python version to this JSON file"
+                      + ("" if default else " (default: print only)"), flag_values=fv)
+
+
+def check_json(path: str) -> None:
+  """Before any benchmark runs: the --json file can be written (its folder exists)."""
+  from vaujax.errors import InputError
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise InputError(path, f"output folder {folder} does not exist")
+  if os.path.isdir(path):
+    raise InputError(path, "is a directory, not a JSON file")
+
+
+def write_json(path: str, rows: list) -> None:
+  with open(path, "w") as f:
+    json.dump({"rows": rows, "python": sys.version}, f, indent=2)
+  print(f"wrote {path}")
+
+
+def int_list(fv, name: str) -> list[int]:
+  """A comma-separated list flag as positive ints, or the one-line error naming the flag."""
+  from vaujax.app import cli
+  try:
+    values = [int(v) for v in fv[name].value]
+  except ValueError:
+    raise cli.fail(f"--{name}", f"expected comma-separated integers, got "
+                                f"{','.join(fv[name].value)!r}") from None
+  if not values or min(values) < 1:
+    raise cli.fail(f"--{name}", "expected one or more positive integers")
+  return values
+
+
+def run_module(doc: str, define_flags, rows, argv=None):
+  """Parses `argv` into the module's flags, checks --json, runs `rows(fv)` (-> its rows), writes
+  them when --json is given; --help, bad flags and bad inputs as `vaujax.app.cli.run`."""
+  from vaujax.app import cli
+
+  def main(fv):
+    if fv.json:
+      check_json(fv.json)
+    result = rows(fv)
+    if fv.json:
+      write_json(fv.json, result)
+    return result
+
+  return cli.run(doc, define_flags, main, argv)

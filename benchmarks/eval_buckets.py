@@ -6,7 +6,7 @@ the jitted scorer compiles again for most batches; with buckets (prompts padded 
 32 tokens, the last batch to the full batch size) it compiles once per bucket. Both sides score the same questions with the same tiny VA-GPT (random weights: only
 speed is measured here; `tests/test_evaluate.py` checks the scores are equal).
 
-  python -m benchmarks eval_buckets
+  python -m benchmarks --only=eval_buckets
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+
+from absl import flags
+
+from benchmarks import common
 
 
 def measure(num_videos: int = 24, batch_size: int = 5) -> dict:
@@ -26,10 +30,12 @@ def measure(num_videos: int = 24, batch_size: int = 5) -> dict:
   from vaujax import sharding, testing
   from vaujax.data import annotations, benchmark_files, synthetic
   from vaujax.data.tokenizer import Tokenizer
-  from vaujax.errors import read_json
+  from vaujax.files import read_json
   from vaujax.evaluate import qa
-  from vaujax.infer import Assistant, _option_logprobs
+  from vaujax.inference.assistant import Assistant, _option_logprobs
   from vaujax.models import vagpt
+  from vaujax.runs import run_dir
+  from vaujax.runs.tetg_files import TrainedTETG
   from vaujax.train import tetg_trainer, vagpt_task
 
   root = tempfile.mkdtemp(prefix="vaujax_eval_buckets_")
@@ -37,12 +43,12 @@ def measure(num_videos: int = 24, batch_size: int = 5) -> dict:
   config = vagpt_stage2.get_config("size=tiny,frames=8,steps=1")
   config.data.tokenizer = paths["tokenizer"]
   tokenizer = Tokenizer.load(paths["tokenizer"])
-  model = vagpt.VAGPT(vagpt_task.model_config(config, tokenizer.vocab_size))
+  model = vagpt.VAGPT(run_dir.model_config(config, tokenizer.vocab_size))
   batch = vagpt_task.dummy_batch(model.config, config, 1)
   params = nn.unbox(jax.jit(vagpt_task.init_fn(model))(jax.random.key(0), batch))
   mesh = sharding.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
   labels = read_json(paths["labels_json"], "labels", dict)
-  config.data.classes = tuple(synthetic.CLASSES)
+  config.data.classes = ",".join(synthetic.CLASSES)
   videos = [annotations.VideoAnnotation(v, 8.0, ((0.0, 8.0),), ("a scene",), lab["label"],
                                         tuple(map(tuple, lab["anomaly_intervals"])))
             for v, lab in sorted(labels.items())]
@@ -50,7 +56,7 @@ def measure(num_videos: int = 24, batch_size: int = 5) -> dict:
   # a quickly trained TETG, so prompts carry hints of different lengths as in the demo
   x, y = tetg_trainer.frames_from_features(paths["features"], labels)
   tetg = tetg_trainer.train(x, y, tetg_configs.get_config("epochs=60,momentum=0.9"))
-  bucketed = Assistant(config, model, params, tokenizer, tetg.params, tetg.model_config,
+  bucketed = Assistant(config, model, params, tokenizer, TrainedTETG(tetg.params, tetg.model_config),
                        classes=synthetic.CLASSES, mesh=mesh)
   exact = dataclasses.replace(bucketed, length_bucket=1)
   out = {}
@@ -75,5 +81,19 @@ def main() -> list[dict]:
   return [measure()]
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_integer("num_videos", 24, "synthetic videos whose MC questions are scored",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("batch_size", 5, "questions scored per batch", lower_bound=1,
+                       flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.eval_buckets`: one row, at the sizes the flags give."""
+  return common.run_module(
+      __doc__, define_flags, lambda fv: [measure(fv.num_videos, fv.batch_size)], argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -34,10 +34,10 @@ $PY -c "import benchmarks.mfu, vaujax.train.loop, tests.llama_reference" 2>&1 \
 JAX_PLATFORMS=${VAUJAX_TEST_PLATFORMS:-cuda} JAX_DEFAULT_MATMUL_PRECISION=highest \
   $PY -m pytest -q -rs -p no:cacheprovider tests/test_llama.py 2>&1 | tee "$OUT/test_llama.log"
 for attention in cudnn chunked; do
-  VAUJAX_MFU_ATTENTION=$attention $PY -m benchmarks mfu --json "$OUT/mfu_$attention.json" \
+  VAUJAX_MFU_ATTENTION=$attention $PY -m benchmarks --only=mfu --json="$OUT/mfu_$attention.json" \
     2>&1 | tee "$OUT/mfu_$attention.log"
 done
 # The paper config's layer scan (models/llama.py: scan_layers) against the unrolled cudnn row.
 VAUJAX_MFU_ATTENTION=cudnn VAUJAX_MFU_SCAN=1 \
-  $PY -m benchmarks mfu --json "$OUT/mfu_cudnn_scan.json" \
+  $PY -m benchmarks --only=mfu --json="$OUT/mfu_cudnn_scan.json" \
   2>&1 | tee "$OUT/mfu_cudnn_scan.log"

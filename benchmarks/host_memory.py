@@ -6,16 +6,18 @@ batches: the tiny VA-GPT's LLM (8 x 256 tokens) and the ~100M LLaMA of `train_st
 Each child reports its best step time and the minor page faults per steady step
 (`getrusage`), which count the temp buffer's pages mapped afresh.
 
-  python -m benchmarks host_memory
+  python -m benchmarks --only=host_memory
 """
 
 from __future__ import annotations
 
 import json
 import resource
-import sys
 import time
 
+from absl import flags
+
+from benchmarks import common
 from benchmarks.common import json_from_child
 
 TINY_STEPS, LLAMA_100M_STEPS = 20, 3
@@ -54,7 +56,7 @@ def child(sizes=CONFIGS) -> dict:
 
 
 def _run_child(enable: bool, sizes) -> dict:
-  return json_from_child("benchmarks.host_memory", "--child", ",".join(sizes),
+  return json_from_child("benchmarks.host_memory", f"--child={','.join(sizes)}",
                          env={"VAUJAX_REUSE_HOST_MEMORY": "1" if enable else "0"}, timeout=600)
 
 
@@ -77,8 +79,34 @@ def main(sizes=CONFIGS):
   return rows
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_list("sizes", list(CONFIGS), "train steps to time: " + "; ".join(
+      f"{name}: {label}" for name, label in LABELS.items()), flag_values=fv)
+  flags.DEFINE_list("child", None, "internal: time these steps in this process, with the "
+                    "settings VAUJAX_REUSE_HOST_MEMORY gives, and print them as JSON",
+                    flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def _rows(fv: flags.FlagValues):
+  from vaujax.app import cli
+  for name in ("child", "sizes"):
+    unknown = [s for s in fv[name].value or () if s not in CONFIGS]
+    if unknown:
+      raise cli.fail(f"--{name}", f"no step {unknown[0]!r}; one of {', '.join(CONFIGS)}")
+  if fv.child:
+    out = child(fv.child)
+    print(json.dumps(out))
+    return out
+  if not fv.sizes:
+    raise cli.fail("--sizes", f"name one or more of {', '.join(CONFIGS)}")
+  return main(tuple(fv.sizes))
+
+
+def run(argv=None):
+  """`python -m benchmarks.host_memory`: main() for the steps --sizes names."""
+  return common.run_module(__doc__, define_flags, _rows, argv)
+
+
 if __name__ == "__main__":
-  if "--child" in sys.argv:
-    print(json.dumps(child(sys.argv[sys.argv.index("--child") + 1].split(","))))
-  else:
-    main()
+  run()

@@ -14,18 +14,19 @@ set at the last step (the pipeline's buffer alive) minus before the run. Each ru
 process; the settings run one after another, VAUJAX_INPUT_REPEATS times (default 1) in
 alternation, and each figure is from the fastest of its runs.
 
-  python -m benchmarks input_pipeline
+  python -m benchmarks --only=input_pipeline
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 
 import numpy as np
+from absl import flags
 
+from benchmarks import common
 from benchmarks.common import json_from_child
 from benchmarks.scaling import host_rss_mib
 
@@ -55,7 +56,7 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
   c = vagpt_stage1.get_config(f"size=tiny,frames=8,steps={steps}")
   c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
   c.data.tokenizer, c.data.tetg_params = paths["tokenizer"], paths["tetg"]
-  c.data.classes = tuple(synthetic.SyntheticConfig().classes)
+  c.data.classes = ",".join(synthetic.SyntheticConfig().classes)
   c.data.max_length, c.data.read_threads, c.data.prefetch_buffer = 320, threads, buffer
   c.data.length_bucket = bucket
   c.mesh.update(dict(data=1, fsdp=1, tensor=1, devices=1))
@@ -81,18 +82,24 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
 def run_in_child(paths: dict, workdir: str, threads: int, buffer: int, bucket: int = 0,
                  steps: int = STEPS, warmup: int = WARMUP) -> dict:
   """`run_loop` in a fresh process, so that one setting's freed buffers do not hide another's."""
-  return json_from_child("benchmarks.input_pipeline", "--child", json.dumps(paths), workdir,
-                         str(threads), str(buffer), str(bucket), str(steps), str(warmup))
+  return json_from_child("benchmarks.input_pipeline", f"--child={json.dumps(paths)}",
+                         f"--workdir={workdir}", f"--threads={threads}", f"--buffer={buffer}",
+                         f"--bucket={bucket}", f"--steps={steps}", f"--warmup={warmup}")
 
 
 def main():
+  return measure()
+
+
+def measure(repeats: int = REPEATS, steps: int = STEPS, warmup: int = WARMUP) -> list[dict]:
+  """main()'s rows: every setting `repeats` times, `steps` steps of which `warmup` uncounted."""
   with tempfile.TemporaryDirectory() as root:
     paths = make_data(os.path.join(root, "data"))
     results = {name: [] for name in SETTINGS}
-    for repeat in range(REPEATS):
+    for repeat in range(repeats):
       for name, setting in SETTINGS.items():
         results[name].append(run_in_child(paths, os.path.join(root, f"{name}{repeat}"),
-                                          *setting))
+                                          *setting, steps=steps, warmup=warmup))
   best = {name: min(runs, key=lambda r: r["wall_ms"]) for name, runs in results.items()}
   for name, r in best.items():
     print(f"{name:5s}: {r['wall_ms']:.1f} ms/step (waiting for data {r['data_ms']:.1f} ms, "
@@ -121,11 +128,47 @@ def main():
   return rows
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_integer("repeats", REPEATS, "runs of every setting, the fastest kept (env "
+                       "VAUJAX_INPUT_REPEATS)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("steps", STEPS, "train steps per run", lower_bound=2, flag_values=fv)
+  flags.DEFINE_integer("warmup", WARMUP, "first steps of a run left out of the medians",
+                       lower_bound=0, flag_values=fv)
+  flags.DEFINE_string("child", None, "internal: run one setting's loop in this process on the "
+                      "data these JSON paths name, and print its figures as JSON",
+                      flag_values=fv)
+  flags.DEFINE_string("workdir", None, "with --child: the run's work directory", flag_values=fv)
+  flags.DEFINE_integer("threads", 0, "with --child: data.read_threads (-1 none, 0 auto)",
+                       lower_bound=-1, flag_values=fv)
+  flags.DEFINE_integer("buffer", 0, "with --child: data.prefetch_buffer (0 auto)", lower_bound=0,
+                       flag_values=fv)
+  flags.DEFINE_integer("bucket", 0, "with --child: data.length_bucket (0 none)", lower_bound=0,
+                       flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def _rows(fv: flags.FlagValues):
+  from vaujax.app import cli
+  if fv.warmup >= fv.steps:
+    raise cli.fail("--warmup", f"must be below --steps ({fv.steps}), got {fv.warmup}")
+  if not fv.child:
+    return measure(fv.repeats, fv.steps, fv.warmup)
+  cli.require(fv, "workdir")
+  try:
+    paths = json.loads(fv.child)
+  except json.JSONDecodeError as e:
+    raise cli.fail("--child", f"not JSON ({e.msg})") from None
+  from vaujax import cpu_runtime
+  cpu_runtime.reuse_host_memory()       # as `python -m vaujax.train` does
+  out = run_loop(paths, fv.workdir, fv.threads, fv.buffer, fv.bucket, fv.steps, fv.warmup)
+  print(json.dumps(out))
+  return out
+
+
+def run(argv=None):
+  """`python -m benchmarks.input_pipeline`: main(), with the settings the flags give."""
+  return common.run_module(__doc__, define_flags, _rows, argv)
+
+
 if __name__ == "__main__":
-  if len(sys.argv) > 1 and sys.argv[1] == "--child":
-    from vaujax import cpu_runtime
-    cpu_runtime.reuse_host_memory()       # as `python -m vaujax.train` does
-    print(json.dumps(run_loop(json.loads(sys.argv[2]), sys.argv[3],
-                              *map(int, sys.argv[4:9]))))
-  else:
-    main()
+  run()

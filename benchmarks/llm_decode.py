@@ -8,7 +8,7 @@ bandwidth (a 256 MiB fp32 matrix-vector product, timed in the same run), the byt
 weights per token, and `ratio_bound`, the ratio a decode running at that bandwidth would reach
 against HF.
 
-  python -m benchmarks llm_decode
+  python -m benchmarks --only=llm_decode
 """
 
 import time
@@ -16,7 +16,9 @@ import time
 import jax
 import numpy as np
 
+from benchmarks import common
 from benchmarks.train_step import interleave
+from vaujax.models.params import count_params
 
 CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_layers=4,
               num_heads=8, num_kv_heads=8, max_position_embeddings=1024)
@@ -85,12 +87,12 @@ def main():
     tok = batch * NEW_TOKENS
     row = dict(benchmark="llm_decode", metric=f"tokens/s batch {batch}", vaujax=tok / ours,
                reference=tok / ref, ratio=ref / ours, compile_s=compile_s,
-               params_m=llama.count_params(params) / 1e6, torch_threads=torch.get_num_threads())
+               params_m=count_params(params) / 1e6, torch_threads=torch.get_num_threads())
     print(f"batch {batch}: vaujax {tok / ours:,.1f} tok/s, HF generate {tok / ref:,.1f} tok/s, "
           f"ratio {ref / ours:.2f}x (compile {compile_s:.1f} s)", flush=True)
     if batch == 1:
       # Dense weights read per token (the embedding is a one-row gather); fp32.
-      dense_bytes = 4 * (llama.count_params(params) - cfg.vocab_size * cfg.hidden_size)
+      dense_bytes = 4 * (count_params(params) - cfg.vocab_size * cfg.hidden_size)
       bandwidth = read_bandwidth()
       floor_s = dense_bytes / bandwidth                  # seconds per token at the roofline
       row.update(dense_mib_per_token=dense_bytes / 2**20, bandwidth_gbs=bandwidth / 1e9,
@@ -104,5 +106,14 @@ def main():
   return rows
 
 
+def define_flags(fv) -> None:
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.llm_decode`: main(), and --json to keep its rows."""
+  return common.run_module(__doc__, define_flags, lambda fv: main(), argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -11,16 +11,16 @@ The LLM's and the Q-Former's layers run as `lax.scan`s (the paper config's `scan
 the full 32-layer plan compiles in under a minute. For the before/after, the same step with
 both unrolled is compiled at a reduced depth (an unrolled 32-layer compile takes far longer):
 
-  python -m benchmarks memory_plan                          # 32 layers; unrolled vs scan at 4
-  VAUJAX_PLAN_LAYERS=8 VAUJAX_PLAN_UNROLLED_LAYERS=2 python -m benchmarks memory_plan
-  VAUJAX_PLAN_REMAT_POLICY=dots python -m benchmarks memory_plan   # the main plan's policy
-  VAUJAX_PLAN_BATCH=32 python -m benchmarks memory_plan             # global batch (default 8)
+  python -m benchmarks --only=memory_plan        # 32 layers; unrolled vs scan at 4
+  VAUJAX_PLAN_LAYERS=8 VAUJAX_PLAN_UNROLLED_LAYERS=2 python -m benchmarks --only=memory_plan
+  VAUJAX_PLAN_REMAT_POLICY=dots python -m benchmarks --only=memory_plan   # the main plan's policy
+  VAUJAX_PLAN_BATCH=32 python -m benchmarks --only=memory_plan   # global batch (default 8)
+  python -m benchmarks.memory_plan --layers=8 --remat_policy=dots --batch=32   # the same, as flags
 """
 
 import dataclasses
 import json
 import os
-import sys
 import time
 from typing import Optional
 
@@ -29,7 +29,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import flags
 
+from benchmarks import common
 from benchmarks.common import json_from_child
 
 GIB = 1 << 30
@@ -102,17 +104,28 @@ def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: 
           "remat_policy": remat_policy, "scan_layers": scan_layers}
 
 
+def env_settings() -> dict:
+  """The settings the VAUJAX_PLAN_* variables give (the defaults of the command-line flags)."""
+  return dict(layers=int(os.environ.get("VAUJAX_PLAN_LAYERS", "32")),
+              unrolled_layers=int(os.environ.get("VAUJAX_PLAN_UNROLLED_LAYERS", "4")),
+              remat_policy=os.environ.get("VAUJAX_PLAN_REMAT_POLICY", "full"),
+              batch=int(os.environ.get("VAUJAX_PLAN_BATCH", "8")))
+
+
 def main():
+  return rows(**env_settings())
+
+
+def rows(layers: int = 32, unrolled_layers: int = 4, remat_policy: str = "full",
+         batch: int = 8) -> list[dict]:
+  """The plan's rows; in a child process with DEVICES CPU devices unless this is one."""
   if jax.device_count() != DEVICES:
-    return _in_child()
-  layers = int(os.environ.get("VAUJAX_PLAN_LAYERS", "32"))
-  unrolled_layers = int(os.environ.get("VAUJAX_PLAN_UNROLLED_LAYERS", "4"))
-  policy = os.environ.get("VAUJAX_PLAN_REMAT_POLICY", "full")
-  batch = int(os.environ.get("VAUJAX_PLAN_BATCH", "8"))
-  result = plan(layers, batch=batch, remat_policy=policy)
+    return _in_child(layers=layers, unrolled_layers=unrolled_layers, remat_policy=remat_policy,
+                     batch=batch)
+  result = plan(layers, batch=batch, remat_policy=remat_policy)
   print(f"VA-GPT stage one, {layers} of 32 LLM layers (scanned), batch {batch} x 2048 tokens, "
         f"64 frames, bf16 compute, fp32 AdamW, fsdp={result['devices']}, remat per LLM "
-        f"(policy {policy}) and Q-Former layer:")
+        f"(policy {remat_policy}) and Q-Former layer:")
   for key, value in result.items():
     print(f"  {key}: {value:,.3f}" if isinstance(value, float) else
           f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
@@ -133,14 +146,42 @@ def main():
                compile_s=scanned["compile_s"], reference_compile_s=unrolled["compile_s"])]
 
 
-def _in_child() -> list[dict]:
-  """main() in a child process whose CPU client has DEVICES devices; its rows."""
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
-  return json_from_child("benchmarks.memory_plan", "--child", echo=True,
-                         env={"XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"})
+def _in_child(**settings) -> list[dict]:
+  """rows(**settings) in a child process whose CPU client has DEVICES devices."""
+  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
+  return json_from_child("benchmarks.memory_plan", "--child",
+                         *(f"--{name}={value}" for name, value in settings.items()), echo=True,
+                         env={"XLA_FLAGS": xla_flags.strip(), "JAX_PLATFORMS": "cpu"})
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  s = env_settings()
+  flags.DEFINE_integer("layers", s["layers"], "LLM layers of the main (scanned) plan, of 32 "
+                       "(env VAUJAX_PLAN_LAYERS)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("unrolled_layers", s["unrolled_layers"], "depth of the unrolled vs "
+                       "scanned comparison (env VAUJAX_PLAN_UNROLLED_LAYERS)", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_string("remat_policy", s["remat_policy"], "remat policy of the main plan: full "
+                      "or dots (env VAUJAX_PLAN_REMAT_POLICY)", flag_values=fv)
+  flags.DEFINE_integer("batch", s["batch"], "global batch, sequences of 2048 tokens "
+                       "(env VAUJAX_PLAN_BATCH)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_bool("child", False, "internal: this is the child process with the simulated "
+                    "devices; print the rows as JSON", flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def _rows(fv: flags.FlagValues) -> list[dict]:
+  out = rows(layers=fv.layers, unrolled_layers=fv.unrolled_layers,
+             remat_policy=fv.remat_policy, batch=fv.batch)
+  if fv.child:
+    print(json.dumps(out))
+  return out
+
+
+def run(argv=None):
+  """`python -m benchmarks.memory_plan`: main(), with the settings the flags give."""
+  return common.run_module(__doc__, define_flags, _rows, argv)
 
 
 if __name__ == "__main__":
-  rows = main()
-  if "--child" in sys.argv:
-    print(json.dumps(rows))
+  run()

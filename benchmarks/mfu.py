@@ -10,9 +10,11 @@ per token for the attention scores (no causal discount). MFU is taken against tw
 Made for an accelerator (`config.model.attention=cudnn` on NVIDIA GPUs). On a CPU the module
 reports nothing unless VAUJAX_MFU_ON_CPU=1, since `utilization` already covers the CPU.
 
-  python -m benchmarks mfu
-  VAUJAX_MFU_LAYERS=8 VAUJAX_MFU_BATCH=4 VAUJAX_MFU_ATTENTION=chunked python -m benchmarks mfu
-  VAUJAX_MFU_SCAN=1 python -m benchmarks mfu      # the layers as one scan (the paper config's)
+  python -m benchmarks --only=mfu
+  VAUJAX_MFU_LAYERS=8 VAUJAX_MFU_BATCH=4 VAUJAX_MFU_ATTENTION=chunked python -m benchmarks \\
+      --only=mfu
+  VAUJAX_MFU_SCAN=1 python -m benchmarks --only=mfu   # the layers as one scan (the paper config's)
+  python -m benchmarks.mfu --layers=8 --batch=4 --attention=chunked --scan   # the same as flags
   bash benchmarks/gpu_check.sh     # the device checks of the performance issue, in one run
 """
 
@@ -24,7 +26,9 @@ import os
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
+from benchmarks import common
 from benchmarks import train_step as ts
 from benchmarks import utilization
 
@@ -86,16 +90,53 @@ def measure(layers: int = 4, batch: int = 8, seq: int = 2048, matmul_n: int = 81
   return row
 
 
-def main() -> list[dict]:
-  if jax.default_backend() == "cpu" and os.environ.get("VAUJAX_MFU_ON_CPU") != "1":
+def env_settings() -> dict:
+  """The settings the VAUJAX_MFU_* variables give (the defaults of the command-line flags)."""
+  env = lambda name, default: int(os.environ.get(name, default))  # noqa: E731
+  return dict(layers=env("VAUJAX_MFU_LAYERS", 4), batch=env("VAUJAX_MFU_BATCH", 8),
+              seq=env("VAUJAX_MFU_SEQ", 2048),
+              attention=os.environ.get("VAUJAX_MFU_ATTENTION") or None,
+              scan_layers=os.environ.get("VAUJAX_MFU_SCAN") == "1",
+              on_cpu=os.environ.get("VAUJAX_MFU_ON_CPU") == "1")
+
+
+def rows(layers: int = 4, batch: int = 8, seq: int = 2048, attention: str | None = None,
+         scan_layers: bool = False, on_cpu: bool = False) -> list[dict]:
+  if jax.default_backend() == "cpu" and not on_cpu:
     print("mfu: no accelerator here (the CPU's utilisation is `utilization`); skipped")
     return []
-  env = lambda name, default: int(os.environ.get(name, default))  # noqa: E731
-  return [measure(layers=env("VAUJAX_MFU_LAYERS", 4), batch=env("VAUJAX_MFU_BATCH", 8),
-                  seq=env("VAUJAX_MFU_SEQ", 2048),
-                  attention=os.environ.get("VAUJAX_MFU_ATTENTION") or None,
-                  scan_layers=os.environ.get("VAUJAX_MFU_SCAN") == "1")]
+  return [measure(layers=layers, batch=batch, seq=seq, attention=attention,
+                  scan_layers=scan_layers)]
+
+
+def main() -> list[dict]:
+  return rows(**env_settings())
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  s = env_settings()
+  flags.DEFINE_integer("layers", s["layers"], "decoder layers of the 7B-shaped LLaMA "
+                       "(env VAUJAX_MFU_LAYERS)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("batch", s["batch"], "sequences per step (env VAUJAX_MFU_BATCH)",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("seq", s["seq"], "tokens per sequence (env VAUJAX_MFU_SEQ)",
+                       lower_bound=2, flag_values=fv)
+  flags.DEFINE_string("attention", s["attention"], "config.model.attention: chunked, einsum, "
+                      "xla or cudnn (default: cudnn on a GPU, else chunked; env "
+                      "VAUJAX_MFU_ATTENTION)", flag_values=fv)
+  flags.DEFINE_bool("scan", s["scan_layers"], "the layers as one lax.scan (env VAUJAX_MFU_SCAN=1)",
+                    flag_values=fv)
+  flags.DEFINE_bool("on_cpu", s["on_cpu"], "measure on a CPU too (env VAUJAX_MFU_ON_CPU=1)",
+                    flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.mfu`: main(), with the settings the flags give."""
+  return common.run_module(__doc__, define_flags, lambda fv: rows(
+      layers=fv.layers, batch=fv.batch, seq=fv.seq, attention=fv.attention,
+      scan_layers=fv.scan, on_cpu=fv.on_cpu), argv)
 
 
 if __name__ == "__main__":
-  main()
+  run()

@@ -27,7 +27,7 @@ sampler's greedy choice as a max then the first index holding it (`sampler.first
 `jnp.argmax` on [8, 32000] logits. Since the sixth: multiple-choice scoring with the K options
 packed after one shared prompt (`scoring.option_logprobs`) vs the prompt repeated per option.
 
-  python -m benchmarks optimisations
+  python -m benchmarks --only=optimisations
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import dataclasses
 
 import jax
 
+from benchmarks import common
 from benchmarks import train_step as ts
 
 CONFIG = dict(vocab_size=8000, hidden_size=512, intermediate_size=1376, num_layers=4,
@@ -308,5 +309,14 @@ def main() -> list[dict]:
                       measure_greedy_argmax(), measure_mc_scoring()]
 
 
+def define_flags(fv) -> None:
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.optimisations`: main(), and --json to keep its rows."""
+  return common.run_module(__doc__, define_flags, lambda fv: main(), argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

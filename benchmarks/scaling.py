@@ -8,7 +8,7 @@ Per setting: best step time (all settings timed interleaved), the compiled execu
 the setting compiled (peak from `resource.getrusage`, monotone over the process, so run this
 module alone to read it; and current from /proc/self/statm).
 
-  python -m benchmarks scaling
+  python -m benchmarks --only=scaling
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import resource
 import time
 
 import jax
+from absl import flags
 
+from benchmarks import common
 from benchmarks import train_step as ts
 
 MIB = 1 << 20
@@ -103,5 +105,25 @@ def main():
   return measure()
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_list("frames", [str(t) for t in FRAMES], "frames per video of the frames sweep "
+                    "(text fixed, sequence 1 + 2T + text)", flag_values=fv)
+  flags.DEFINE_list("seqs", [str(s) for s in SEQS], "sequence lengths of the sequence sweep "
+                    "(8 frames)", flag_values=fv)
+  flags.DEFINE_integer("batch", ts.TINY_BATCH, "examples per train step", lower_bound=1,
+                       flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def _rows(fv: flags.FlagValues) -> list[dict]:
+  frames, seqs = common.int_list(fv, "frames"), common.int_list(fv, "seqs")
+  return measure(frames=tuple(frames), seqs=tuple(seqs), batch=fv.batch)
+
+
+def run(argv=None):
+  """`python -m benchmarks.scaling`: main()'s sweeps, or those the flags give."""
+  return common.run_module(__doc__, define_flags, _rows, argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -5,7 +5,7 @@ sequence is 1 + T * ceil(K * N) + text tokens and shrinks with K. The LLM is a s
 (width 256, 4 layers) so it dominates the cost, as the 7B does in the paper; the same videos and
 text go through every K. The settings are timed interleaved.
 
-  python -m benchmarks sets_payoff
+  python -m benchmarks --only=sets_payoff
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from __future__ import annotations
 import time
 
 import jax
+from absl import flags
 
+from benchmarks import common
 from benchmarks import train_step as ts
+from vaujax.models.params import count_params
 
 SMALL_LLM = dict(vocab_size=4096, hidden_size=256, intermediate_size=688, num_layers=4,
                  num_heads=8, num_kv_heads=8, max_position_embeddings=2048)
@@ -66,7 +69,7 @@ def measure(llm: dict = SMALL_LLM, frames: int = 8, batch: int = 2, text_len: in
       row = dict(benchmark="sets_payoff", metric=f"{name} ms, K={k} vs K={base}",
                  vaujax=ours * 1e3, reference=ref * 1e3, ratio=ref / ours, k=k,
                  seq=settings[k]["seq"], seq_base=settings[base]["seq"], frames=frames,
-                 batch=batch, llm_params_m=llama.count_params(
+                 batch=batch, llm_params_m=count_params(
                      settings[k]["train"].state["params"]["params"]["llm"]) / 1e6,
                  repeats=repeats if what == "train" else max(prefill_repeats, repeats),
                  loadavg_1m=ts.load_average())
@@ -86,5 +89,30 @@ def main():
   return measure()
 
 
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_list("ratios", [str(r) for r in RATIOS], "SETS keep ratios K, the first the "
+                    "baseline the others are compared with", flag_values=fv)
+  flags.DEFINE_integer("frames", 8, "frames per video", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("batch", 2, "videos per step", lower_bound=1, flag_values=fv)
+  common.define_json_flag(fv)
+
+
+def _rows(fv: flags.FlagValues) -> list[dict]:
+  from vaujax.app import cli
+  try:
+    ratios = tuple(float(r) for r in fv.ratios)
+  except ValueError:
+    raise cli.fail("--ratios", f"expected comma-separated numbers, got "
+                               f"{','.join(fv.ratios)!r}") from None
+  if len(ratios) < 2 or not all(0 < r <= 1 for r in ratios):
+    raise cli.fail("--ratios", "expected two or more keep ratios in (0, 1]")
+  return measure(frames=fv.frames, batch=fv.batch, ratios=ratios)
+
+
+def run(argv=None):
+  """`python -m benchmarks.sets_payoff`: main()'s rows, at the settings the flags give."""
+  return common.run_module(__doc__, define_flags, _rows, argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -16,8 +16,8 @@ The ~100M row also times a 2048^3 fp32 `jnp.dot` in the same rounds and reports 
 6N FLOP/s as a share of it, and `ratio_bound`: the ratio vaujax would reach at 100% of that
 peak. Where PyTorch already runs near the peak, that bound caps what any step can gain.
 
-  python -m benchmarks train_step
-  VAUJAX_BENCH_STEPS=5 python -m benchmarks train_step      # more timed steps per side
+  python -m benchmarks --only=train_step
+  VAUJAX_BENCH_STEPS=5 python -m benchmarks --only=train_step   # more timed steps per side
 
 The helpers here (`llama_step`, `vagpt_step`, `interleave`, ...) are shared by `utilization`,
 `sets_payoff` and `scaling`.
@@ -34,6 +34,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from benchmarks import common
+from vaujax.models.params import count_params
 
 # ~100M parameters: 85M in the 12 decoder layers + 2 x 24.6M embedding / LM head.
 LLAMA_100M = dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_layers=12,
@@ -69,10 +72,9 @@ def compiled_llama_step(model, batch: int, seq: int):
   """
   import flax.linen as nn
 
-  from vaujax.models import llama
   cfg = model.config
   params = nn.unbox(jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
-  n_params = llama.count_params(params)
+  n_params = count_params(params)
   data = jax.tree_util.tree_map(jnp.asarray, text_batch(cfg.vocab_size, batch, seq))
   step, state = jitted_train_step(llama_loss(model), params)
   start = time.perf_counter()
@@ -183,7 +185,7 @@ def measure_llama(config: dict = LLAMA_100M, batch: int = BATCH_100M, seq: int =
   from vaujax.models import llama
   cfg = llama.LlamaConfig(**config)
   hf, params = hf_llama(cfg)
-  n_params = llama.count_params(params)
+  n_params = count_params(params)
   data = text_batch(cfg.vocab_size, batch, seq)
   step, state = jitted_train_step(llama_loss(llama.Llama(cfg)), params)
   ours = JaxStep(step, state, data)
@@ -302,7 +304,7 @@ def measure_vagpt(size: str = "tiny", batch: int = TINY_BATCH, text_len: int = 2
   times = interleave({"vagpt": ours, "llm": ours_llm, "torch": ref}, repeats)
   tokens = batch * seq
   full, llm_t, torch_t = (summary(times[k]) for k in ("vagpt", "llm", "torch"))
-  n_params = llama.count_params(params)
+  n_params = count_params(params)
   rows = [
       dict(benchmark="train_step",
            metric=f"tokens/s tiny VA-GPT ({n_params / 1e3:.0f}K params, batch {batch}x{seq})",
@@ -311,7 +313,7 @@ def measure_vagpt(size: str = "tiny", batch: int = TINY_BATCH, text_len: int = 2
            note="no HF model of the whole VA-GPT (frame tokens + SETS + LLaMA); the next row "
                 "compares its LLM alone"),
       dict(benchmark="train_step",
-           metric=f"tokens/s tiny LLaMA of VA-GPT ({llama.count_params(llm_params) / 1e3:.0f}K "
+           metric=f"tokens/s tiny LLaMA of VA-GPT ({count_params(llm_params) / 1e3:.0f}K "
                   f"params, batch {batch}x{seq})",
            vaujax=tokens / llm_t["best_s"], reference=tokens / torch_t["best_s"],
            ratio=torch_t["best_s"] / llm_t["best_s"], compile_s=llm_compile_s,
@@ -328,5 +330,14 @@ def main():
   return measure_vagpt() + [measure_llama()]
 
 
+def define_flags(fv) -> None:
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.train_step`: main(), and --json to keep its rows."""
+  return common.run_module(__doc__, define_flags, lambda fv: main(), argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -6,7 +6,7 @@ so contention from other jobs lowers both alike. FLOPs per step come two ways:
   6N        6 x (parameters minus the embedding gather) x tokens, the usual analytic estimate
             (it leaves out attention scores, ~12 x layers x seq x width per token, reported too)
 
-  python -m benchmarks utilization
+  python -m benchmarks --only=utilization
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from benchmarks import common
 from benchmarks import train_step as ts
 
 MATMUL_N = 2048
@@ -91,5 +92,14 @@ def main():
   return [row, six_n]
 
 
+def define_flags(fv) -> None:
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.utilization`: main(), and --json to keep its rows."""
+  return common.run_module(__doc__, define_flags, lambda fv: main(), argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

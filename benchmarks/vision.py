@@ -3,7 +3,7 @@
 Same config and weights (converted), same frames, CPU, one process. A second row times the
 tower's attention in query chunks (`vit.attention`, since the sixth session of 2026-11-30)
 against the single softmax block it replaced, on the same tower, interleaved.
-  python -m benchmarks vision
+  python -m benchmarks --only=vision
 """
 
 import time
@@ -12,6 +12,9 @@ from unittest import mock
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from benchmarks import common
+from vaujax.models.params import count_params
 
 CONFIG = dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6,
               image_size=224, patch_size=14)
@@ -89,7 +92,7 @@ def main():
 
   run_torch()
   ref = _best(run_torch)
-  print(f"vision tower (CLIP-style, {vit.count_params(params) / 1e6:.1f}M params, batch {BATCH}): "
+  print(f"vision tower (CLIP-style, {count_params(params) / 1e6:.1f}M params, batch {BATCH}): "
         f"vaujax {BATCH / ours:.1f} frames/s, PyTorch {BATCH / ref:.1f} frames/s, "
         f"ratio {ref / ours:.2f}x (compile {compile_s:.1f} s)", flush=True)
   return [dict(benchmark="vision", metric=f"frames/s batch {BATCH}", vaujax=BATCH / ours,
@@ -97,5 +100,14 @@ def main():
           measure_attention(model, params, x)]
 
 
+def define_flags(fv) -> None:
+  common.define_json_flag(fv)
+
+
+def run(argv=None):
+  """`python -m benchmarks.vision`: main(), and --json to keep its rows."""
+  return common.run_module(__doc__, define_flags, lambda fv: main(), argv)
+
+
 if __name__ == "__main__":
-  main()
+  run()

@@ -23,10 +23,14 @@ def get_config(arg=None):
   c.data = ml_collections.ConfigDict(dict(
       train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
       batch_size=8, num_epochs=1000,
-      skip_bad=True, tetg_params="", classes=(), encoder="", bert_vocab="",
-      read_threads=0, prefetch_buffer=0, length_bucket=0 if args.size == "tiny" else 256))
-  # classes: the TETG hint's class list (() = UCF-Crime's 13; --config.data.classes="(a, b)");
-  # encoder: how `vaujax.infer` encodes a raw video (tiny[:SEED] or TOWER_DIR,DINO_DIR);
+      skip_bad=True, tetg_params="", classes="", mc_instruction="letter", encoder="",
+      bert_vocab="", read_threads=0, prefetch_buffer=0,
+      length_bucket=0 if args.size == "tiny" else 256))
+  # classes: the TETG hint's class list, comma-separated ("" = UCF-Crime's 13;
+  # --config.data.classes=Arson,Fighting); mc_instruction: how MC questions ask for the answer
+  # (letter: "Answer with the option's letter ..." | text: "... the text of the correct option");
+  # encoder: how `vaujax infer` encodes a raw video (tiny[:SEED] or TOWER_DIR,DINO_DIR), with
+  # model.num_frames frames sampled uniformly. All of these are recorded in the run (run/).
   # bert_vocab: the Q-Former's vocab.txt; read_threads / prefetch_buffer: grain's prefetch
   # threads and batches ahead (0 = half the host's cores, two batches per thread; threads
   # -1 = none); length_bucket: pad each batch to its longest example rounded up to this, not
@@ -47,6 +51,10 @@ def get_config(arg=None):
                                           targets=r"llm/layers_\d+/self_attn/(q_proj|v_proj)/kernel"))
   # periodic evaluation: held-out loss every `eval.every` steps on `eval.json` (0 = off)
   c.eval = ml_collections.ConfigDict(dict(every=0, json="", batches=2))
+  # evaluators by name (vaujax/evaluate/evaluators.py), each every `every` steps and at the
+  # last step, logged as eval_<name>_<metric>: e.g. in a config file
+  # c.evals.mc = ml_collections.ConfigDict(dict(kind="mc", benchmark="test_mc.json", every=500))
+  c.evals = ml_collections.ConfigDict()
   c.best_metric = ""
   c.distributed = ml_collections.ConfigDict(dict(auto=False, coordinator="", num_processes=1,
                                                  process_id=0))

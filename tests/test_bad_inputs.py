@@ -234,14 +234,20 @@ def video_truncated(tmp):
 # -- checkpoints, params, tokenizers, configs --------------------------------------------------
 
 def ckpt_missing(tmp):
-  from vaujax.infer import load_params
-  load_params(str(tmp / "no_run"), None)
+  from vaujax.runs import run_dir
+  run_dir.vagpt_params(str(tmp / "no_run"), None)
 
 
 def ckpt_empty(tmp):
-  from vaujax.infer import load_params
+  from vaujax.runs import run_dir
   os.makedirs(tmp / "run" / "checkpoints")
-  load_params(str(tmp / "run"), None)
+  run_dir.vagpt_params(str(tmp / "run"), None)
+
+
+def run_without_artifact(tmp):
+  from vaujax.runs import run_dir
+  os.makedirs(tmp / "old_run" / "checkpoints")
+  run_dir.load_run(str(tmp / "old_run"))
 
 
 def params_dir_incomplete(tmp):
@@ -252,9 +258,9 @@ def params_dir_incomplete(tmp):
 
 def tetg_dir_wrong_kind(tmp):
   from vaujax.convert import params_io
-  from vaujax.train import tetg_trainer
+  from vaujax.runs import tetg_files
   params_io.save(str(tmp / "not_tetg"), {"w": np.ones(2)}, {"kind": "vit/clip"})
-  tetg_trainer.load(str(tmp / "not_tetg"))
+  tetg_files.load_tetg(str(tmp / "not_tetg"))
 
 
 def tokenizer_corrupt(tmp):
@@ -274,7 +280,7 @@ def bert_vocab_without_specials(tmp):
 
 def llama_config_missing_fields(tmp):
   from vaujax.convert import llama
-  from vaujax.convert.weights import read_json
+  from vaujax.files import read_json
   path = _json(tmp, "config.json", {"hidden_size": 8})
   llama.config_from_hf(read_json(path), path)
 
@@ -360,13 +366,15 @@ ROWS = [
      ["text.mp4"]),
     ("video-truncated", "video.read_video", "first 2 kB of a real h264 mp4", video_truncated,
      InputError, ["cut.mp4"]),
-    ("ckpt-missing", "infer.load_params", "no such run", ckpt_missing, InputError,
+    ("ckpt-missing", "run_dir.vagpt_params", "no such run", ckpt_missing, InputError,
      ["no_run", "does not exist"]),
-    ("ckpt-empty", "infer.load_params", "checkpoints/ without a finished step", ckpt_empty,
+    ("ckpt-empty", "run_dir.vagpt_params", "checkpoints/ without a finished step", ckpt_empty,
      InputError, ["checkpoints", "no finished checkpoint"]),
+    ("run-no-artifact", "run_dir.load_run", "a workdir without run/config.json",
+     run_without_artifact, InputError, ["old_run", "not a vaujax run"]),
     ("params-incomplete", "params_io.load", "params/ without vaujax.json", params_dir_incomplete,
      InputError, ["params_dir", "incomplete conversion"]),
-    ("tetg-kind", "tetg_trainer.load", "a vision tower's params dir", tetg_dir_wrong_kind,
+    ("tetg-kind", "tetg_files.load_tetg", "a vision tower's params dir", tetg_dir_wrong_kind,
      InputError, ["not_tetg", "not a TETG classifier"]),
     ("sp-corrupt", "Tokenizer.load", "garbage tokenizer.model", tokenizer_corrupt, InputError,
      ["tokenizer.model", "not a SentencePiece model"]),

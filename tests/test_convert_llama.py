@@ -10,6 +10,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from tests.llama_reference import hf_model, state_dict
+from vaujax.app import convert_llama
 from vaujax.convert import llama as convert
 from vaujax.convert import params_io
 from vaujax.errors import InputError
@@ -31,8 +32,10 @@ def test_cli_round_trip_is_bit_exact(tmp_path, hf, save_kwargs):
   files = os.listdir(tmp_path / "hf")
   if save_kwargs.get("max_shard_size"):
     assert "model.safetensors.index.json" in files
-  convert.main(["--hf_dir", str(tmp_path / "hf"), "--out", str(tmp_path / "vj")])
-  convert.main(["--params", str(tmp_path / "vj"), "--hf_out", str(tmp_path / "back")])
+  convert_llama.run(["vaujax convert-llama", "--hf_dir", str(tmp_path / "hf"), "--out",
+                     str(tmp_path / "vj")])
+  convert_llama.run(["vaujax convert-llama", "--params", str(tmp_path / "vj"), "--hf_out",
+                     str(tmp_path / "back")])
   reloaded = LlamaForCausalLM.from_pretrained(tmp_path / "back").eval()
   original, back = state_dict(hf), state_dict(reloaded)
   assert original.keys() == back.keys()

@@ -4,12 +4,15 @@ quarter-size run that must learn well above chance on held-out videos. The full 
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from vaujax import demo
+from vaujax.app import demo
 
 PNG = b"\x89PNG\r\n\x1a\n"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _check_report(workdir):
@@ -27,30 +30,73 @@ def _check_report(workdir):
 def test_demo_smoke(tmp_path):
   c = demo.DemoConfig(num_videos=16, stage1_steps=4, stage2_steps=2, mc_copies=1, batch_size=4,
                       frames=4)
-  summary = demo.run(str(tmp_path), c, log=lambda s: None)
+  summary = demo.run_demo(str(tmp_path), c, log=lambda s: None)
   report = _check_report(str(tmp_path))
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options |" in report
   assert summary["results"]["mc_loglik"]["num_questions"] > 0
   assert os.path.exists(tmp_path / "summary.json")
 
 
+def _command(module, *args):
+  """`python -m <module> args...` as the README shows it, on the test's 8 CPU devices."""
+  env = dict(os.environ, PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
+                        text=True, timeout=900)
+
+
 @pytest.mark.slow
-def test_a_small_demo_learns_above_chance(tmp_path):
-  """A quarter-size run (~2 min) must already beat chance clearly on held-out videos; the full
-  default run's goals (MC >= 90%, AUC >= 0.95) are checked by `make demo-check` in CI."""
+def test_a_small_demo_learns_above_chance_and_its_run_reproduces_alone(tmp_path):
+  """A quarter-size run (~3 min) must already beat chance clearly on held-out videos; the full
+  default run's goals (MC >= 90%, AUC >= 0.95) are checked by `make demo-check` in CI.
+
+  Then the README's commands with `--run WORKDIR/stage2` and the inputs alone (no class list,
+  no prompt style, no tokenizer, no TETG path) give the demo's own figures exactly: MC by both
+  methods, open QA and frame AUC / AP."""
   c = demo.DemoConfig(num_videos=100, stage1_steps=700, stage2_steps=60, mc_copies=2)
-  summary = demo.run(str(tmp_path), c, log=print)
+  summary = demo.run_demo(str(tmp_path), c, log=print)
   _check_report(str(tmp_path))
   assert summary["tetg"]["frame_auc"] >= 0.8
   assert summary["results"]["mc_loglik"]["total_acc"] >= 0.45       # chance is 0.25
+  # stage one ran the held-out MC evaluator by name, half-way and at its last step
+  logged = [json.loads(line) for line in open(tmp_path / "stage1" / "metrics.jsonl")]
+  accs = {r["step"]: r["eval_mc_total_acc"] for r in logged if "eval_mc_total_acc" in r}
+  assert sorted(accs) == [350, 700] and all(0 <= a <= 1 for a in accs.values())
+
+  data, run = tmp_path / "data", str(tmp_path / "stage2")
+  inputs = [f"--feature_dir={data / 'features'}", f"--labels={data / 'synthetic' / 'labels.json'}"]
+  mc = _command("vaujax.evaluate", f"--run={run}", f"--benchmark={data / 'test_mc.json'}",
+                f"--out={tmp_path / 'cli'}", *inputs)
+  assert mc.returncode == 0, mc.stderr[-3000:]
+  qa = _command("vaujax.evaluate", f"--run={run}", f"--benchmark={data / 'test_ucf_qa.json'}",
+                f"--out={tmp_path / 'cli'}", *inputs)
+  assert qa.returncode == 0, qa.stderr[-3000:]
+  for tag, name in (("mc_loglik", "test_mc_loglik"), ("mc_generate", "test_mc_generate"),
+                    ("ucf_qa", "test_ucf_qa")):
+    saved = json.load(open(tmp_path / "cli" / f"{name}.json"))
+    assert saved["summary"] == summary["results"][tag], tag
+    assert saved["results"] == json.load(open(tmp_path / "eval" / f"{tag}.json"))["results"]
+  frames = json.loads(mc.stdout.split("frames ", 1)[1].splitlines()[0])
+  assert frames["frame_auc"] == round(summary["tetg"]["frame_auc"], 4)
+  assert frames["frame_ap"] == round(summary["tetg"]["frame_ap"], 4)
+
+  video = sorted((data / "synthetic" / "videos").iterdir())[0]
+  answer_path = tmp_path / "answer.json"
+  asked = _command("vaujax.infer", f"--run={run}", f"--video={video}", f"--json={answer_path}")
+  assert asked.returncode == 0, asked.stderr[-3000:]
+  from vaujax.data import features
+  from vaujax.inference.assistant import Assistant
+  answer = json.load(open(answer_path))
+  feats = features.load(str(data / "features" / (video.stem + ".npz")))
+  expected = Assistant.from_run(run).ask(feats)   # the features the demo extracted from it
+  assert answer == json.loads(json.dumps(expected))
 
 
 @pytest.mark.slow
 def test_ablation_runs_every_variant(tmp_path):
-  from vaujax.evaluate import ablation
+  from vaujax.app import ablation
   c = demo.DemoConfig(num_videos=16, stage1_steps=3, stage2_steps=2, mc_copies=1, batch_size=4,
                       frames=4)
-  rows = ablation.run(str(tmp_path), c, k_sweep=(0.25,), log=lambda s: None)
+  rows = ablation.run_ablation(str(tmp_path), c, k_sweep=(0.25,), log=lambda s: None)
   assert [r["name"] for r in rows] == ["none", "SETS", "TETG", "SETS + TETG",
                                        "SETS + TETG, K=0.25"]
   saved = json.load(open(tmp_path / "ablation.json"))
@@ -65,7 +111,7 @@ def test_demo_repeats_bit_for_bit(tmp_path):
   import numpy as np
   c = demo.DemoConfig(num_videos=12, stage1_steps=3, stage2_steps=2, mc_copies=1, batch_size=4,
                       frames=4)
-  runs = [demo.run(str(tmp_path / name), c, log=lambda s: None) for name in ("a", "b")]
+  runs = [demo.run_demo(str(tmp_path / name), c, log=lambda s: None) for name in ("a", "b")]
   features = sorted(os.listdir(tmp_path / "a" / "data" / "features"))
   assert features == sorted(os.listdir(tmp_path / "b" / "data" / "features"))
   for name in features:

@@ -116,7 +116,7 @@ def run(tmp_path_factory):
   from configs import tetg as tetg_configs
   from configs import vagpt_stage1
   from vaujax.train import loop, tetg_trainer
-  from vaujax.convert.weights import read_json
+  from vaujax.files import read_json
   root = tmp_path_factory.mktemp("run")
   paths = testing.make_tiny_vagpt_data(str(root / "data"), num_videos=8, num_frames=4)
   labels = read_json(paths["labels_json"])
@@ -140,9 +140,9 @@ def _feats(run, vid):
 
 def test_score_options_equal_plain_forward(run):
   """Batched, padded, sharded option scores == log-probs from one unpadded forward per pair."""
-  from vaujax.infer import Assistant
+  from vaujax.inference.assistant import Assistant
   from vaujax.models.vagpt import VAGPT
-  a = Assistant.load(run["config"], run["workdir"])
+  a = Assistant.from_run(run["workdir"])
   vids = sorted(run["labels"])[:3]
   feats = [_feats(run, v) for v in vids]
   chats = [[{"from": "human", "value": f"<video>\nQuestion {i}?"}] for i in range(3)]
@@ -170,8 +170,8 @@ def test_length_buckets_give_the_same_answers_with_one_compile(run):
   bucketing changes neither the option scores nor the greedy answers."""
   import dataclasses
 
-  from vaujax.infer import Assistant, _option_logprobs
-  bucketed = Assistant.load(run["config"], run["workdir"])
+  from vaujax.inference.assistant import Assistant, _option_logprobs
+  bucketed = Assistant.from_run(run["workdir"])
   exact = dataclasses.replace(bucketed, length_bucket=1)
   vids = sorted(run["labels"])
   options = [["Explosion", "A road accident.", "No.", "Fire near the road"]]
@@ -197,9 +197,10 @@ def test_length_buckets_give_the_same_answers_with_one_compile(run):
 
 def test_evaluate_mc_and_open_write_results(run, tmp_path):
   from vaujax.data import annotations, benchmark_files
-  from vaujax.infer import Assistant
-  a = Assistant.load(run["config"], run["workdir"], classes=("Explosion", "Fighting",
-                                                            "RoadAccidents", "Stealing", "Arson"))
+  from vaujax.inference.assistant import Assistant
+  import dataclasses
+  a = dataclasses.replace(Assistant.from_run(run["workdir"]), classes=(
+      "Explosion", "Fighting", "RoadAccidents", "Stealing", "Arson"))
   labels = run["labels"]
   videos = [annotations.VideoAnnotation(v, 8.0, ((0.0, 8.0),), ("a scene",), labels[v]["label"],
                                         tuple(map(tuple, labels[v]["anomaly_intervals"])))
@@ -226,7 +227,7 @@ def test_evaluate_mc_and_open_write_results(run, tmp_path):
 
 
 def test_structured_answer_schema():
-  from vaujax.infer import structured_answer, validate_answer
+  from vaujax.inference.assistant import structured_answer, validate_answer
   ts = np.array([0.5, 1.5, 2.5])
   good = structured_answer("Yes, there is an explosion from 1.0 to 2.0 seconds.",
                            np.array([0.1, 0.9, 0.8]), ts, (1.5, 2.5), ("Explosion", "Arson"))
@@ -244,11 +245,7 @@ def test_structured_answer_schema():
 
 
 def _infer(run, *extra):
-  args = [sys.executable, "-m", "vaujax.infer", "--config",
-          os.path.join(REPO, "configs/vagpt_stage1.py:size=tiny,frames=4"),
-          f"--config.data.tokenizer={run['paths']['tokenizer']}",
-          f"--config.data.tetg_params={run['config'].data.tetg_params}",
-          "--encoder=tiny:0", *extra]
+  args = [sys.executable, "-m", "vaujax.infer", *extra]
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
 
@@ -257,25 +254,28 @@ def test_infer_cli_on_a_real_video_and_bad_inputs(run, tmp_path):
   vid = sorted(run["labels"])[0]
   video = os.path.join(run["paths"]["videos"], vid + ".mp4")
   fig, out = str(tmp_path / "fig.png"), str(tmp_path / "answer.json")
-  r = _infer(run, f"--checkpoint={run['workdir']}", f"--video={video}", f"--figure={fig}",
+  r = _infer(run, f"--run={run['workdir']}", f"--video={video}", f"--figure={fig}",
              f"--json={out}", "--gt=1.0,3.0")
   assert r.returncode == 0, r.stderr[-3000:]
   assert "A: " in r.stdout and "interval:" in r.stdout
   with open(fig, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  from vaujax.infer import validate_answer
+  from vaujax.inference.assistant import validate_answer
   answer = json.load(open(out))
   validate_answer(answer)
   assert len(answer["frame_scores"]) == 4
-  missing = _infer(run, f"--checkpoint={run['workdir']}", f"--video={tmp_path / 'nope.mp4'}")
-  assert missing.returncode != 0 and "nope.mp4" in missing.stderr and "does not exist" in \
-      missing.stderr
+  missing = _infer(run, f"--run={run['workdir']}", f"--video={tmp_path / 'nope.mp4'}")
+  assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+      f"error: {tmp_path / 'nope.mp4'}: video does not exist"]
   corrupt = tmp_path / "corrupt.mp4"
   corrupt.write_bytes(open(video, "rb").read()[:300])
-  bad_video = _infer(run, f"--checkpoint={run['workdir']}", f"--video={corrupt}")
-  assert bad_video.returncode != 0 and "corrupt.mp4" in bad_video.stderr
-  no_ckpt = _infer(run, f"--checkpoint={tmp_path}", f"--video={video}")
-  assert no_ckpt.returncode != 0 and str(tmp_path) in no_ckpt.stderr
+  bad_video = _infer(run, f"--run={run['workdir']}", f"--video={corrupt}")
+  assert bad_video.returncode == 2 and "corrupt.mp4" in bad_video.stderr
+  assert len(bad_video.stderr.strip().splitlines()) == 1
+  no_run = _infer(run, f"--run={tmp_path}", f"--video={video}")
+  assert no_run.returncode == 2 and no_run.stderr.strip().splitlines() == [
+      f"error: {tmp_path}: not a vaujax run: no run/config.json (runs written by `vaujax train` "
+      "have one)"]
 
 
 def test_parse_choice_closest_interval():
@@ -291,7 +291,7 @@ def test_parse_choice_closest_interval():
 
 
 def test_ablation_variants_and_table():
-  from vaujax.evaluate import ablation
+  from vaujax.app import ablation
   rows = ablation.variants((0.1, 0.5, 0.9))
   assert [r["name"] for r in rows][:4] == ["none", "SETS", "TETG", "SETS + TETG"]
   assert [r["sets"] for r in rows] == [None, 0.5, None, 0.5, 0.1, 0.9]
@@ -313,8 +313,8 @@ def _mc_for_run(run):
 
 
 def test_killed_evaluation_resumes_without_redoing_finished_questions(run, tmp_path):
-  from vaujax.infer import Assistant
-  a = Assistant.load(run["config"], run["workdir"])
+  from vaujax.inference.assistant import Assistant
+  a = Assistant.from_run(run["workdir"])
   mc = _mc_for_run(run)
   feature_dir = run["paths"]["features"]
   full, summary = qa.evaluate_mc(a, mc, feature_dir, batch_size=2, progress=False)
@@ -347,11 +347,8 @@ def test_evaluation_cli_writes_results_and_frame_metrics(run, tmp_path):
   bench.write_text(json.dumps(mc))
   labels = tmp_path / "labels.json"
   labels.write_text(json.dumps(run["labels"]))
-  args = [sys.executable, "-m", "vaujax.evaluate", "--config",
-          os.path.join(REPO, "configs/vagpt_stage1.py:size=tiny,frames=4"),
-          f"--config.data.tokenizer={run['paths']['tokenizer']}",
-          f"--config.data.tetg_params={run['config'].data.tetg_params}",
-          f"--checkpoint={run['workdir']}", f"--benchmark={bench}",
+  args = [sys.executable, "-m", "vaujax.evaluate", f"--run={run['workdir']}",
+          f"--benchmark={bench}",
           f"--feature_dir={run['paths']['features']}", f"--out={tmp_path / 'eval'}",
           f"--labels={labels}", "--batch_size=4"]
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")

@@ -18,7 +18,8 @@ from configs import vagpt_stage1
 from vaujax import testing
 from vaujax.data import features
 from vaujax.errors import InputError
-from vaujax.train import checkpoint, loop
+from vaujax.runs import checkpoint
+from vaujax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=REPO,
@@ -187,8 +188,8 @@ def test_sigkill_during_feature_extraction_loses_nothing(data, tmp_path):
   from vaujax.data import synthetic
   synthetic.generate(str(tmp_path / "syn"), synthetic.SyntheticConfig(num_videos=10, seconds=4))
   videos, out = str(tmp_path / "syn" / "videos"), str(tmp_path / "feats")
-  args = [sys.executable, "-m", "vaujax.data.features", "--videos", videos, "--out", out,
-          "--tiny", "--num_frames", "4"]
+  args = [sys.executable, "-m", "vaujax.app.features", "--videos", videos, "--out", out,
+          "--encoder", "tiny", "--num_frames", "4"]
   proc = subprocess.Popen(args, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.time() + 300

@@ -43,8 +43,9 @@ def test_encoder_matches_towers_applied_by_hand(dataset):
 
 
 def test_cli(dataset, tmp_path):
-  features.main(["--videos", str(dataset / "videos"), "--out", str(tmp_path / "c"), "--tiny",
-                 "--fps", "1"])
+  from vaujax.app import features as features_cmd
+  features_cmd.run(["vaujax features", "--videos", str(dataset / "videos"), "--out",
+                    str(tmp_path / "c"), "--encoder", "tiny", "--fps", "1"])
   assert len(list((tmp_path / "c").glob("*.npz"))) == 3
 
 

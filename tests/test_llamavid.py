@@ -6,8 +6,6 @@ of a model assembled by hand from the same arrays, and bad keys give clear error
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +16,6 @@ from vaujax.convert import llamavid, weights
 from vaujax.errors import InputError
 from vaujax.models import vagpt
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V, D, F, LAYERS, HEADS = 64, 32, 48, 2, 4          # LLM
 DV = 24                                             # vision feature width (EVA-g: 1408)
 H, QL, QF, Q, BV = 64, 2, 96, 4, 40                 # Q-Former width/layers/FFN, queries, BERT vocab
@@ -242,19 +239,17 @@ def test_bad_release_keys_name_the_key_and_file(tmp_path, edit, message):
   assert not os.path.exists(tmp_path / "out" / "vaujax.json")
 
 
-def test_cli_import_and_export(tmp_path):
+def test_cli_import_and_export(tmp_path, capsys):
+  from vaujax.app import convert_llamavid
   release = write_release(tmp_path / "release", release_state())
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  run = lambda *a: subprocess.run([sys.executable, "-m", "vaujax.convert.llamavid", *a],  # noqa
-                                  env=env, capture_output=True, text=True, timeout=300)
-  r = run("--release_dir", release, "--out", str(tmp_path / "p"), "--frames", "3")
-  assert r.returncode == 0, r.stderr[-2000:]
-  assert "ignored_keys" in r.stdout
-  r = run("--params", str(tmp_path / "p"), "--release_out", str(tmp_path / "e"))
-  assert r.returncode == 0, r.stderr[-2000:]
+  run = lambda *a: convert_llamavid.run(["vaujax convert-llamavid", *a])  # noqa: E731
+  run("--release_dir", release, "--out", str(tmp_path / "p"), "--num_frames", "3")
+  assert "ignored_keys" in capsys.readouterr().out
+  run("--params", str(tmp_path / "p"), "--release_out", str(tmp_path / "e"))
   assert os.path.exists(tmp_path / "e" / "config.json")
-  missing = run("--release_dir", str(tmp_path / "nope"), "--out", str(tmp_path / "q"))
-  assert missing.returncode != 0 and "nope" in missing.stderr
+  with pytest.raises(SystemExit) as e:
+    run("--release_dir", str(tmp_path / "nope"), "--out", str(tmp_path / "q"))
+  assert e.value.code == 2 and "nope" in capsys.readouterr().err
 
 
 def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
@@ -263,7 +258,7 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
 
   from configs import vagpt_stage1
   from vaujax import testing
-  from vaujax.infer import Assistant
+  from vaujax.inference.assistant import Assistant
   from vaujax.train import loop
   paths = testing.make_tiny_vagpt_data(str(tmp_path / "data"), num_videos=6, num_frames=4)
   text = open(paths["train_json"]).read().lower()
@@ -280,7 +275,7 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
   history = loop.train_and_evaluate(c, str(tmp_path / "run"))
   losses = [h["loss"] for h in history]
   assert np.isfinite(losses).all() and np.mean(losses[-3:]) < np.mean(losses[:3])
-  a = Assistant.load(c, str(tmp_path / "run"))
+  a = Assistant.from_run(str(tmp_path / "run"))   # the run carries the BERT vocab too
   assert a.model.config.qformer is not None and a.bert is not None
   from vaujax.data import features
   vid = sorted(os.listdir(paths["features"]))[0]
@@ -294,7 +289,7 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
 def test_init_from_converted_params_directories(tmp_path):
   """config.init_from takes a converted VA-GPT (all tensors) or LLaMA (LLM only) directory."""
   from vaujax.convert import params_io
-  from vaujax.train.checkpoint import restore_params_only
+  from vaujax.runs.checkpoint import restore_params_only
   state = release_state()
   release = write_release(tmp_path / "release", state)
   llamavid.import_release(release, str(tmp_path / "vagpt"), num_frames=T, num_patches=N,

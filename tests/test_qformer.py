@@ -14,6 +14,7 @@ from vaujax import sharding
 from vaujax.convert import qformer as convert
 from vaujax.errors import InputError
 from vaujax.models import qformer
+from vaujax.models.params import count_params
 
 B, Q, L, N = 3, 8, 7, 10
 TEXT_MASK = np.array([[1] * 7, [1] * 5 + [0] * 2, [1] * 2 + [0] * 5], np.int64)
@@ -212,7 +213,7 @@ def test_bf16_close_and_base_config(hf):
   assert len(table) == len({r.path for r in table}) == len(jax.tree_util.tree_leaves(abstract))
   assert abstract["layers_0"]["crossattention"]["key"]["kernel"].shape == (1408, 768)
   assert abstract["word_embeddings"]["embedding"].shape == (30523, 768)
-  assert qformer.count_params(abstract) > 100_000_000
+  assert count_params(abstract) > 100_000_000
 
 
 def test_dropout_only_in_training_mode(hf):

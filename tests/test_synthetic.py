@@ -59,5 +59,7 @@ def test_reproducible(tmp_path):
   a, _ = synthetic.render_video(CFG, 2, "Explosion")
   b, _ = synthetic.render_video(CFG, 2, "Explosion")
   np.testing.assert_array_equal(a, b)
-  synthetic.main(["--out", str(tmp_path), "--num_videos", "2", "--seconds", "4"])
+  from vaujax.app import synthetic as synthetic_cmd
+  synthetic_cmd.run(["vaujax synthetic", "--out", str(tmp_path), "--num_videos", "2",
+                     "--seconds", "4"])
   assert len(json.loads((tmp_path / "labels.json").read_text())) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import tetg as tetg_config
+from vaujax.data import conversation
 from vaujax.evaluate import metrics
 from vaujax.models import tetg
 from vaujax.train import tetg_trainer
@@ -49,7 +50,7 @@ def test_trains_to_high_frame_auc_with_the_paper_optimizer():
   x, y = _planted(2000)
   xe, ye = _planted(600, seed=1)
   result = tetg_trainer.train(x, y, cfg, eval_features=xe, eval_labels=ye)
-  auc = metrics.roc_auc(ye, tetg_trainer.predict_probs(result.params, result.model_config, xe))
+  auc = metrics.roc_auc(ye, tetg.frame_probabilities(result.params, result.model_config, xe))
   assert auc >= 0.95, auc
   assert np.mean(result.losses[-20:]) < np.mean(result.losses[:20])
 
@@ -106,12 +107,12 @@ def test_interval_uses_timestamps_and_validates():
 
 
 def test_hint_text_is_byte_exact():
-  assert tetg.hint_text((3.0, 7.25)) == (
+  assert conversation.hint_text((3.0, 7.25)) == (
       "Known common crime types are: 'Abuse', 'Arrest', 'Arson', 'Assault', 'Burglary', "
       "'Explosion', 'Fighting', 'RoadAccidents', 'Robbery', 'Shooting', 'Shoplifting', "
       "'Stealing', 'Vandalism'. There is one of the crime types occurring from 3.0 to 7.2 "
       "seconds.")
-  assert tetg.hint_text(None, ["Fighting", "Riot"]) == (
+  assert conversation.hint_text(None, ["Fighting", "Riot"]) == (
       "Known common crime types are: 'Fighting', 'Riot'.")
 
 

@@ -15,6 +15,9 @@ import pytest
 from configs import tetg as tetg_config
 from configs import vagpt_stage1, vagpt_stage2
 from vaujax import testing
+from vaujax.data.annotations import UCF_CRIME_CLASSES
+from vaujax.runs import run_dir
+from vaujax.runs.tetg_files import load_tetg
 from vaujax.train import loop, optimizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -204,7 +207,7 @@ def test_tetg_trains_through_the_same_entry_point(data, tmp_path):
   c = tetg_config.get_config("epochs=3")
   c.data.feature_dir, c.data.labels_json = data["features"], data["labels_json"]
   tetg_trainer.run(c, str(tmp_path))
-  hint = tetg_trainer.hint_fn_from_dir(str(tmp_path / "tetg"))
+  hint = load_tetg(str(tmp_path / "tetg")).hint_fn(UCF_CRIME_CLASSES)
   from vaujax.data import features
   name = sorted(os.listdir(data["features"]))[0]
   text = hint(name[:-4], features.load(os.path.join(data["features"], name)))
@@ -250,7 +253,7 @@ def test_lora_trains_only_the_adapters(data, tmp_path):
   from vaujax.train import vagpt_task
   from vaujax.models import vagpt
   from vaujax.data.tokenizer import Tokenizer
-  cfg = vagpt_task.model_config(c, Tokenizer.load(c.data.tokenizer).vocab_size)
+  cfg = run_dir.model_config(c, Tokenizer.load(c.data.tokenizer).vocab_size)
   model = vagpt.VAGPT(cfg)
   fresh = jax.jit(lambda r, b: __import__("flax").linen.unbox(vagpt_task.init_fn(model)(r, b)))(
       jax.random.key(c.seed), vagpt_task.dummy_batch(cfg, c, 4))

@@ -13,6 +13,7 @@ from configs import vagpt as vagpt_config
 from vaujax import sharding
 from vaujax.data import conversation as conv
 from vaujax.data.tokenizer import Tokenizer, train_sentencepiece
+from vaujax.generation import multimodal
 from vaujax.generation.sampler import SamplingConfig, left_pad
 from vaujax.models import vagpt
 from vaujax.train.losses import next_token_loss
@@ -89,7 +90,7 @@ def test_overfits_and_answers_from_the_video(setup):
   prompts = [conv.tokenize_prompt([{"from": "human", "value": f"<video>\n{QUESTION}"}], tok,
                                   num_video_tokens=cfg.num_video_tokens).tolist()] * len(ANSWERS)
   ids, mask = left_pad(prompts, tok.pad_id)
-  out = vagpt.generate(model, params, ids, mask, batch["tower"], batch["dino"],
+  out = multimodal.generate(model, params, ids, mask, batch["tower"], batch["dino"],
                        jax.random.key(0), SamplingConfig(max_new_tokens=24))
   answers = [tok.decode(np.asarray(out.tokens)[i, :int(out.lengths[i]) - 1])
              for i in range(len(ANSWERS))]

@@ -16,6 +16,7 @@ from vaujax import sharding
 from vaujax.convert import vision as convert
 from vaujax.errors import InputError
 from vaujax.models import vit
+from vaujax.models.params import count_params
 
 
 def _randomise(model):
@@ -183,8 +184,11 @@ def test_convert_export_round_trip_is_bit_exact(kind, tmp_path):
 def test_cli_round_trip(tmp_path):
   hf, _ = _clip()
   hf.save_pretrained(tmp_path / "hf")
-  convert.main(["--kind", "clip", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "vj")])
-  convert.main(["--params", str(tmp_path / "vj"), "--export", str(tmp_path / "out.safetensors")])
+  from vaujax.app import convert_vision
+  convert_vision.run(["vaujax convert-vision", "--kind", "clip", "--src", str(tmp_path / "hf"),
+                      "--out", str(tmp_path / "vj")])
+  convert_vision.run(["vaujax convert-vision", "--params", str(tmp_path / "vj"), "--export",
+                      str(tmp_path / "out.safetensors")])
   from safetensors.numpy import load_file
   back = load_file(tmp_path / "out.safetensors")
   original = {"vision_model." + k: v for k, v in _state(hf).items()}
@@ -269,7 +273,7 @@ def test_published_configs_match_hf_parameter_counts(name):
     hf = make_hf()
   size = cfg.native_grid * cfg.patch_size
   shapes = jax.eval_shape(vit.ViT(cfg).init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
-  assert vit.count_params(nn.unbox(shapes)) == sum(p.numel() for p in hf.parameters())
+  assert count_params(shapes) == sum(p.numel() for p in hf.parameters())
 
 
 def test_eva_g_published_geometry():
@@ -284,4 +288,4 @@ def test_eva_g_published_geometry():
   d, f = 1408, 6144
   block = 4 * d * d + 3 * d + 2 * 2 * d + 2 * d * f + f + d
   embed = 14 * 14 * 3 * d + d + d + 257 * d
-  assert vit.count_params(shapes) == 39 * block + embed
+  assert count_params(shapes) == 39 * block + embed

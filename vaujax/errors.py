@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 
@@ -37,20 +36,3 @@ def require_dir(path: str | os.PathLike, what: str = "directory") -> str:
   if not os.path.isdir(path):
     raise InputError(path, f"{what} is not a directory")
   return path
-
-
-def read_json(path: str | os.PathLike, what: str = "JSON file", kind: type = dict):
-  """Loads a JSON `kind` (dict or list) from `path`; missing, non-UTF-8, malformed or
-  wrongly-typed files raise InputError naming the file."""
-  path = require_file(path, what)
-  try:
-    with open(path, encoding="utf-8") as f:
-      obj = json.load(f)
-  except json.JSONDecodeError as e:
-    raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
-  except UnicodeDecodeError as e:
-    raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
-  if not isinstance(obj, kind):
-    name = {dict: "object", list: "list"}.get(kind, kind.__name__)
-    raise InputError(path, f"expected a JSON {name}, found {type(obj).__name__}")
-  return obj

@@ -1,7 +1,7 @@
 """HF `LlamaForCausalLM` checkpoints <-> vaujax `Llama` params, both ways, declaratively.
 
-    python -m vaujax.convert.llama --hf_dir DIR --out DIR        # HF -> orbax params
-    python -m vaujax.convert.llama --params DIR --hf_out DIR     # orbax params -> HF safetensors
+    vaujax convert-llama --hf_dir DIR --out DIR        # HF -> orbax params
+    vaujax convert-llama --params DIR --hf_out DIR     # orbax params -> HF safetensors
 
 The mapping is one table of (vaujax path, HF key, to_vaujax hook, to_hf hook). HF stores Linear
 weights as [out, in]; vaujax kernels are [in, out] with heads split out. HF LLaMA checkpoints
@@ -10,14 +10,14 @@ already use the rotate-half RoPE layout, so q/k need no permutation.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Mapping
 
 import numpy as np
 
-from vaujax.convert import params_io, weights
+from vaujax.convert import weights
 from vaujax.convert.mapping import LINEAR, Rule, export_state, import_state
+from vaujax import files
 from vaujax.errors import InputError
 from vaujax.models.llama import LlamaConfig
 
@@ -150,7 +150,7 @@ def params_to_state_dict(params: Mapping, cfg: LlamaConfig, *, prefix: str = "")
 def load_hf(hf_dir: str) -> tuple[dict, LlamaConfig]:
   """Reads a local HF LLaMA directory (config.json + safetensors/.bin shards)."""
   cfg_path = os.path.join(weights.require_dir(hf_dir, "HF model directory"), "config.json")
-  cfg = config_from_hf(weights.read_json(cfg_path), cfg_path)
+  cfg = config_from_hf(files.read_json(cfg_path), cfg_path)
   state = weights.load_dir(hf_dir)
   params, _ = params_from_state_dict(state, cfg, source=hf_dir)
   return params, cfg
@@ -159,37 +159,9 @@ def load_hf(hf_dir: str) -> tuple[dict, LlamaConfig]:
 def save_hf(params, cfg: LlamaConfig, out_dir: str, max_shard_bytes: int = 5 << 30) -> None:
   """Writes a HF-loadable directory (config.json + safetensors shards)."""
   weights.save_safetensors_dir(params_to_state_dict(params, cfg), out_dir, max_shard_bytes)
-  weights.write_json_atomic(os.path.join(out_dir, "config.json"), config_to_hf(cfg))
+  files.write_json(os.path.join(out_dir, "config.json"), config_to_hf(cfg), indent=2)
 
 
-def main(argv=None) -> None:
-  import argparse
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--hf_dir", help="HF LlamaForCausalLM directory to import")
-  parser.add_argument("--out", help="output orbax params directory (with --hf_dir)")
-  parser.add_argument("--params", help="vaujax orbax params directory to export")
-  parser.add_argument("--hf_out", help="output HF directory (with --params)")
-  args = parser.parse_args(argv)
-  if args.hf_dir and args.out:
-    params, cfg = load_hf(args.hf_dir)
-    params_io.save(args.out, params, metadata={"kind": "llama", "config": dataclasses.asdict(cfg)})
-    print(f"wrote {args.out} ({sum(p.size for p in _leaves(params)):,} parameters)")
-  elif args.params and args.hf_out:
-    params, meta = params_io.load(args.params)
-    if meta.get("kind") != "llama":
-      raise InputError(args.params, f"not a LLaMA params checkpoint (kind={meta.get('kind')!r})")
-    cfg = LlamaConfig(**meta["config"])
-    save_hf(params, cfg, args.hf_out)
-    print(f"wrote {args.hf_out}")
-  else:
-    parser.error("use --hf_dir DIR --out DIR, or --params DIR --hf_out DIR")
-
-
-def _leaves(tree):
-  import jax
-  return jax.tree_util.tree_leaves(tree)
-
-
-if __name__ == "__main__":
-  main()
+if __name__ == "__main__":  # `python -m vaujax.convert.llama` keeps working
+  from vaujax.app import convert_llama
+  convert_llama.run()

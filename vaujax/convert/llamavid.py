@@ -1,8 +1,8 @@
 """A LLaMA-VID release checkpoint <-> a vaujax VA-GPT checkpoint (and back).
 
-  python -m vaujax.convert.llamavid --release_dir llama-vid-7b-full-224-video-fps-1 \
-      --out ckpt/vagpt [--eva eva_vit_g.pth --eva_out ckpt/eva] [--frames 8 --k 0.5]
-  python -m vaujax.convert.llamavid --params ckpt/vagpt --release_out exported/
+  vaujax convert-llamavid --release_dir llama-vid-7b-full-224-video-fps-1 \\
+      --out ckpt/vagpt [--eva eva_vit_g.pth --eva_out ckpt/eva] [--num_frames 8 --sets_ratio 0.5]
+  vaujax convert-llamavid --params ckpt/vagpt --release_out exported/
 
 Release layout (HF-style shards + `config.json`, key names read from LLaMA-VID's code):
   model.embed_tokens / model.layers.{i}.* / model.norm / lm_head      Vicuna-7B v1.5 (the LLM)
@@ -23,9 +23,7 @@ file. The import report lists what was ignored.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 from typing import Mapping, Optional
 
@@ -35,6 +33,7 @@ from vaujax.convert import llama as llama_convert
 from vaujax.convert import params_io, weights
 from vaujax.convert import qformer as qformer_convert
 from vaujax.convert.mapping import LINEAR, Rule, export_state, import_state
+from vaujax import files
 from vaujax.errors import InputError
 from vaujax.models import qformer, vagpt
 from vaujax.models.frame_tokens import FrameTokensConfig
@@ -194,7 +193,7 @@ def import_release(release_dir: str, out_dir: str, **config_kwargs) -> dict:
   """Release directory -> vaujax params directory (kind 'vagpt'); returns the report."""
   from vaujax.errors import require_dir
   require_dir(release_dir, "LLaMA-VID release directory")
-  hf_config = weights.read_json(os.path.join(release_dir, "config.json"))
+  hf_config = files.read_json(os.path.join(release_dir, "config.json"))
   state = weights.load_dir(release_dir)
   cfg = model_config(hf_config, state, os.path.join(release_dir, "config.json"), **config_kwargs)
   params, report = params_from_state_dict(state, cfg, source=release_dir)
@@ -219,37 +218,10 @@ def export_release(params_dir: str, out_dir: str) -> list[str]:
   hf.update({"architectures": ["LlavaLlamaAttForCausalLM"],
              "mm_hidden_size": cfg.frame_tokens.vision_dim, "mm_projector_type": "mlp2x_gelu",
              "num_query": cfg.num_queries, "compress_type": "mean"})
-  weights.write_json_atomic(os.path.join(out_dir, "config.json"), hf)
+  files.write_json(os.path.join(out_dir, "config.json"), hf, indent=2)
   return files
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--release_dir", help="LLaMA-VID release (config.json + shards)")
-  p.add_argument("--out", help="vaujax VA-GPT params directory to write")
-  p.add_argument("--eva", help="LAVIS eva_vit_g.pth (optional)")
-  p.add_argument("--eva_out", help="where the converted EVA tower goes")
-  p.add_argument("--frames", type=int, default=8)
-  p.add_argument("--k", type=float, default=0.5, help="SETS keep ratio")
-  p.add_argument("--params", help="export: a vaujax VA-GPT params directory")
-  p.add_argument("--release_out", help="export: release-style directory to write")
-  a = p.parse_args(argv)
-  if a.params:
-    if not a.release_out:
-      p.error("--params needs --release_out")
-    print(f"wrote {len(export_release(a.params, a.release_out))} shard(s) to {a.release_out}")
-    return
-  if not (a.release_dir and a.out):
-    p.error("need --release_dir and --out (or --params and --release_out)")
-  report = import_release(a.release_dir, a.out, num_frames=a.frames, sets_ratio=a.k)
-  print(json.dumps({"used_keys": report["used"], "ignored_keys": report["ignored"]}, indent=1))
-  if a.eva:
-    from vaujax.convert import vision
-    params, cfg, _ = vision.load("eva", a.eva)
-    params_io.save(a.eva_out or a.out + "_eva", params, {"kind": "vit/eva",
-                                                        "config": dataclasses.asdict(cfg)})
-    print(f"EVA tower -> {a.eva_out or a.out + '_eva'}")
-
-
-if __name__ == "__main__":
-  main()
+if __name__ == "__main__":  # `python -m vaujax.convert.llamavid` keeps working
+  from vaujax.app import convert_llamavid
+  convert_llamavid.run()

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from vaujax.convert import weights
+from vaujax import files
 from vaujax.errors import InputError, require_dir
 
 METADATA = "vaujax.json"
@@ -28,7 +28,7 @@ def save(out_dir: str, params: Any, metadata: dict) -> None:
   params = jax.tree_util.tree_map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(out_dir, "params"), params, force=True)
-  weights.write_json_atomic(meta_path, metadata)
+  files.write_json(meta_path, metadata, indent=2)
 
 
 def load(path: str, target: Any = None) -> tuple[Any, dict]:
@@ -38,7 +38,7 @@ def load(path: str, target: Any = None) -> tuple[Any, dict]:
   meta_path = os.path.join(path, METADATA)
   if not os.path.exists(meta_path):
     raise InputError(path, f"not a vaujax params directory (no {METADATA}; incomplete conversion?)")
-  metadata = weights.read_json(meta_path)
+  metadata = files.read_json(meta_path)
   try:
     with ocp.StandardCheckpointer() as ckptr:
       params = ckptr.restore(os.path.join(path, "params"), target)

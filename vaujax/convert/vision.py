@@ -1,9 +1,9 @@
 """Vision towers: published checkpoints <-> vaujax `ViT` params, both ways.
 
-    python -m vaujax.convert.vision --kind clip   --src DIR_OR_FILE --out DIR
-    python -m vaujax.convert.vision --kind dinov2 --src DIR_OR_FILE --out DIR
-    python -m vaujax.convert.vision --kind eva    --src eva_vit_g.pth --out DIR
-    python -m vaujax.convert.vision --params DIR --export FILE.safetensors
+    vaujax convert-vision --kind clip   --src DIR_OR_FILE --out DIR
+    vaujax convert-vision --kind dinov2 --src DIR_OR_FILE --out DIR
+    vaujax convert-vision --kind eva    --src eva_vit_g.pth --out DIR
+    vaujax convert-vision --params DIR --export FILE.safetensors
 
 Formats: HF `CLIPVisionModel` / `CLIPModel` (exported under `vision_model.`, the hub layout that
 transformers loads into either class; read with or without the prefix), HF `Dinov2Model` and
@@ -23,8 +23,9 @@ from typing import Mapping
 
 import numpy as np
 
-from vaujax.convert import params_io, weights
+from vaujax.convert import weights
 from vaujax.convert.mapping import CONV, LINEAR, Rule, export_state, import_state, reshaper
+from vaujax import files
 from vaujax.errors import InputError
 from vaujax.models import vit
 
@@ -247,7 +248,7 @@ def load(kind: str, src: str, cfg: vit.ViTConfig | None = None):
     state = weights.load_dir(src)
     if cfg is None and kind != "eva":
       path = os.path.join(src, "config.json")
-      cfg = config_from_hf(kind, weights.read_json(path), path)
+      cfg = config_from_hf(kind, files.read_json(path), path)
   else:
     state = weights.load_file(src)
   if cfg is None:
@@ -258,34 +259,6 @@ def load(kind: str, src: str, cfg: vit.ViTConfig | None = None):
   return params, cfg, dropped
 
 
-def main(argv=None) -> None:
-  import argparse
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--kind", choices=KINDS)
-  parser.add_argument("--src", help="HF directory or weights file (.safetensors/.bin/.pth)")
-  parser.add_argument("--out", help="output vaujax params directory")
-  parser.add_argument("--params", help="vaujax params directory to export")
-  parser.add_argument("--export", help="output .safetensors file in the published key layout")
-  args = parser.parse_args(argv)
-  if args.kind and args.src and args.out:
-    params, cfg, dropped = load(args.kind, args.src)
-    params_io.save(args.out, params, {"kind": f"vit/{args.kind}",
-                                      "config": dataclasses.asdict(cfg)})
-    print(f"wrote {args.out} ({vit.count_params(params):,} parameters)")
-    if dropped:
-      print(f"dropped {len(dropped)} unused keys, e.g. {dropped[:3]}")
-  elif args.params and args.export:
-    params, meta = params_io.load(args.params)
-    kind = str(meta.get("kind", "")).removeprefix("vit/")
-    if kind not in KINDS:
-      raise InputError(args.params, f"not a vision tower params directory (kind={kind!r})")
-    from safetensors.numpy import save_file
-    cfg = vit.ViTConfig(**meta["config"])
-    save_file(params_to_state_dict(kind, params, cfg), args.export)
-    print(f"wrote {args.export}")
-  else:
-    parser.error("use --kind K --src SRC --out DIR, or --params DIR --export FILE")
-
-
-if __name__ == "__main__":
-  main()
+if __name__ == "__main__":  # `python -m vaujax.convert.vision` keeps working
+  from vaujax.app import convert_vision
+  convert_vision.run()

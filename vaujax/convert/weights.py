@@ -13,16 +13,11 @@ from typing import Mapping
 
 import numpy as np
 
+from vaujax import files
 from vaujax.errors import InputError, require_dir, require_file
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
-
-
-def read_json(path: str) -> dict:
-  """Loads a JSON object from `path` with a clear error for missing or malformed files."""
-  from vaujax.errors import read_json as read
-  return read(path)
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -101,7 +96,7 @@ def weight_files(model_dir: str | os.PathLike) -> list[str]:
   for index_name in (SAFETENSORS_INDEX, BIN_INDEX):
     index = os.path.join(model_dir, index_name)
     if os.path.exists(index):
-      weight_map = read_json(index).get("weight_map")
+      weight_map = files.read_json(index).get("weight_map")
       if not isinstance(weight_map, dict) or not weight_map:
         raise InputError(index, "missing or empty 'weight_map'")
       files = sorted(set(weight_map.values()))
@@ -156,12 +151,5 @@ def save_safetensors_dir(state: Mapping[str, np.ndarray], out_dir: str | os.Path
   if len(shards) > 1:
     index = {"metadata": {"total_size": int(sum(a.nbytes for a in state.values()))},
              "weight_map": {k: n for n, s in zip(names, shards) for k in s}}
-    write_json_atomic(os.path.join(out_dir, SAFETENSORS_INDEX), index)
+    files.write_json(os.path.join(out_dir, SAFETENSORS_INDEX), index, indent=2)
   return [os.path.join(out_dir, n) for n in names]
-
-
-def write_json_atomic(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)

@@ -15,11 +15,13 @@ import math
 import os
 import re
 
-from vaujax.convert.weights import read_json
+from vaujax.files import read_json
 from vaujax.errors import InputError, require_file
-from vaujax.models.tetg import UCF_CRIME_CLASSES
 
 NORMAL = "Normal"
+UCF_CRIME_CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
+                     "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
+                     "Vandalism")
 XD_VIOLENCE_LABELS = {"A": NORMAL, "B1": "Fighting", "B2": "Shooting", "B4": "Riot",
                       "B5": "Abuse", "B6": "Car accident", "G": "Explosion"}
 XD_VIOLENCE_CLASSES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")

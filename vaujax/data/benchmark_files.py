@@ -106,6 +106,8 @@ def _item(v, ext, category, question, correct, wrong, rng, interval):
 
 LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 TEXT_INSTRUCTION = "Answer with the text of the correct option."
+# by name, as a run records it (`data.mc_instruction`)
+INSTRUCTIONS = {"letter": LETTER_INSTRUCTION, "text": TEXT_INSTRUCTION}
 
 
 def mc_prompt(item: dict, instruction: str = LETTER_INSTRUCTION) -> str:
@@ -161,5 +163,5 @@ def read_ucf_qa(path: str) -> list[dict]:
 
 
 def _read_list(path: str) -> list:
-  from vaujax.errors import read_json
+  from vaujax.files import read_json
   return read_json(path, "benchmark file", list)

@@ -13,19 +13,24 @@ prompt is always a token-exact prefix of its training example.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from vaujax.data.annotations import UCF_CRIME_CLASSES
 from vaujax.data.tokenizer import Tokenizer
+from vaujax.models.vagpt import VIDEO_TOKEN_ID
 
 IGNORE_INDEX = -100
-VIDEO_TOKEN_ID = -200
 VIDEO_PLACEHOLDER = "<video>"
 IMAGE_PLACEHOLDER = "<image>"  # LLaMA-VID / LLaVA data
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The assistant "
           "gives helpful, detailed, and polite answers to the user's questions.")
 ROLES = {"human": "USER", "gpt": "ASSISTANT"}
+# TETG's hint (VA-GPT): the class list, and the interval when TETG found one.
+CLASS_SENTENCE = "Known common crime types are: {classes}."
+INTERVAL_SENTENCE = ("There is one of the crime types occurring from {start:.1f} to {end:.1f} "
+                     "seconds.")
 
 
 class ConversationError(ValueError):
@@ -136,3 +141,12 @@ def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
     before, after = first.split(VIDEO_PLACEHOLDER, 1)
     out[0]["value"] = f"{before}{VIDEO_PLACEHOLDER}\n{hint} {after.lstrip()}"
   return out
+
+
+def hint_text(interval: Optional[tuple[float, float]],
+              classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
+  """The prompt hint. Without an interval only the class sentence is given."""
+  text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
+  if interval is None:
+    return text
+  return text + " " + INTERVAL_SENTENCE.format(start=interval[0], end=interval[1])

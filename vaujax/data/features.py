@@ -5,8 +5,8 @@ code): `tower_patches` [T, N, Dv] (vision-tower patch tokens, CLS dropped), `din
 [T, M, Dd], `dino_cls` [T, Dd] (DINOv2 class embedding, TETG's input) and `timestamps` [T]
 (seconds). LLaMA-VID `.pkl` files are read through the restricted unpickler.
 
-  python -m vaujax.data.features --videos DIR --out DIR --tower PARAMS --dinov2 PARAMS [--fps 1]
-  python -m vaujax.data.features --videos DIR --out DIR --tiny        # seeded random tiny towers
+  vaujax features --videos DIR --out DIR --encoder TOWER_PARAMS,DINOV2_PARAMS [--fps 1]
+  vaujax features --videos DIR --out DIR --encoder tiny     # seeded random tiny towers
 
 Extraction is resumable: finished videos are skipped, each file is written under a temporary
 name and renamed, and a video that fails to decode is reported and counted, not fatal.
@@ -165,28 +165,30 @@ def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:
   return FrameEncoder(tc, tp, dc, dp)
 
 
-def main(argv=None):
-  import argparse
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--videos", required=True)
-  p.add_argument("--out", required=True)
-  p.add_argument("--tower", help="converted vision tower params directory")
-  p.add_argument("--dinov2", help="converted DINOv2 params directory")
-  p.add_argument("--tiny", action="store_true", help="seeded random tiny towers (CPU demo)")
-  p.add_argument("--fps", type=float)
-  p.add_argument("--num_frames", type=int)
-  args = p.parse_args(argv)
-  if args.tiny:
-    encoder = tiny_encoder()
-  elif args.tower and args.dinov2:
-    encoder = encoder_from_params(args.tower, args.dinov2)
-  else:
-    p.error("pass --tower and --dinov2 params directories, or --tiny")
-  report = extract_folder(args.videos, args.out, encoder, fps=args.fps,
-                          num_frames=args.num_frames)
-  if report["failed"]:
-    raise SystemExit(1)
+def encoder_from_spec(spec: str) -> FrameEncoder:
+  """`tiny` / `tiny:SEED` (the demo's seeded random towers) or `TOWER_DIR,DINO_DIR` (towers
+  converted with `vaujax convert-vision`): the encoder a run records as `data.encoder`."""
+  if spec.startswith("tiny"):
+    seed = spec.split(":", 1)[1] if ":" in spec else "0"
+    if not seed.isdigit():
+      raise InputError("--config.data.encoder", f"bad tiny encoder seed in {spec!r}")
+    return tiny_encoder(int(seed))
+  parts = spec.split(",")
+  if len(parts) != 2:
+    raise InputError("--config.data.encoder",
+                     f"must be 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR', got {spec!r}")
+  return encoder_from_params(*parts)
 
 
-if __name__ == "__main__":
-  main()
+def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int
+                 ) -> tuple[dict, np.ndarray]:
+  """(feature dict, the sampled uint8 frames [T, H, W, 3]) of one video file."""
+  frames, stamps = video_io.read_video(path, num_frames=num_frames)
+  if len(frames) < num_frames:
+    raise InputError(path, f"only {len(frames)} decodable frames, the model needs {num_frames}")
+  return {**encoder(frames), "timestamps": stamps}, frames
+
+
+if __name__ == "__main__":  # `python -m vaujax.data.features` keeps working
+  from vaujax.app import features
+  features.run()

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Callable, Iterable, Protocol, Sequence
 
 from vaujax.data.annotations import NORMAL, VideoAnnotation
 from vaujax.data.conversation import VIDEO_PLACEHOLDER
+from vaujax import files
 from vaujax.errors import InputError
 
 FINAL_QUESTION = "Are there any anomalies?"
@@ -153,15 +153,12 @@ def single_turn_items(items: Iterable[dict]) -> list[dict]:
 
 
 def write_json(path: str, items: Sequence[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(list(items), f, indent=1)
-  os.replace(tmp, path)
+  files.write_json(path, list(items))
 
 
 def read_instructions(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
   """Reads and validates an instruction JSON list -> (items, problems skipped when skip_bad)."""
-  from vaujax.errors import read_json
+  from vaujax.files import read_json
   data = read_json(path, "instruction file", list)
   items, problems = [], []
   for i, item in enumerate(data):

@@ -15,7 +15,7 @@ Written as real video files plus annotations in the UCA format (timestamped sent
 labels file with classes, anomaly intervals and locations, so every builder runs on it exactly
 as on UCF-Crime. Seeded and reproducible.
 
-  python -m vaujax.data.synthetic --out DIR [--num_videos 40 --seconds 12 --fps 4]
+  vaujax synthetic --out DIR [--num_videos 40 --seconds 12 --fps 4]
 """
 
 from __future__ import annotations
@@ -209,18 +209,6 @@ def generate(out_dir: str, cfg: SyntheticConfig = SyntheticConfig()) -> dict:
   return labels
 
 
-def main(argv=None):
-  import argparse
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--out", required=True)
-  for f in dataclasses.fields(SyntheticConfig):
-    if f.name != "classes":
-      p.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-  args = vars(p.parse_args(argv))
-  out = args.pop("out")
-  labels = generate(out, SyntheticConfig(**args))
-  print(f"wrote {len(labels)} videos to {out}/videos, annotations to {out}/uca.json")
-
-
-if __name__ == "__main__":
-  main()
+if __name__ == "__main__":  # `python -m vaujax.data.synthetic` keeps working
+  from vaujax.app import synthetic
+  synthetic.run()

@@ -28,9 +28,9 @@ class Tokenizer:
   pad_id: int
   vocab_size: int
 
-  @classmethod
-  def load(cls, path: str | os.PathLike) -> "Tokenizer":
-    """`path`: a `tokenizer.model`, a `tokenizer.json`, or a directory holding one of them."""
+  @staticmethod
+  def resolve_path(path: str | os.PathLike) -> str:
+    """The tokenizer file `path` names: itself, or the model file in a directory."""
     path = os.fspath(path)
     if os.path.isdir(path):
       for name in (SP_MODEL_NAME, HF_JSON_NAME):
@@ -39,7 +39,12 @@ class Tokenizer:
           break
       else:
         raise InputError(path, f"directory has neither {SP_MODEL_NAME} nor {HF_JSON_NAME}")
-    require_file(path, "tokenizer file")
+    return require_file(path, "tokenizer file")
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> "Tokenizer":
+    """`path`: a `tokenizer.model`, a `tokenizer.json`, or a directory holding one of them."""
+    path = cls.resolve_path(path)
     if path.endswith(".json"):
       return cls._load_hf(path)
     return cls._load_sentencepiece(path)

@@ -127,6 +127,17 @@ def tiny_llama(**overrides) -> LlamaConfig:
   return LlamaConfig(**base)
 
 
+# Every LLM a config can name (configs/vagpt.py: `model.llm`), in one table.
+LLM_CONFIGS = {"tiny": tiny_llama, "vicuna_7b_v15": vicuna_7b_v15, "vicuna_7b_v11": vicuna_7b_v11}
+
+
+def llm_config(name: str) -> LlamaConfig:
+  """The named LLM's config (`LLM_CONFIGS`); an unknown name lists the known ones."""
+  if name not in LLM_CONFIGS:
+    raise ValueError(f"unknown LLM {name!r}; choose from {sorted(LLM_CONFIGS)}")
+  return LLM_CONFIGS[name]()
+
+
 def _dense_init(axes):
   return nn.with_logical_partitioning(nn.initializers.normal(0.02), axes)
 
@@ -482,7 +493,3 @@ def init_cache(config: LlamaConfig, batch: int, max_len: int,
   shape = (batch, config.num_kv_heads, max_len, config.head_size)
   return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
           for _ in range(config.num_layers)]
-
-
-def count_params(params) -> int:
-  return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

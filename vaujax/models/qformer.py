@@ -275,7 +275,3 @@ class QFormer(nn.Module):
       return h, None
 
     return layer_scan.scan(body, x, (stacked, keys), cfg.remat)
-
-
-def count_params(params) -> int:
-  return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))

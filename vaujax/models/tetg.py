@@ -20,6 +20,7 @@ stands for the half-spacing around it). No marked frame -> no interval.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -29,13 +30,6 @@ import numpy as np
 
 Array = jax.Array
 
-UCF_CRIME_CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
-                     "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing",
-                     "Vandalism")
-
-CLASS_SENTENCE = "Known common crime types are: {classes}."
-INTERVAL_SENTENCE = ("There is one of the crime types occurring from {start:.1f} to {end:.1f} "
-                     "seconds.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,10 +121,13 @@ def _runs(marked: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
   return [tuple(r) for r in runs]
 
 
-def hint_text(interval: Optional[tuple[float, float]],
-              classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
-  """The prompt hint. Without an interval only the class sentence is given."""
-  text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
-  if interval is None:
-    return text
-  return text + " " + INTERVAL_SENTENCE.format(start=interval[0], end=interval[1])
+@functools.lru_cache(maxsize=8)
+def _probabilities_fn(cfg: TETGConfig):
+  """One compiled classifier per config (the data pipeline calls it once per example)."""
+  model = TETGClassifier(cfg)
+  return jax.jit(lambda params, x: jax.nn.sigmoid(model.apply(params, x)))
+
+
+def frame_probabilities(params, cfg: TETGConfig, class_embeddings) -> np.ndarray:
+  """P(anomalous) per frame [T] of a video's DINOv2 class embeddings [T, D]."""
+  return np.asarray(_probabilities_fn(cfg)(params, jnp.asarray(class_embeddings, jnp.float32)))

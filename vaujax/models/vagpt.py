@@ -19,16 +19,13 @@ Freezing (towers, LLM parts) is the optimizer's business: this module has no sto
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaujax.data.conversation import VIDEO_TOKEN_ID
-from vaujax.generation.sampler import GenerateOutput, Sampler, SamplingConfig
-from vaujax.models import sets
+from vaujax.models import llama, sets
 from vaujax.models.frame_tokens import FrameTokens, FrameTokensConfig
 from vaujax.models.llama import Llama, LlamaConfig
 from vaujax.models.qformer import QFormer, QFormerConfig
@@ -36,6 +33,10 @@ from vaujax.models.vit import layer_norm
 
 Array = jax.Array
 Dtype = Any
+
+# The prompt's video slots: token ids that `splice_visual_tokens` overwrites with visual tokens
+# (negative, so they never collide with a vocabulary id; LLaMA-VID's IMAGE_TOKEN_INDEX).
+VIDEO_TOKEN_ID = -200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,6 @@ class VAGPTConfig:
   num_queries: int = 32           # learned query tokens (`vlm_att_query`)
   use_sets: bool = True
   sets_ratio: float = 0.5         # K
-  use_tetg: bool = True           # the data pipeline inserts the TETG hint when set
   # LLaMA-VID's text-guided Q-Former (`vlm_att_encoder`). None: the learned queries go to the
   # context attention directly (text-agnostic, no BERT).
   qformer: Optional[QFormerConfig] = None
@@ -166,33 +166,11 @@ def llm_params(params) -> dict:
   return {"params": params["params"]["llm"]}
 
 
-@functools.lru_cache(maxsize=16)
-def _sampler(llm: LlamaConfig, dtype, param_dtype, sampling: SamplingConfig) -> Sampler:
-  """One compiled sampler per (LLM, dtypes, sampling settings)."""
-  return Sampler(Llama(llm, dtype, param_dtype), sampling)
-
-
-def generate(model: VAGPT, params, prompt_ids: Array, prompt_mask: Array, tower_patches: Array,
-             dino_patches: Optional[Array], rng: Array,
-             sampling: SamplingConfig = SamplingConfig(), qformer_ids: Optional[Array] = None,
-             qformer_mask: Optional[Array] = None) -> GenerateOutput:
-  """Answers left-padded prompts (with video slots) about their videos."""
-  embeds = jax.jit(functools.partial(model.apply, method=VAGPT.embed_inputs))(
-      params, prompt_ids, tower_patches, dino_patches, qformer_ids, qformer_mask)
-  sampler = _sampler(model.config.llm, model.dtype, model.param_dtype, sampling)
-  return sampler(llm_params(params), None, prompt_mask, rng, inputs_embeds=embeds)
-
-
 def config_from_dict(cd) -> VAGPTConfig:
   """VAGPTConfig from a `configs/vagpt.py` ConfigDict (llm: 'tiny' | 'vicuna_7b_v15' | ...)."""
-  from vaujax.models import llama
-  makers = {"tiny": llama.tiny_llama, "vicuna_7b_v15": llama.vicuna_7b_v15,
-            "vicuna_7b_v11": llama.vicuna_7b_v11}
-  if cd.llm not in makers:
-    raise ValueError(f"unknown LLM {cd.llm!r}; choose from {sorted(makers)}")
   # remat and scan_layers cover the LLM and the Q-Former alike
   layers = dict(remat=bool(cd.get("remat", False)), scan_layers=bool(cd.get("scan_layers", False)))
-  llm = dataclasses.replace(makers[cd.llm](), attention_impl=cd.get("attention", "chunked"),
+  llm = dataclasses.replace(llama.llm_config(cd.llm), attention_impl=cd.get("attention", "chunked"),
                             attention_chunks=int(cd.get("attention_chunks", 8)),
                             remat_policy=str(cd.get("remat_policy", "full")), **layers)
   qformer = None
@@ -208,7 +186,7 @@ def config_from_dict(cd) -> VAGPTConfig:
                                               cd.frame_token_mode),
       num_frames=cd.num_frames, num_patches=cd.num_patches, dino_patches=cd.dino_patches,
       num_queries=cd.num_queries, use_sets=cd.use_sets, sets_ratio=cd.sets_ratio,
-      use_tetg=cd.use_tetg, qformer=qformer)
+      qformer=qformer)
 
 
 def parameter_counts(cd) -> dict[str, int]:
@@ -219,7 +197,7 @@ def parameter_counts(cd) -> dict[str, int]:
   """
   from vaujax.models import tetg, vit
   cfg = config_from_dict(cd)
-  count = lambda tree: int(sum(x.size for x in jax.tree_util.tree_leaves(nn.unbox(tree))))  # noqa
+  from vaujax.models.params import count_params as count
   b, t = 1, cfg.num_frames
   shapes = jax.eval_shape(
       VAGPT(cfg).init, jax.random.key(0), jnp.zeros((b, 4), jnp.int32),

@@ -16,7 +16,6 @@ from typing import Any, Callable, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vaujax.models import resample
 
@@ -287,7 +286,3 @@ class ViT(nn.Module):
       if last:
         out["pooled"] = pooled
     return out
-
-
-def count_params(params) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

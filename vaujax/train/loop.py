@@ -22,7 +22,8 @@ from vaujax import sharding
 from vaujax.data import pipeline
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.models import vagpt
-from vaujax.train import checkpoint, optimizer, vagpt_task
+from vaujax.runs import checkpoint, run_dir
+from vaujax.train import optimizer, vagpt_task
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,42 +67,6 @@ def _rules(config):
       "logical_rules", sharding.DEFAULT_RULES))
 
 
-def _data_iterator(config, tokenizer, cfg: vagpt.VAGPTConfig):
-  source, problems = pipeline.json_source(config.data.train_json, skip_bad=config.data.skip_bad)
-  pcfg = pipeline.PipelineConfig(
-      feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
-      max_length=config.data.max_length,
-      batch_size=config.data.batch_size // jax.process_count(),
-      feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
-                      "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
-      num_epochs=config.data.num_epochs, seed=config.seed,
-      qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
-      read_threads=config.data.get("read_threads", 0),
-      prefetch_buffer=config.data.get("prefetch_buffer", 0))
-  if config.data.skip_bad:
-    source, missing = pipeline.drop_examples_without_features(source, pcfg)
-    problems += missing
-  if problems:
-    print(f"data: skipped {len(problems)} bad examples, e.g. {problems[0]}", flush=True)
-  hint_fn = None
-  if config.model.use_tetg and config.data.get("tetg_params"):
-    from vaujax.train import tetg_trainer
-    hint_fn = tetg_trainer.hint_fn_from_dir(
-        config.data.tetg_params, tuple(config.data.get("classes") or ()) or None)
-  ds = pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
-                             process_count=jax.process_count(), hint_fn=hint_fn,
-                             bert_tokenizer=bert_tokenizer(config, cfg))
-  return iter(ds)
-
-
-def bert_tokenizer(config, cfg: vagpt.VAGPTConfig):
-  """The Q-Former's BERT tokenizer (`config.data.bert_vocab`) when the model has a Q-Former."""
-  if cfg.qformer is None:
-    return None
-  from vaujax.data.bert_tokenizer import BertTokenizer
-  return BertTokenizer.load(config.data.get("bert_vocab", ""))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable] = ()) -> list[dict]:
   """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints).
@@ -116,11 +81,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.data.batch_size % shards:
     raise ValueError(f"config.data.batch_size={config.data.batch_size} is not divisible by the "
                      f"data x fsdp mesh axes ({shards})")
+  for name, spec in (config.get("evals") or {}).items():
+    from vaujax.evaluate import evaluators
+    evaluators.check_spec(name, spec)
   tokenizer = Tokenizer.load(config.data.tokenizer)
-  cfg = vagpt_task.model_config(config, tokenizer.vocab_size)
+  cfg = run_dir.model_config(config, tokenizer.vocab_size)
   dtype = jnp.dtype(config.get("dtype", "float32"))
   model = vagpt.VAGPT(cfg, dtype=dtype, param_dtype=jnp.float32)
-  data_it = _data_iterator(config, tokenizer, cfg)
+  if jax.process_index() == 0:   # the run's artifact: what evaluate / infer / resume read
+    run_dir.write_artifact(workdir, config, log=lambda s: print(s, flush=True))
+  data_it = iter(vagpt_task.make_dataset(config, cfg, tokenizer, config.data.train_json,
+                                         log=lambda s: print(s, flush=True)))
   batch_sh = {k: sharding.batch_sharding(mesh, v.ndim) for k, v in
               vagpt_task.dummy_batch(cfg, config, 1).items()}
 
@@ -137,16 +108,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     compute_loss = vagpt_task.loss_fn(model)
     lora_cfg = config.get("lora") or {}
     if lora_cfg.get("rank", 0) > 0:  # train adapters only: base frozen by the freeze rules
-      from vaujax.train import lora
-      rank, alpha = lora_cfg["rank"], lora_cfg.get("alpha", 2.0 * lora_cfg["rank"])
-      adapters = lora.init(params["params"], jax.random.key(config.seed + 1), rank,
+      from vaujax.models import lora
+      adapters = lora.init(params["params"], jax.random.key(config.seed + 1), lora_cfg["rank"],
                            lora_cfg.get("targets", lora.DEFAULT_TARGETS))
       params = {"base": params, "lora": jax.device_put(adapters, sharding.replicated(mesh))}
-      base_loss = compute_loss
-
-      def compute_loss(p, batch):
-        merged = {"params": lora.merge(p["base"]["params"], p["lora"], alpha, rank)}
-        return base_loss(merged, batch)
+      compute_loss = run_dir.lora_loss(compute_loss, config)
     tx = optimizer.make_optimizer(config.optim, params)
     param_sh = jax.tree_util.tree_map(lambda x: x.sharding, params)
     opt_sh = sharding.shardings_like_params(jax.eval_shape(tx.init, params), params, param_sh,
@@ -176,8 +142,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       out_shardings=(state_sh, None), donate_argnums=0)
     evaluate = _evaluator(config, tokenizer, cfg, compute_loss, state_sh["params"], batch_sh,
                           hooks)
+    benchmarks = _benchmark_evaluator(config, tokenizer, mesh)
     history = _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
-                   evaluate)
+                   evaluate, benchmarks)
   return history
 
 
@@ -238,15 +205,7 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
   def evaluate(step, params):
     metrics = {}
     if ev.get("json"):
-      source, _ = pipeline.json_source(ev["json"], skip_bad=True)
-      pcfg = pipeline.PipelineConfig(
-          feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
-          max_length=config.data.max_length,
-          batch_size=config.data.batch_size // jax.process_count(), shuffle=False,
-          qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0)
-      it = iter(pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
-                                      process_count=jax.process_count(),
-                                      bert_tokenizer=bert_tokenizer(config, cfg)))
+      it = iter(vagpt_task.make_dataset(config, cfg, tokenizer, ev["json"], train=False))
       losses = []
       for _, local in zip(range(ev.get("batches", 2)), it):
         batch = {k: jax.make_array_from_process_local_data(batch_sh[k], local[k])
@@ -255,6 +214,37 @@ def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
       metrics["eval_loss"] = float(np.mean(losses)) if losses else float("nan")
     for hook in hooks:
       metrics.update({f"eval_{k}": float(v) for k, v in hook(step, params).items()})
+    return metrics
+
+  return evaluate
+
+
+def _benchmark_evaluator(config, tokenizer, mesh):
+  """(step, params) -> {eval_<name>_<metric>: value} for the evaluators of `config.evals` due
+  at `step` (each every `every` steps, and all at the last step), or None when there are none.
+  The Assistant sees the params as training has them (LoRA merged), with the run's tokenizer,
+  classes and TETG classifier, on the training mesh (batches over data x fsdp)."""
+  specs = dict(config.get("evals") or {})
+  if not specs:
+    return None
+  from vaujax.evaluate import evaluators
+  from vaujax.inference.assistant import Assistant
+  tetg = run_dir.load_tetg(config)
+
+  def evaluate(step, params):
+    due = {n: s for n, s in specs.items()
+           if (s.get("every") and step % s["every"] == 0) or step == config.total_steps}
+    if not due:
+      return {}
+    if jax.process_count() > 1:   # every process evaluates on the whole params
+      from jax.experimental import multihost_utils
+      params = multihost_utils.process_allgather(params, tiled=True)
+    merged = run_dir.merge_lora(jax.device_get(params), config)
+    assistant = Assistant.from_params(config, merged, tokenizer=tokenizer, tetg=tetg, mesh=mesh)
+    metrics = {}
+    for name, spec in sorted(due.items()):
+      summary = evaluators.run_evaluator(assistant, spec, name=name)
+      metrics.update({f"eval_{name}_{k}": v for k, v in evaluators.numeric(summary).items()})
     return metrics
 
   return evaluate
@@ -280,7 +270,7 @@ def _common_length(local: dict, bucket: int, max_length: int) -> int:
 
 
 def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
-         evaluate=None):
+         evaluate=None, benchmarks=None):
   from tqdm import tqdm
   # Pad each batch only to its longest example, rounded up to a multiple of this (0 = always
   # to data.max_length); one compile per distinct length.
@@ -316,6 +306,8 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
                      examples=[int(i) for i in local["example_index"]])
       if evaluate is not None and (step + 1) % config.eval.every == 0:
         metrics.update(evaluate(step + 1, state["params"]))
+      if benchmarks is not None:
+        metrics.update(benchmarks(step + 1, state["params"]))
       history.append(metrics)
       if log:
         log.write(json.dumps(metrics) + "\n")

@@ -16,9 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-
-def param_path(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+from vaujax.models.params import param_path
 
 
 def trainable_labels(params, rules: Sequence[Sequence[str]]):

@@ -8,7 +8,6 @@ the same static shape and every frame is seen once per epoch. Deterministic by `
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -34,18 +33,6 @@ def model_config(config: ml_collections.ConfigDict) -> tetg.TETGConfig:
   return tetg.TETGConfig(hidden=tuple(config.hidden), threshold=config.threshold,
                          smooth=config.smooth, merge_gap=config.merge_gap,
                          extend=config.get("extend", 0.0))
-
-
-@functools.lru_cache(maxsize=8)
-def _probs_fn(cfg: tetg.TETGConfig):
-  """One compiled classifier per config (the data pipeline calls it once per example)."""
-  model = tetg.TETGClassifier(cfg)
-  return jax.jit(lambda params, x: jax.nn.sigmoid(model.apply(params, x)))
-
-
-def predict_probs(params, cfg: tetg.TETGConfig, features: np.ndarray) -> np.ndarray:
-  """P(anomalous) per frame, [N]."""
-  return np.asarray(_probs_fn(cfg)(params, jnp.asarray(features, jnp.float32)))
 
 
 def train(features: np.ndarray, labels: np.ndarray, config: ml_collections.ConfigDict, *,
@@ -84,39 +71,14 @@ def train(features: np.ndarray, labels: np.ndarray, config: ml_collections.Confi
       params, opt_state, loss = step(params, opt_state, x, y, w)
       losses.append(float(loss))
     if eval_features is not None:
-      aucs.append(metrics.roc_auc(eval_labels, predict_probs(params, cfg, eval_features)))
+      aucs.append(metrics.roc_auc(eval_labels, tetg.frame_probabilities(params, cfg, eval_features)))
   return TETGResult(params, cfg, losses, aucs)
 
 
 def save(path: str, result: TETGResult) -> None:
-  """Writes a trained classifier (orbax params + config) for `hint_fn_from_dir`."""
-  from vaujax.convert import params_io
-  params_io.save(path, result.params, {"kind": "tetg",
-                                       "config": dataclasses.asdict(result.model_config)})
-
-
-def load(path: str) -> tuple[dict, tetg.TETGConfig]:
-  from vaujax.convert import params_io
-  from vaujax.errors import InputError
-  params, meta = params_io.load(path)
-  if meta.get("kind") != "tetg":
-    raise InputError(path, f"not a TETG classifier directory (kind={meta.get('kind')!r})")
-  cfg = dict(meta["config"])
-  cfg["hidden"] = tuple(cfg["hidden"])
-  return params, tetg.TETGConfig(**cfg)
-
-
-def hint_fn_from_dir(path: str, classes=None):
-  """A pipeline hint function: DINOv2 class embeddings -> interval -> prompt hint text
-  (`classes`: the hint's class list, UCF-Crime's 13 by default)."""
-  params, cfg = load(path)
-  classes = tuple(classes or tetg.UCF_CRIME_CLASSES)
-
-  def hint(video_id: str, feats) -> str:
-    probs = predict_probs(params, cfg, feats["dino_cls"])
-    return tetg.hint_text(tetg.extract_interval(probs, feats["timestamps"], cfg), classes)
-
-  return hint
+  """Writes a trained classifier (`runs.tetg_files.load_tetg` reads it back)."""
+  from vaujax.runs import tetg_files
+  tetg_files.save_tetg(path, result.params, result.model_config)
 
 
 def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -140,16 +102,14 @@ def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> TETGResult:
   """`python -m vaujax.train --config configs/tetg.py --workdir DIR`: trains and saves."""
-  import json
   import os
 
-  from vaujax.convert.weights import read_json
-  labels = read_json(config.data.labels_json)
+  from vaujax.files import read_json, write_json
+  labels = read_json(config.data.labels_json, "labels file")
   x, y = frames_from_features(config.data.feature_dir, labels)
   result = train(x, y, config)
   save(os.path.join(workdir, "tetg"), result)
   summary = {"frames": int(len(y)), "anomalous": int(y.sum()), "final_loss": result.losses[-1]}
-  with open(os.path.join(workdir, "tetg_summary.json"), "w") as f:
-    json.dump(summary, f)
+  write_json(os.path.join(workdir, "tetg_summary.json"), summary)
   print(f"TETG trained on {summary['frames']} frames; saved to {workdir}/tetg", flush=True)
   return result

@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vaujax.data import pipeline
 from vaujax.models import vagpt
+from vaujax.runs import run_dir
 from vaujax.train.losses import next_token_loss
 
-BATCH_KEYS = ("input_ids", "labels", "attention_mask", "tower_patches", "dino_patches",
-              "qformer_ids", "qformer_mask")
+def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *,
+                    train: bool = True) -> pipeline.PipelineConfig:
+  """The one PipelineConfig of a run, for training and for its held-out loss alike (`train`:
+  shuffled, repeated and prefetched; else one ordered pass)."""
+  return pipeline.PipelineConfig(
+      feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
+      max_length=config.data.max_length,
+      batch_size=config.data.batch_size // jax.process_count(),
+      feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
+                      "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
+      num_epochs=config.data.num_epochs if train else 1, seed=config.seed, shuffle=train,
+      qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
+      read_threads=config.data.get("read_threads", 0),
+      prefetch_buffer=config.data.get("prefetch_buffer", 0))
 
 
-def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> vagpt.VAGPTConfig:
-  """The model config with the tokenizer's vocab (and the BERT vocab file's, with a Q-Former)."""
-  cfg = vagpt.config_from_dict(config.model)
-  cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, vocab_size=vocab_size))
-  if cfg.qformer is not None and not config.model.get("qformer_vocab_size"):
-    from vaujax.data.bert_tokenizer import BertTokenizer
-    bert = BertTokenizer.load(config.data.get("bert_vocab", ""))
-    cfg = dataclasses.replace(cfg, qformer=dataclasses.replace(cfg.qformer,
-                                                               vocab_size=bert.vocab_size))
-  return cfg
+def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, tokenizer,
+                 json_path: str, *, train: bool = True, log=print):
+  """The Grain dataset of a run's instruction file, with the run's TETG hints and Q-Former
+  ids: training data and held-out loss data are built the same way."""
+  source, problems = pipeline.json_source(json_path, skip_bad=config.data.skip_bad or not train)
+  pcfg = pipeline_config(config, cfg, train=train)
+  if config.data.skip_bad or not train:
+    source, missing = pipeline.drop_examples_without_features(source, pcfg)
+    problems += missing
+  if problems and train:
+    log(f"data: skipped {len(problems)} bad examples, e.g. {problems[0]}")
+  tetg = run_dir.load_tetg(config)
+  hint_fn = tetg.hint_fn(run_dir.classes(config)) if tetg is not None else None
+  return pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
+                               process_count=jax.process_count(), hint_fn=hint_fn,
+                               bert_tokenizer=run_dir.bert_tokenizer(config, cfg))
 
 
 def dummy_batch(cfg: vagpt.VAGPTConfig, config: ml_collections.ConfigDict, batch: int) -> dict:
@@ -58,12 +75,3 @@ def loss_fn(model: vagpt.VAGPT):
     loss, count = next_token_loss(logits, batch["labels"])
     return loss, {"num_tokens": count}
   return compute
-
-
-def select_batch(batch: dict) -> dict:
-  return {k: batch[k] for k in BATCH_KEYS if k in batch}
-
-
-def as_dtype(tree, dtype):
-  return jax.tree_util.tree_map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating)
-                                else x, tree)

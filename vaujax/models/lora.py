@@ -14,7 +14,7 @@ import re
 import jax
 import jax.numpy as jnp
 
-from vaujax.train.optimizer import param_path
+from vaujax.models.params import param_path
 
 DEFAULT_TARGETS = r"llm/layers_\d+/self_attn/(q_proj|v_proj)/kernel"
 

@@ -1,6 +1,6 @@
 """Ablations on the synthetic data, in the paper's layout: none / SETS / TETG / both, and K.
 
-  python -m vaujax.evaluate.ablation --workdir ablation_out [--stage1_steps 800 ...]
+  vaujax ablation --workdir ablation_out [--k 0.1,0.3,0.5,0.7,0.9] [--stage1_steps 800 ...]
 
 Stage one is trained twice (with and without TETG hints in the prompt); every variant then runs
 stage two from the matching stage-one run (SETS on with ratio K, or off) and is evaluated on the
@@ -10,13 +10,14 @@ Acc and Temporal Acc. The data, split and TETG classifier are the demo's (`vauja
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import time
 
-from vaujax import demo
+from absl import flags
+
+from vaujax import files
+from vaujax.app import cli, demo
 
 K_SWEEP = (0.1, 0.3, 0.5, 0.7, 0.9)
 
@@ -39,11 +40,10 @@ def _stage(make, paths, c, steps, tetg_dir, use_tetg, sets_ratio):
   return cfg
 
 
-def run(workdir: str, c: demo.DemoConfig, k_sweep=K_SWEEP, log=print) -> list[dict]:
+def run_ablation(workdir: str, c: demo.DemoConfig, k_sweep=K_SWEEP, log=print) -> list[dict]:
   from configs import vagpt_stage1, vagpt_stage2
-  from vaujax.data import benchmark_files
-  from vaujax.evaluate import qa
-  from vaujax.infer import Assistant
+  from vaujax.evaluate import evaluators, qa
+  from vaujax.inference.assistant import Assistant
   from vaujax.train import loop
   workdir = os.path.abspath(workdir)
   paths = demo.prepare_data(os.path.join(workdir, "data"), c, log=lambda s: None)
@@ -63,16 +63,16 @@ def run(workdir: str, c: demo.DemoConfig, k_sweep=K_SWEEP, log=print) -> list[di
     name = v["name"].replace(" ", "").replace(",", "_").replace("+", "_").replace("=", "")
     run_dir = os.path.join(workdir, "stage2_" + name)
     loop.train_and_evaluate(s2, run_dir)
-    assistant = Assistant.load(s2, run_dir)
+    assistant = Assistant.from_run(run_dir)
     _, mc = qa.evaluate_mc(assistant, paths["mc"], paths["features"], method="loglik",
-                           instruction=benchmark_files.TEXT_INSTRUCTION, progress=False)
+                           instruction=evaluators.mc_instruction(s2), progress=False)
     _, open_qa = qa.evaluate_open(assistant, paths["ucf_qa"], paths["features"], progress=False)
     row = {**v, "mc": mc, "open_qa": open_qa, "seconds": round(time.perf_counter() - t0, 1)}
     rows.append(row)
     log(f"{v['name']:22s} MC {mc['total_acc']:.1%} / {mc['temporal_acc']:.1%}   "
         f"open QA {open_qa['total_acc']:.1%} / {open_qa['temporal_acc']:.1%}")
-  with open(os.path.join(workdir, "ablation.json"), "w") as f:
-    json.dump({"config": dataclasses.asdict(c), "tetg": frame, "rows": rows}, f, indent=1)
+  files.write_json(os.path.join(workdir, "ablation.json"),
+                   {"config": dataclasses.asdict(c), "tetg": frame, "rows": rows})
   log(table(rows))
   return rows
 
@@ -90,18 +90,32 @@ def table(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--workdir", default="ablation_out")
-  parser.add_argument("--k", default=",".join(map(str, K_SWEEP)), help="K values to sweep")
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("workdir", "ablation_out", "where the runs and ablation.json go",
+                      flag_values=fv)
+  flags.DEFINE_list("k", [str(k) for k in K_SWEEP], "SETS ratios K to sweep (with TETG)",
+                    flag_values=fv)
   defaults = dataclasses.replace(demo.DemoConfig(), stage1_steps=800)
+  definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
   for field in dataclasses.fields(demo.DemoConfig):
-    parser.add_argument(f"--{field.name}", type=type(field.default),
-                        default=getattr(defaults, field.name))
-  args = parser.parse_args(argv)
-  c = demo.DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(demo.DemoConfig)})
-  run(args.workdir, c, tuple(float(k) for k in args.k.split(",") if k))
+    definers[type(field.default)](field.name, getattr(defaults, field.name),
+                                  f"as in `vaujax demo --{field.name}`", flag_values=fv)
+
+
+def main(fv: flags.FlagValues):
+  try:
+    ks = tuple(float(k) for k in fv.k if k)
+  except ValueError as e:
+    raise cli.fail("--k", f"not a list of numbers ({e})") from e
+  if not all(0 < k <= 1 for k in ks):
+    raise cli.fail("--k", f"every K must be in (0, 1], got {ks}")
+  c = demo.DemoConfig(**{f.name: fv[f.name].value for f in dataclasses.fields(demo.DemoConfig)})
+  return run_ablation(fv.workdir, c, ks)
+
+
+def run(argv=None):
+  return cli.run(__doc__, define_flags, main, argv)
 
 
 if __name__ == "__main__":
-  main()
+  run()

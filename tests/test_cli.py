@@ -1,0 +1,111 @@
+"""The commands of the application layer (train, evaluate, infer, demo, ablation) and the
+`vaujax` console script: `--help` exits 0 and explains every flag; a missing input, a bad flag
+value or an unknown flag is one line `error: <file or flag>: <problem>` with exit 2, before any
+model is loaded. Run in process: the checks must not need JAX to compile anything."""
+
+import importlib
+
+import pytest
+
+COMMANDS = ["train", "evaluate", "infer", "demo", "ablation"]
+
+
+def _run(name, args, capsys):
+  module = importlib.import_module(f"vaujax.app.{name}")
+  with pytest.raises(SystemExit) as exit_:
+    module.run([f"vaujax {name}", *args])
+  out = capsys.readouterr()
+  return exit_.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_exits_0_and_explains_every_flag(name, capsys):
+  from absl import flags
+  from vaujax.app import cli
+  code, out, _ = _run(name, ["--help"], capsys)
+  assert code == 0
+  module = importlib.import_module(f"vaujax.app.{name}")
+  fv = flags.FlagValues()
+  try:
+    module.define_flags(fv)
+  except TypeError:
+    module.define_flags(fv, ["prog"])
+  for flag in fv:
+    if not flag.startswith("config."):
+      assert f"--{flag}: {fv[flag].help}" in out, flag
+  assert "--verbose:" in out and module.__doc__.strip().splitlines()[0] in out
+  assert "error" not in out.lower().split("flags:")[0] or name == "demo"
+  del cli
+
+
+@pytest.mark.parametrize("name,args,message", [
+    ("train", ["--config=/nope/config.py", "--workdir=/tmp/x"], "--config: "),
+    ("train", ["--workdir=/tmp/x"], "--config: is required"),
+    ("evaluate", ["--run=/nope/run", "--benchmark=/nope/b.json", "--feature_dir=/nope"],
+     "/nope/b.json: benchmark file does not exist"),
+    ("evaluate", ["--benchmark=b.json"], "--run: is required"),
+    ("infer", ["--run=/nope/run", "--video=/nope/v.mp4"], "/nope/v.mp4: video does not exist"),
+    ("infer", ["--run=/nope/run", "--features=/nope/f.npz"],
+     "/nope/f.npz: feature file does not exist"),
+    ("infer", ["--run=/nope/run"], "--video: give exactly one of --video and --features"),
+    ("demo", ["--seconds=0"], "--seconds: must be positive"),
+    ("ablation", ["--k=0.5,abc"], "--k: not a list of numbers"),
+    ("demo", ["--frames=x"], "--frames: "),
+    ("evaluate", ["--bogus=1"], "--bogus: unknown flag (see --help)"),
+])
+def test_bad_input_is_one_line_and_exit_2(name, args, message, capsys):
+  code, _, err = _run(name, args, capsys)
+  assert code == 2
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), err
+
+
+def test_an_unreadable_run_is_reported_after_the_inputs(tmp_path, capsys):
+  video = tmp_path / "clip.mp4"
+  from vaujax import testing
+  video.write_bytes(open(testing.real_video(), "rb").read())
+  code, _, err = _run("infer", [f"--run={tmp_path}", f"--video={video}"], capsys)
+  assert code == 2 and err.strip() == (f"error: {tmp_path}: not a vaujax run: no run/config.json "
+                                       "(runs written by `vaujax train` have one)")
+
+
+def test_verbose_shows_the_traceback(capsys):
+  from vaujax.errors import InputError
+  from vaujax.app import evaluate
+  with pytest.raises(InputError, match="benchmark file does not exist"):
+    evaluate.run(["vaujax evaluate", "--run=/nope", "--benchmark=/nope/b.json",
+                  "--feature_dir=/nope", "--verbose"])
+
+
+def test_console_script_lists_and_dispatches_commands(capsys):
+  from vaujax.app import main
+  with pytest.raises(SystemExit) as exit_:
+    main.main(["vaujax", "--help"])
+  out = capsys.readouterr().out
+  assert exit_.value.code == 0 and all(name in out for name in main.COMMANDS)
+  with pytest.raises(SystemExit) as exit_:
+    main.main(["vaujax", "infer", "--help"])
+  assert exit_.value.code == 0 and "--video:" in capsys.readouterr().out
+  with pytest.raises(SystemExit) as exit_:
+    main.main(["vaujax", "nope"])
+  assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error: nope: unknown")
+
+
+def test_run_overrides_are_applied_and_printed(tmp_path):
+  """`--config.key=value` over a run's saved config: applied, and printed against the saved."""
+  import ml_collections
+  from absl import flags
+  from vaujax.app import cli
+  from vaujax.runs import run_dir
+  config = ml_collections.ConfigDict(dict(data=dict(classes="a,b", mc_instruction="text"),
+                                          model=dict(num_frames=8)))
+  run_dir.write_artifact(str(tmp_path), config, log=lambda s: None)
+  fv = flags.FlagValues()
+  argv = ["prog", f"--run={tmp_path}", "--config.data.classes=c,d"]
+  cli.define_run_flags(fv, argv)
+  fv(argv)
+  printed = []
+  run = cli.load_run_from_flags(fv, log=printed.append)
+  assert run.config.data.classes == "c,d" and run.saved.data.classes == "a,b"
+  assert run_dir.classes(run.config) == ("c", "d")
+  assert printed == ["override of the run's saved config: data.classes: 'a,b' -> 'c,d'"]

@@ -1,0 +1,65 @@
+"""Extracts one feature file per video of a folder (what VA-GPT trains on instead of pixels).
+
+  vaujax features --videos DIR --out DIR --encoder TOWER_DIR,DINO_DIR [--fps 1]
+  vaujax features --videos DIR --out DIR --encoder tiny --num_frames 8   # seeded tiny towers
+
+--encoder is `tiny` / `tiny:SEED` (the demo's seeded random towers) or two params directories
+converted with `vaujax convert-vision`: the vision tower's, then DINOv2's. Extraction resumes:
+finished videos are skipped, and a video that fails to decode is reported and counted (exit
+status 1 at the end), not fatal. (`python -m vaujax.data.features` runs the same command.)
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from vaujax.app import cli
+from vaujax.errors import InputError, require_dir
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("videos", None, "folder of video files (.mp4, .avi, .mkv, ...)",
+                      flag_values=fv)
+  flags.DEFINE_string("out", None, "output folder of <video>.npz feature files", flag_values=fv)
+  flags.DEFINE_string("encoder", None, "frozen towers: 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR' "
+                      "(params directories from `vaujax convert-vision`)", flag_values=fv)
+  flags.DEFINE_float("fps", None, "frames sampled per second of video (default: every frame, "
+                     "or --num_frames)", lower_bound=0, flag_values=fv)
+  flags.DEFINE_integer("num_frames", None, "frames sampled uniformly per video", lower_bound=1,
+                       flag_values=fv)
+
+
+def encoder(spec: str):
+  """`--encoder` -> the FrameEncoder; checks the directories before any tower is built."""
+  from vaujax.data import features
+  parts = spec.split(",")
+  if not spec.startswith("tiny"):
+    if len(parts) != 2:
+      raise cli.fail("--encoder", f"must be 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR', got {spec!r}")
+    for part in parts:
+      require_dir(part, "params directory")
+  try:
+    return features.encoder_from_spec(spec)
+  except InputError as e:
+    if e.source and e.source.startswith("--"):   # the library names the config key
+      raise cli.fail("--encoder", e.problem) from None
+    raise
+
+
+def main(fv: flags.FlagValues) -> dict:
+  cli.require(fv, "videos", "out", "encoder")
+  require_dir(fv.videos, "video directory")
+  from vaujax.data import features
+  report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps,
+                                   num_frames=fv.num_frames)
+  if report["failed"]:
+    raise SystemExit(1)
+  return report
+
+
+def run(argv=None):
+  return cli.run(__doc__, define_flags, main, argv)
+
+
+if __name__ == "__main__":
+  run()

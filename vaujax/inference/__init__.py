@@ -1,0 +1,1 @@
+"""Inference: `Assistant` (a trained run answering about videos) and the structured answer."""

@@ -1,0 +1,276 @@
+"""A training run directory as a self-describing artifact.
+
+    WORKDIR/
+      checkpoints/<step>/     orbax state + data iterator (`runs.checkpoint`)
+      metrics.jsonl, tensorboard/
+      run/                    everything needed to evaluate, ask or resume the run:
+        config.json           the fully resolved config (paths point into run/ where copied)
+        manifest.json         sha256 of every copied file, and where each came from
+        tokenizer/            the LLM's tokenizer (copied)
+        bert_vocab.txt        the Q-Former's vocab (copied, models with a Q-Former)
+        tetg/                 the TETG classifier (copied, runs with TETG hints)
+
+The config carries the rest of what a user would otherwise have to remember: the TETG hint's
+class list (`data.classes`), the MC prompt style (`data.mc_instruction`), frames and sampling
+(`model.num_frames`, `data.fps`) and the feature extractor (`data.encoder`), so that features of
+a new video are made the same way. `load_run(WORKDIR)` gives that config back with its paths
+resolved; `python -m vaujax.evaluate --run WORKDIR` and `python -m vaujax.infer --run WORKDIR`
+need nothing else. Copies are checked against the manifest's hashes on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from typing import Optional, Sequence
+
+import ml_collections
+
+from vaujax import files
+from vaujax.data.annotations import UCF_CRIME_CLASSES
+from vaujax.errors import InputError, require_dir
+from vaujax.models import vagpt
+
+ARTIFACT = "run"
+CONFIG = "config.json"
+MANIFEST = "manifest.json"
+# config key -> name inside run/ of the file or directory it points at (copied on write)
+COPIED = {"data.tokenizer": "tokenizer", "data.bert_vocab": "bert_vocab.txt",
+          "data.tetg_params": "tetg"}
+
+
+def artifact_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), ARTIFACT)
+
+
+def _get(config, dotted: str, default=None):
+  node = config
+  for part in dotted.split("."):
+    if part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+def _set(config, dotted: str, value) -> None:
+  *parents, last = dotted.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  node[last] = value
+
+
+def _sha256(path: str) -> str:
+  """Content hash of a file, or of a directory tree (relative names and contents, sorted)."""
+  h = hashlib.sha256()
+  if os.path.isfile(path):
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+  for root, dirs, names in os.walk(path):
+    dirs.sort()
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      h.update(os.path.relpath(full, path).encode() + b"\0" + _sha256(full).encode())
+  return h.hexdigest()
+
+
+def _copy(src: str, dst: str) -> None:
+  """Copies a file or a directory tree to `dst` through a temporary name (replaces `dst`)."""
+  tmp = dst + ".tmp"
+  if os.path.isdir(tmp):
+    shutil.rmtree(tmp)
+  if os.path.isdir(src):
+    shutil.copytree(src, tmp)
+  else:
+    shutil.copyfile(src, tmp)
+  if os.path.isdir(dst):
+    shutil.rmtree(dst)
+  os.replace(tmp, dst)
+
+
+def _tokenizer_source(path: str) -> str:
+  """The tokenizer file behind `data.tokenizer` (a file, or a directory holding one)."""
+  from vaujax.data.tokenizer import Tokenizer
+  return Tokenizer.resolve_path(path)
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_from_json(obj: dict) -> ml_collections.ConfigDict:
+  """A ConfigDict from its JSON form; lists become tuples, as the configs declare them."""
+  def tuples(x):
+    if isinstance(x, dict):
+      return {k: tuples(v) for k, v in x.items()}
+    if isinstance(x, list):
+      return tuple(tuples(v) for v in x)
+    return x
+  return ml_collections.ConfigDict(tuples(obj))
+
+
+def write_artifact(workdir: str, config: ml_collections.ConfigDict,
+                   log=print) -> ml_collections.ConfigDict:
+  """Writes WORKDIR/run/ (see the module doc) and returns the config as recorded there.
+
+  A rerun rewrites it; keys whose values changed since the last write are listed on the log.
+  """
+  out = artifact_dir(workdir)
+  os.makedirs(out, exist_ok=True)
+  recorded = config_from_json(config_to_json(config))
+  manifest = {"files": {}, "sources": {}}
+  for key, name in COPIED.items():
+    src = _get(config, key)
+    if not src or (key == "data.tetg_params" and not _get(config, "model.use_tetg", True)):
+      continue
+    src = os.path.abspath(_tokenizer_source(src) if key == "data.tokenizer" else src)
+    if not os.path.exists(src):
+      raise InputError(f"--config.{key}", f"{src} does not exist")
+    dst = os.path.join(out, name)
+    if key == "data.tokenizer":   # under the name Tokenizer.load looks for in a directory
+      from vaujax.data.tokenizer import HF_JSON_NAME, SP_MODEL_NAME
+      os.makedirs(dst, exist_ok=True)
+      canonical = HF_JSON_NAME if src.endswith(".json") else SP_MODEL_NAME
+      dst, name = os.path.join(dst, canonical), os.path.join(name, canonical)
+    if os.path.abspath(src) != os.path.abspath(dst):
+      _copy(src, dst)
+    manifest["files"][name] = _sha256(dst)
+    manifest["sources"][key] = src
+    _set(recorded, key, COPIED[key])
+  encoder = str(_get(config, "data.encoder", "") or "")
+  if encoder and not encoder.startswith("tiny"):
+    for part in encoder.split(","):   # converted towers: referenced by path and metadata hash
+      meta = os.path.join(part, "vaujax.json")
+      if os.path.exists(meta):
+        manifest["sources"][f"encoder:{part}"] = _sha256(meta)
+  previous = os.path.join(out, CONFIG)
+  if os.path.exists(previous):
+    changed = diff_configs(config_from_json(files.read_json(previous)), recorded)
+    if changed:
+      log(f"{out}: config changed since the last run: " + "; ".join(changed))
+  files.write_json(os.path.join(out, MANIFEST), manifest)
+  files.write_json(previous, config_to_json(recorded))   # last: its presence marks a whole run/
+  return recorded
+
+
+@dataclasses.dataclass
+class Run:
+  """A run directory read back: its config (paths resolved into run/) and where it lives."""
+  workdir: str
+  config: ml_collections.ConfigDict
+  saved: ml_collections.ConfigDict   # the config as recorded (before overrides)
+
+
+def load_run(workdir: str, check_hashes: bool = True) -> Run:
+  """The run in WORKDIR (a training workdir), with every copied path resolved into run/."""
+  workdir = os.path.abspath(require_dir(workdir, "run directory"))
+  out = artifact_dir(workdir)
+  path = os.path.join(out, CONFIG)
+  if not os.path.exists(path):
+    raise InputError(workdir, f"not a vaujax run: no {ARTIFACT}/{CONFIG} (runs written by "
+                     "`vaujax train` have one)")
+  config = config_from_json(files.read_json(path, "run config"))
+  manifest = files.read_json(os.path.join(out, MANIFEST), "run manifest")
+  if check_hashes:
+    for name, digest in manifest.get("files", {}).items():
+      full = os.path.join(out, name)
+      if not os.path.exists(full):
+        raise InputError(full, "missing from the run (listed in its manifest)")
+      if _sha256(full) != digest:
+        raise InputError(full, "content differs from the run's manifest (modified or damaged)")
+  for key, name in COPIED.items():
+    if _get(config, key) == name:
+      _set(config, key, os.path.join(out, name))
+  saved = config_from_json(config_to_json(config))
+  return Run(workdir, config, saved)
+
+
+def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
+  """'key: saved -> given' for every leaf that differs (keys only in one side included)."""
+  def leaves(obj, prefix=""):
+    if isinstance(obj, dict):
+      for k, v in obj.items():
+        yield from leaves(v, f"{prefix}{k}.")
+    else:
+      yield prefix[:-1], obj
+  a = dict(leaves(config_to_json(saved)))
+  b = dict(leaves(config_to_json(given)))
+  return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+          for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+def classes(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The TETG hint's class list: `data.classes` as 'a,b,c' (or a sequence); empty: UCF-Crime's
+  13 classes."""
+  value = _get(config, "data.classes", "") or ""
+  names = value.split(",") if isinstance(value, str) else list(value)
+  names = tuple(n.strip() for n in names if n.strip())
+  return names or UCF_CRIME_CLASSES
+
+
+def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> vagpt.VAGPTConfig:
+  """The model config with the tokenizer's vocab (and the BERT vocab file's, with a Q-Former)."""
+  cfg = vagpt.config_from_dict(config.model)
+  cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, vocab_size=vocab_size))
+  if cfg.qformer is not None and not config.model.get("qformer_vocab_size"):
+    cfg = dataclasses.replace(cfg, qformer=dataclasses.replace(
+        cfg.qformer, vocab_size=bert_tokenizer(config, cfg).vocab_size))
+  return cfg
+
+
+def bert_tokenizer(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig):
+  """The Q-Former's BERT tokenizer (`data.bert_vocab`) when the model has a Q-Former."""
+  if cfg.qformer is None:
+    return None
+  from vaujax.data.bert_tokenizer import BertTokenizer
+  return BertTokenizer.load(config.data.get("bert_vocab", ""))
+
+
+def load_tetg(config: ml_collections.ConfigDict):
+  """The run's TETG classifier (`data.tetg_params`), or None when the run uses no hints."""
+  from vaujax.runs import tetg_files
+  path = _get(config, "data.tetg_params", "")
+  if not path or not _get(config, "model.use_tetg", True):
+    return None
+  return tetg_files.load_tetg(path)
+
+
+def vagpt_params(checkpoint: str, config: ml_collections.ConfigDict) -> dict:
+  """`{"params": ...}` of a run's newest checkpoint, LoRA adapters merged in."""
+  from vaujax.runs.checkpoint import read_run_params
+  return merge_lora(read_run_params(checkpoint), config, checkpoint)
+
+
+def merge_lora(params: dict, config: ml_collections.ConfigDict,
+               source: Optional[str] = None) -> dict:
+  """Training state params (`{"base", "lora"}` with LoRA, else `{"params"}`) -> `{"params"}`."""
+  if "lora" in params:
+    from vaujax.models import lora
+    rank = config.lora.rank
+    alpha = config.lora.get("alpha", 2.0 * rank)
+    params = {"params": lora.merge(params["base"]["params"], params["lora"], alpha, rank)}
+  if "params" not in params:
+    raise InputError(source, "checkpoint holds no model params")
+  return {"params": params["params"]}
+
+
+def lora_loss(compute_loss, config):
+  """`compute_loss(params, batch)` on LoRA training state (adapters merged in each step)."""
+  from vaujax.models import lora
+  rank = config.lora.rank
+  alpha = config.lora.get("alpha", 2.0 * rank)
+
+  def loss(p, batch):
+    return compute_loss({"params": lora.merge(p["base"]["params"], p["lora"], alpha, rank)},
+                        batch)
+  return loss
+
+
+def classes_text(names: Sequence[str]) -> str:
+  """`data.classes` as written in a config: comma-separated."""
+  return ",".join(names)
