@@ -278,6 +278,28 @@ def test_infer_cli_on_a_real_video_and_bad_inputs(run, tmp_path):
       "have one)"]
 
 
+def test_infer_second_call_compiles_nothing_and_prints_no_library_noise(run, tmp_path):
+  """The persistent compilation cache: the first call on a run fills it, the second call loads
+  every program from it (no new entry); orbax's and JAX's routine warnings stay quiet."""
+  vid = sorted(run["labels"])[0]
+  video = os.path.join(run["paths"]["videos"], vid + ".mp4")
+  cache = tmp_path / "cache"
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT")
+         and k != "JAX_COMPILATION_CACHE_DIR"}
+  env.update(PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+             VAUJAX_COMPILATION_CACHE=str(cache))
+  args = [sys.executable, "-m", "vaujax.infer", f"--run={run['workdir']}", f"--video={video}"]
+  first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+  assert first.returncode == 0, first.stderr[-3000:]
+  entries = sorted(os.listdir(cache))
+  assert len(entries) >= 3
+  second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+  assert second.returncode == 0 and second.stdout == first.stdout
+  assert sorted(os.listdir(cache)) == entries
+  for noise in ("read only", "Metadata file does not exist", "backend 'tpu'", "WARNING"):
+    assert noise not in second.stderr, second.stderr[-2000:]
+
+
 def test_parse_choice_closest_interval():
   options = ["From 3.0 to 6.5 seconds.", "From 4.5 to 8.0 seconds.", "From 1.0 to 4.5 seconds.",
              "From 0.5 to 2.2 seconds."]

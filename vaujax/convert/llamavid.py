@@ -213,13 +213,13 @@ def load(path: str) -> tuple[dict, vagpt.VAGPTConfig]:
 def export_release(params_dir: str, out_dir: str) -> list[str]:
   """vaujax VA-GPT params directory -> release-style safetensors directory + config.json."""
   params, cfg = load(params_dir)
-  files = weights.save_safetensors_dir(params_to_state_dict(params, cfg), out_dir)
+  written = weights.save_safetensors_dir(params_to_state_dict(params, cfg), out_dir)
   hf = llama_convert.config_to_hf(cfg.llm)
   hf.update({"architectures": ["LlavaLlamaAttForCausalLM"],
              "mm_hidden_size": cfg.frame_tokens.vision_dim, "mm_projector_type": "mlp2x_gelu",
              "num_query": cfg.num_queries, "compress_type": "mean"})
   files.write_json(os.path.join(out_dir, "config.json"), hf, indent=2)
-  return files
+  return written
 
 
 if __name__ == "__main__":  # `python -m vaujax.convert.llamavid` keeps working

@@ -99,10 +99,10 @@ def weight_files(model_dir: str | os.PathLike) -> list[str]:
       weight_map = files.read_json(index).get("weight_map")
       if not isinstance(weight_map, dict) or not weight_map:
         raise InputError(index, "missing or empty 'weight_map'")
-      files = sorted(set(weight_map.values()))
-      for f in files:
+      shards = sorted(set(weight_map.values()))
+      for f in shards:
         require_file(os.path.join(model_dir, f), f"shard listed in {index_name}")
-      return [os.path.join(model_dir, f) for f in files]
+      return [os.path.join(model_dir, f) for f in shards]
   names = sorted(os.listdir(model_dir))
   for ext in (".safetensors", ".bin"):
     found = [os.path.join(model_dir, n) for n in names if n.endswith(ext)]
