@@ -88,9 +88,9 @@ def test_restricted_unpickler_loads_arrays_and_refuses_code(tmp_path):
   bad = tmp_path / "evil.pkl"
   bad.write_bytes(pickle.dumps({"feats": Evil()}))
   with pytest.raises(InputError, match=r"evil.pkl: refusing to unpickle posix.system"):
-    safe_pickle.load(bad)
+    safe_pickle.load_restricted(bad)
   assert not marker.exists()
   trunc = tmp_path / "trunc.pkl"
   trunc.write_bytes(good.read_bytes()[:40])
   with pytest.raises(InputError, match=r"trunc.pkl: not a readable pickle"):
-    safe_pickle.load(trunc)
+    safe_pickle.load_restricted(trunc)

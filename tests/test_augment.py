@@ -54,13 +54,13 @@ def test_intervals_are_clipped_and_lost_events_refused():
 
 def test_written_copies_load_and_a_rerun_reuses_them(tmp_path):
   d = str(tmp_path)
-  features.save(os.path.join(d, "Arson001_x264.npz"), _feats())
+  features.write_features(os.path.join(d, "Arson001_x264.npz"), _feats())
   normal = VideoAnnotation("Normal_Videos_002_x264", 8.0, ((0.0, 8.0),), ("cars",))
   first = augment.write_time_shifted(d, [_video(), normal], copies=2, seed=3)
   assert len(first) == 2 and len({a.video_id for a in first}) == 2    # normal videos: no copy
   for a in first:
     shift = int(a.video_id.rsplit("shift", 1)[1])
-    loaded = features.load(os.path.join(d, a.video_id + ".npz"))
+    loaded = features.read_features(os.path.join(d, a.video_id + ".npz"))
     np.testing.assert_array_equal(loaded["dino_cls"], augment.shift_features(_feats(), shift)[
         "dino_cls"])
     assert a.anomaly_intervals[0][0] == pytest.approx(2.2 + shift)

@@ -138,19 +138,19 @@ def qa_bad_interval(tmp):
 
 def npz_missing(tmp):
   from vaujax.data import features
-  features.load(str(tmp / "absent.npz"))
+  features.read_features(str(tmp / "absent.npz"))
 
 
 def npz_corrupt(tmp):
   from vaujax.data import features
-  features.load(_write(tmp / "broken.npz", b"PK\x03\x04 definitely not a zip"))
+  features.read_features(_write(tmp / "broken.npz", b"PK\x03\x04 definitely not a zip"))
 
 
 def npz_truncated(tmp):
   from vaujax.data import features
   np.savez(tmp / "t.npz", tower_patches=np.ones((4, 16, 8), np.float32))
   data = open(tmp / "t.npz", "rb").read()
-  features.load(_write(tmp / "cut.npz", data[:len(data) // 2]))
+  features.read_features(_write(tmp / "cut.npz", data[:len(data) // 2]))
 
 
 def npz_nan(tmp):
@@ -158,26 +158,26 @@ def npz_nan(tmp):
   x = np.ones((4, 16, 8), np.float32)
   x[1, 2, 3] = np.nan
   np.savez(tmp / "nan.npz", tower_patches=x)
-  features.load(str(tmp / "nan.npz"))
+  features.read_features(str(tmp / "nan.npz"))
 
 
 def npz_wrong_shape(tmp):
   from vaujax.data import features
   np.savez(tmp / "shape.npz", tower_patches=np.ones((4, 16, 8), np.float32))
-  features.load(str(tmp / "shape.npz"), {"tower_patches": (16, 32)})
+  features.read_features(str(tmp / "shape.npz"), {"tower_patches": (16, 32)})
 
 
 def npz_frames_disagree(tmp):
   from vaujax.data import features
   np.savez(tmp / "frames.npz", tower_patches=np.ones((4, 16, 8), np.float32),
            timestamps=np.arange(3.0))
-  features.load(str(tmp / "frames.npz"))
+  features.read_features(str(tmp / "frames.npz"))
 
 
 def npz_object_array(tmp):
   from vaujax.data import features
   np.savez(tmp / "obj.npz", tower_patches=np.array([{"a": 1}], dtype=object))
-  features.load(str(tmp / "obj.npz"))
+  features.read_features(str(tmp / "obj.npz"))
 
 
 class _Evil:
@@ -187,12 +187,12 @@ class _Evil:
 
 def pkl_code_payload(tmp):
   from vaujax.data import features
-  features.load(_write(tmp / "evil.pkl", pickle.dumps({"feats": _Evil()})))
+  features.read_features(_write(tmp / "evil.pkl", pickle.dumps({"feats": _Evil()})))
 
 
 def pkl_not_features(tmp):
   from vaujax.data import features
-  features.load(_write(tmp / "list.pkl", pickle.dumps([1, 2, 3])))
+  features.read_features(_write(tmp / "list.pkl", pickle.dumps([1, 2, 3])))
 
 
 def safetensors_truncated(tmp):
@@ -253,13 +253,13 @@ def run_without_artifact(tmp):
 def params_dir_incomplete(tmp):
   from vaujax.convert import params_io
   os.makedirs(tmp / "params_dir" / "params")
-  params_io.load(str(tmp / "params_dir"))
+  params_io.read_params_dir(str(tmp / "params_dir"))
 
 
 def tetg_dir_wrong_kind(tmp):
   from vaujax.convert import params_io
   from vaujax.runs import tetg_files
-  params_io.save(str(tmp / "not_tetg"), {"w": np.ones(2)}, {"kind": "vit/clip"})
+  params_io.write_params_dir(str(tmp / "not_tetg"), {"w": np.ones(2)}, {"kind": "vit/clip"})
   tetg_files.load_tetg(str(tmp / "not_tetg"))
 
 
@@ -300,8 +300,8 @@ def config_cli_unknown_key(tmp):
                       os.path.join(REPO, "configs/vagpt_stage1.py"), "--workdir", str(tmp / "w"),
                       "--config.optim.learnig_rate=0.1"], capture_output=True, text=True,
                      env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu"), timeout=120)
-  assert r.returncode != 0
-  raise ValueError(r.stderr.strip().splitlines()[-1])
+  assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+  raise ValueError(r.stderr.strip())
 
 
 ROWS = [
@@ -338,23 +338,23 @@ ROWS = [
      ["mc.json", "ambiguous"]),
     ("qa-interval", "benchmark_files.read_ucf_qa", "gt_interval [5, 2]", qa_bad_interval,
      InputError, ["qa.json", "gt_interval"]),
-    ("npz-missing", "features.load", "missing file", npz_missing, InputError,
+    ("npz-missing", "features.read_features", "missing file", npz_missing, InputError,
      ["absent.npz", "does not exist"]),
-    ("npz-corrupt", "features.load", "not a zip", npz_corrupt, InputError,
+    ("npz-corrupt", "features.read_features", "not a zip", npz_corrupt, InputError,
      ["broken.npz", "not a readable feature file"]),
-    ("npz-truncated", "features.load", "half a file", npz_truncated, InputError,
+    ("npz-truncated", "features.read_features", "half a file", npz_truncated, InputError,
      ["cut.npz", "not a readable feature file"]),
-    ("npz-nan", "features.load", "a NaN in tower_patches", npz_nan, InputError,
+    ("npz-nan", "features.read_features", "a NaN in tower_patches", npz_nan, InputError,
      ["nan.npz", "NaN or Inf"]),
-    ("npz-shape", "features.load", "[T, 16, 8] where [T, 16, 32] expected", npz_wrong_shape,
+    ("npz-shape", "features.read_features", "[T, 16, 8] where [T, 16, 32] expected", npz_wrong_shape,
      InputError, ["shape.npz", "expected [T, 16, 32]"]),
-    ("npz-frames", "features.load", "4 frames of patches, 3 timestamps", npz_frames_disagree,
+    ("npz-frames", "features.read_features", "4 frames of patches, 3 timestamps", npz_frames_disagree,
      InputError, ["frames.npz", "disagree on the number of frames"]),
-    ("npz-object", "features.load", "object array (needs pickle)", npz_object_array, InputError,
+    ("npz-object", "features.read_features", "object array (needs pickle)", npz_object_array, InputError,
      ["obj.npz", "not a readable feature file"]),
-    ("pkl-code", "features.load (.pkl)", "pickle calling os.system", pkl_code_payload,
+    ("pkl-code", "features.read_features (.pkl)", "pickle calling os.system", pkl_code_payload,
      InputError, ["evil.pkl", "refusing to unpickle", "system"]),
-    ("pkl-shape", "features.load (.pkl)", "a list, not LLaMA-VID feats", pkl_not_features,
+    ("pkl-shape", "features.read_features (.pkl)", "a list, not LLaMA-VID feats", pkl_not_features,
      InputError, ["list.pkl", "expected a dict with 'feats'"]),
     ("st-truncated", "weights.load_file", "safetensors cut at 100 bytes", safetensors_truncated,
      InputError, ["cut.safetensors", "not a readable safetensors file"]),
@@ -372,7 +372,7 @@ ROWS = [
      InputError, ["checkpoints", "no finished checkpoint"]),
     ("run-no-artifact", "run_dir.load_run", "a workdir without run/config.json",
      run_without_artifact, InputError, ["old_run", "not a vaujax run"]),
-    ("params-incomplete", "params_io.load", "params/ without vaujax.json", params_dir_incomplete,
+    ("params-incomplete", "params_io.read_params_dir", "params/ without vaujax.json", params_dir_incomplete,
      InputError, ["params_dir", "incomplete conversion"]),
     ("tetg-kind", "tetg_files.load_tetg", "a vision tower's params dir", tetg_dir_wrong_kind,
      InputError, ["not_tetg", "not a TETG classifier"]),

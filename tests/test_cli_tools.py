@@ -97,8 +97,8 @@ def test_missing_input_is_one_error_line_naming_it(name, args, tmp_path, capsys,
   from vaujax.convert import llama, llamavid, params_io, vision
   from vaujax.data import features
   for module, fn in [(features, "encoder_from_spec"), (features, "extract_folder"),
-                     (llama, "load_hf"), (vision, "load"), (llamavid, "import_release"),
-                     (llamavid, "export_release"), (params_io, "load")]:
+                     (llama, "load_hf"), (vision, "load_tower"), (llamavid, "import_release"),
+                     (llamavid, "export_release"), (params_io, "read_params_dir")]:
     monkeypatch.setattr(module, fn, lambda *a, fn=fn, **k: pytest.fail(f"{fn} ran"))
   assert _run(name, *args) == 2
   _one_error(capsys, MISSING if name != "vaujax.app.synthetic" else str(tmp_path / "a_file"))

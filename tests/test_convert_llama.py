@@ -152,4 +152,4 @@ def test_untrusted_pickle_in_bin_is_refused(tmp_path):
 def test_params_dir_without_metadata_is_incomplete(tmp_path):
   (tmp_path / "params").mkdir()
   with pytest.raises(InputError, match="no vaujax.json; incomplete conversion"):
-    params_io.load(str(tmp_path))
+    params_io.read_params_dir(str(tmp_path))

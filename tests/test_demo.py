@@ -86,7 +86,7 @@ def test_a_small_demo_learns_above_chance_and_its_run_reproduces_alone(tmp_path)
   from vaujax.data import features
   from vaujax.inference.assistant import Assistant
   answer = json.load(open(answer_path))
-  feats = features.load(str(data / "features" / (video.stem + ".npz")))
+  feats = features.read_features(str(data / "features" / (video.stem + ".npz")))
   expected = Assistant.from_run(run).ask(feats)   # the features the demo extracted from it
   assert answer == json.loads(json.dumps(expected))
 

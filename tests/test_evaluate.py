@@ -135,7 +135,7 @@ def run(tmp_path_factory):
 
 def _feats(run, vid):
   from vaujax.data import features
-  return features.load(os.path.join(run["paths"]["features"], vid + ".npz"))
+  return features.read_features(os.path.join(run["paths"]["features"], vid + ".npz"))
 
 
 def test_score_options_equal_plain_forward(run):

@@ -118,7 +118,7 @@ def test_nan_in_features_never_reaches_the_loss(data, tmp_path, capsys):
   assert "skipped" in out and "NaN" in out
   assert all(np.isfinite(h["loss"]) for h in history)
   with pytest.raises(ValueError, match="NaN"):          # nor can NaN be written
-    features.save(str(tmp_path / "x.npz"), {"tower_patches": np.full((2, 3), np.nan)})
+    features.write_features(str(tmp_path / "x.npz"), {"tower_patches": np.full((2, 3), np.nan)})
 
 
 def _cli(paths, workdir, steps):
@@ -201,7 +201,7 @@ def test_sigkill_during_feature_extraction_loses_nothing(data, tmp_path):
   done = sorted(n for n in os.listdir(out) if n.endswith(".npz") and ".tmp" not in n)
   assert 1 <= len(done) <= 10
   for name in done:                       # every file that looks complete is complete
-    features.load(os.path.join(out, name), {"tower_patches": None, "timestamps": ()})
+    features.read_features(os.path.join(out, name), {"tower_patches": None, "timestamps": ()})
   mtimes = {n: os.path.getmtime(os.path.join(out, n)) for n in done}
   subprocess.run(args, env=ENV, cwd=REPO, check=True, capture_output=True)
   final = sorted(n for n in os.listdir(out) if n.endswith(".npz") and ".tmp" not in n)

@@ -21,7 +21,7 @@ def test_extract_folder_and_resume(dataset, tmp_path):
   assert report["written"] == 3 and report["failed"][0][0] == "broken.mp4"
   files = sorted(p.name for p in (tmp_path / "f").iterdir())
   assert len(files) == 3 and all(f.endswith(".npz") for f in files)
-  feats = features.load(str(tmp_path / "f" / files[0]),
+  feats = features.read_features(str(tmp_path / "f" / files[0]),
                          {"tower_patches": (64, 32), "dino_patches": (64, 64), "dino_cls": (64,),
                           "timestamps": ()})
   assert feats["tower_patches"].shape == (6, 64, 32)
@@ -51,27 +51,27 @@ def test_cli(dataset, tmp_path):
 
 def test_bad_feature_files(tmp_path):
   good = {"tower_patches": np.zeros((4, 16, 8), np.float32), "timestamps": np.arange(4.0)}
-  features.save(str(tmp_path / "ok.npz"), good)
+  features.write_features(str(tmp_path / "ok.npz"), good)
   with pytest.raises(InputError, match=r"missing.npz: feature file does not exist"):
-    features.load(str(tmp_path / "missing.npz"))
+    features.read_features(str(tmp_path / "missing.npz"))
   (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")
   with pytest.raises(InputError, match=r"corrupt.npz: not a readable feature file"):
-    features.load(str(tmp_path / "corrupt.npz"))
+    features.read_features(str(tmp_path / "corrupt.npz"))
   with pytest.raises(InputError, match=r"ok.npz: feature 'tower_patches' has shape \(4, 16, 8\), "
                                        r"expected \[T, 16, 32\]"):
-    features.load(str(tmp_path / "ok.npz"), {"tower_patches": (16, 32)})
+    features.read_features(str(tmp_path / "ok.npz"), {"tower_patches": (16, 32)})
   with pytest.raises(InputError, match=r"ok.npz: missing feature 'dino_cls'"):
-    features.load(str(tmp_path / "ok.npz"), {"dino_cls": None})
+    features.read_features(str(tmp_path / "ok.npz"), {"dino_cls": None})
   nan = dict(good, tower_patches=np.full((4, 16, 8), np.nan, np.float32))
   np.savez(tmp_path / "nan.npz", **nan)
   with pytest.raises(InputError, match=r"nan.npz: feature 'tower_patches' contains NaN"):
-    features.load(str(tmp_path / "nan.npz"))
+    features.read_features(str(tmp_path / "nan.npz"))
   with pytest.raises(ValueError, match="contains NaN or Inf; not written"):
-    features.save(str(tmp_path / "never.npz"), nan)
+    features.write_features(str(tmp_path / "never.npz"), nan)
   assert not (tmp_path / "never.npz").exists()
   np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object))
   with pytest.raises(InputError, match=r"obj.npz: not a readable feature file"):
-    features.load(str(tmp_path / "obj.npz"))
+    features.read_features(str(tmp_path / "obj.npz"))
   np.savez(tmp_path / "frames.npz", tower_patches=np.zeros((4, 2, 2)), timestamps=np.zeros(3))
   with pytest.raises(InputError, match=r"frames.npz: features disagree on the number of frames"):
-    features.load(str(tmp_path / "frames.npz"))
+    features.read_features(str(tmp_path / "frames.npz"))

@@ -148,7 +148,7 @@ def test_import_round_trip_and_logits_equal_hand_assembly(tmp_path):
                                    num_patches=N, num_heads=4)
   assert report["ignored"] == sorted(k for k in state if k.endswith(("inv_freq", "position_ids"))
                                      or k.startswith("model.vision_tower."))
-  params, cfg = llamavid.load(str(tmp_path / "vagpt"))
+  params, cfg = llamavid.read_converted(str(tmp_path / "vagpt"))
   assert cfg.qformer.num_layers == QL and cfg.qformer.encoder_width == DV
   assert cfg.qformer.cross_attention_freq == 2 and cfg.num_queries == Q
   llamavid.export_release(str(tmp_path / "vagpt"), str(tmp_path / "exported"))
@@ -279,7 +279,7 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
   assert a.model.config.qformer is not None and a.bert is not None
   from vaujax.data import features
   vid = sorted(os.listdir(paths["features"]))[0]
-  feats = [features.load(os.path.join(paths["features"], vid))]
+  feats = [features.read_features(os.path.join(paths["features"], vid))]
   chat = [[{"from": "human", "value": "<video>\nAre there any anomalies?"}]]
   total, _ = a.score_options(chat, feats, [["Yes.", "No.", "Maybe.", "A fire."]])
   assert total.shape == (1, 4) and np.isfinite(total).all()
@@ -294,7 +294,7 @@ def test_init_from_converted_params_directories(tmp_path):
   release = write_release(tmp_path / "release", state)
   llamavid.import_release(release, str(tmp_path / "vagpt"), num_frames=T, num_patches=N,
                           num_heads=4)
-  converted, cfg = llamavid.load(str(tmp_path / "vagpt"))
+  converted, cfg = llamavid.read_converted(str(tmp_path / "vagpt"))
   model = vagpt.VAGPT(cfg)
   ids, tower, dino, q_ids, _ = _inputs(cfg)
   fresh = jax.tree_util.tree_map(np.asarray, model.init(jax.random.key(7), ids, tower, dino,
@@ -303,7 +303,7 @@ def test_init_from_converted_params_directories(tmp_path):
   got = restore_params_only(str(tmp_path / "vagpt"), fresh)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(converted)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  params_io.save(str(tmp_path / "llm"), {"params": converted["params"]["llm"]}, {"kind": "llama"})
+  params_io.write_params_dir(str(tmp_path / "llm"), {"params": converted["params"]["llm"]}, {"kind": "llama"})
   got = restore_params_only(str(tmp_path / "llm"), fresh)
   np.testing.assert_array_equal(got["params"]["llm"]["lm_head"]["kernel"],
                                 state["lm_head.weight"].T)

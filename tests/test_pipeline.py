@@ -26,7 +26,7 @@ def data(tmp_path_factory):
   rng = np.random.RandomState(0)
   (root / "feats").mkdir()
   for v in vids:  # small fake features; the pipeline only moves them
-    features.save(str(root / "feats" / f"{v.video_id}.npz"),
+    features.write_features(str(root / "feats" / f"{v.video_id}.npz"),
                   {"tower_patches": rng.randn(T, N, DV).astype(np.float32),
                    "dino_cls": rng.randn(T, 5).astype(np.float32),
                    "timestamps": np.arange(T, dtype=np.float64)})
@@ -70,7 +70,7 @@ def test_round_trip_example_by_example(data):
       answers = [t["value"] for t in item["conversations"] if t["from"] == "gpt"]
       supervised_text = tok.decode(batch["input_ids"][row][supervised])
       assert all(a in supervised_text for a in answers)
-      feats = features.load(str(root / "feats" / (pipeline.video_key(item) + ".npz")))
+      feats = features.read_features(str(root / "feats" / (pipeline.video_key(item) + ".npz")))
       np.testing.assert_array_equal(batch["tower_patches"][row], feats["tower_patches"])
   assert len(seen) == len(items)
 

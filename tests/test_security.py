@@ -79,7 +79,7 @@ def test_restricted_unpickler_refuses_code(payload, tmp_path):
   path = tmp_path / "features.pkl"
   path.write_bytes(pickle.dumps({"feats": payload}))
   with pytest.raises(InputError, match="refusing to unpickle") as e:
-    safe_pickle.load(str(path))
+    safe_pickle.load_restricted(str(path))
   assert "features.pkl" in str(e.value)
   assert not os.path.exists(MARK)
 

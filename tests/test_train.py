@@ -210,7 +210,7 @@ def test_tetg_trains_through_the_same_entry_point(data, tmp_path):
   hint = load_tetg(str(tmp_path / "tetg")).hint_fn(UCF_CRIME_CLASSES)
   from vaujax.data import features
   name = sorted(os.listdir(data["features"]))[0]
-  text = hint(name[:-4], features.load(os.path.join(data["features"], name)))
+  text = hint(name[:-4], features.read_features(os.path.join(data["features"], name)))
   assert text.startswith("Known common crime types are: 'Abuse'")
 
 

@@ -87,6 +87,8 @@ def run(doc: str, define_flags: Callable[[flags.FlagValues], None],
     _exit_with(f"{_flag_problem(e)}", verbose="--verbose" in argv)
   except InputError as e:
     _exit_with(str(e), verbose="--verbose" in argv)
+  except (KeyError, AttributeError, TypeError, ValueError) as e:   # a --config.key override
+    _exit_with(_override_problem(e, argv), verbose="--verbose" in argv)
   quiet_logs(fv.verbose)
   try:
     _check_config_files(fv)
@@ -156,6 +158,21 @@ def _check_config_files(fv: flags.FlagValues) -> None:
       error = getattr(value, "_error", None)
       lines = [l.strip() for l in str(error).splitlines() if l.strip()]
       raise InputError(f"--{name}", f"cannot load the config file ({lines[-1] if lines else error})")
+
+
+def _override_problem(e: Exception, argv: Sequence[str]) -> str:
+  """ml_collections raises plain KeyError / AttributeError / TypeError for a bad
+  `--config.key=value`: name the flag and say what was wrong, on one line."""
+  text = str(e).replace("\\n", " ").replace("\\'", "'").replace("\n", " ")
+  text = " ".join(text.strip("'\" ").split())
+  if "Did you mean" in text:
+    text = "no such config key; " + text[text.index("Did you mean"):].rstrip("'\" ")
+  for arg in argv[1:]:
+    name = arg.split("=", 1)[0]
+    key = name.rsplit(".", 1)[-1]
+    if name.startswith("--config.") and key in text:
+      return f"{name}: {'no such config key' if text.strip(chr(39)) == key else text}"
+  return f"--config: {text}"
 
 
 def _flag_problem(e: Exception) -> str:

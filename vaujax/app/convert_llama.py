@@ -34,14 +34,14 @@ def main(fv: flags.FlagValues) -> None:
     require_dir(fv.hf_dir, "HF model directory")
     from vaujax.convert import llama, params_io
     params, cfg = llama.load_hf(fv.hf_dir)
-    params_io.save(fv.out, params, metadata={"kind": "llama", "config": dataclasses.asdict(cfg)})
+    params_io.write_params_dir(fv.out, params, metadata={"kind": "llama", "config": dataclasses.asdict(cfg)})
     print(f"wrote {fv.out} ({count_params(params):,} parameters)")
   elif fv.params or fv.hf_out:
     cli.require(fv, "params", "hf_out")
     require_dir(fv.params, "params directory")
     from vaujax.convert import llama, params_io
     from vaujax.models.llama import LlamaConfig
-    params, meta = params_io.load(fv.params)
+    params, meta = params_io.read_params_dir(fv.params)
     if meta.get("kind") != "llama":
       raise InputError(fv.params, f"not a LLaMA params checkpoint (kind={meta.get('kind')!r})")
     llama.save_hf(params, LlamaConfig(**meta["config"]), fv.hf_out)

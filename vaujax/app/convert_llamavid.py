@@ -64,8 +64,8 @@ def main(fv: flags.FlagValues) -> None:
   if fv.eva:
     from vaujax.convert import vision
     eva_out = fv.eva_out or fv.out + "_eva"
-    params, cfg, _ = vision.load("eva", fv.eva)
-    params_io.save(eva_out, params, {"kind": "vit/eva", "config": dataclasses.asdict(cfg)})
+    params, cfg, _ = vision.load_tower("eva", fv.eva)
+    params_io.write_params_dir(eva_out, params, {"kind": "vit/eva", "config": dataclasses.asdict(cfg)})
     print(f"EVA tower -> {eva_out}")
 
 

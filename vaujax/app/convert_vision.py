@@ -44,8 +44,8 @@ def main(fv: flags.FlagValues) -> None:
       raise InputError(fv.src, "checkpoint directory or weights file does not exist")
     from vaujax.app.convert_llama import count_params
     from vaujax.convert import params_io, vision
-    params, cfg, dropped = vision.load(fv.kind, fv.src)
-    params_io.save(fv.out, params, {"kind": f"vit/{fv.kind}", "config": dataclasses.asdict(cfg)})
+    params, cfg, dropped = vision.load_tower(fv.kind, fv.src)
+    params_io.write_params_dir(fv.out, params, {"kind": f"vit/{fv.kind}", "config": dataclasses.asdict(cfg)})
     print(f"wrote {fv.out} ({count_params(params):,} parameters)")
     if dropped:
       print(f"dropped {len(dropped)} unused keys, e.g. {dropped[:3]}")
@@ -56,7 +56,7 @@ def main(fv: flags.FlagValues) -> None:
 
     from vaujax.convert import params_io, vision
     from vaujax.models import vit
-    params, meta = params_io.load(fv.params)
+    params, meta = params_io.read_params_dir(fv.params)
     kind = str(meta.get("kind", "")).removeprefix("vit/")
     if kind not in KINDS:
       raise InputError(fv.params, f"not a vision tower params directory (kind={kind!r})")

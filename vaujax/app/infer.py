@@ -78,7 +78,7 @@ def main(fv: flags.FlagValues) -> dict:
     encoder = features.encoder_from_spec(config.data.get("encoder") or "tiny:0")
     feats, frames = features.encode_video(fv.video, encoder, config.model.num_frames)
   else:
-    feats = features.load(fv.features)
+    feats = features.read_features(fv.features)
   assistant = Assistant.from_run(run)
   answer = assistant.ask(feats, fv.question)
   validate_answer(answer)

@@ -39,7 +39,7 @@ def write_demo_report(workdir: str, summary: dict, paths: dict, assistant, tetg_
   shown = _pick_videos(paths, max_videos)
   curves, strips = [], []
   for vid in shown:
-    feats = features.load(os.path.join(paths["features"], vid + ".npz"))
+    feats = features.read_features(os.path.join(paths["features"], vid + ".npz"))
     scores = assistant.frame_scores(feats)
     truth = paths["labels"][vid]["anomaly_intervals"]
     curves.append({"id": vid, "timestamps": feats["timestamps"], "scores": scores,

@@ -197,14 +197,14 @@ def import_release(release_dir: str, out_dir: str, **config_kwargs) -> dict:
   state = weights.load_dir(release_dir)
   cfg = model_config(hf_config, state, os.path.join(release_dir, "config.json"), **config_kwargs)
   params, report = params_from_state_dict(state, cfg, source=release_dir)
-  params_io.save(out_dir, params, {"kind": "vagpt", "config": config_to_dict(cfg),
+  params_io.write_params_dir(out_dir, params, {"kind": "vagpt", "config": config_to_dict(cfg),
                                    "source": os.path.abspath(release_dir),
                                    "ignored_keys": report["ignored"]})
   return report
 
 
-def load(path: str) -> tuple[dict, vagpt.VAGPTConfig]:
-  params, meta = params_io.load(path)
+def read_converted(path: str) -> tuple[dict, vagpt.VAGPTConfig]:
+  params, meta = params_io.read_params_dir(path)
   if meta.get("kind") != "vagpt":
     raise InputError(path, f"not a VA-GPT params directory (kind={meta.get('kind')!r})")
   return params, config_from_dict(meta["config"])
@@ -212,7 +212,7 @@ def load(path: str) -> tuple[dict, vagpt.VAGPTConfig]:
 
 def export_release(params_dir: str, out_dir: str) -> list[str]:
   """vaujax VA-GPT params directory -> release-style safetensors directory + config.json."""
-  params, cfg = load(params_dir)
+  params, cfg = read_converted(params_dir)
   written = weights.save_safetensors_dir(params_to_state_dict(params, cfg), out_dir)
   hf = llama_convert.config_to_hf(cfg.llm)
   hf.update({"architectures": ["LlavaLlamaAttForCausalLM"],

@@ -18,7 +18,7 @@ from vaujax.errors import InputError, require_dir
 METADATA = "vaujax.json"
 
 
-def save(out_dir: str, params: Any, metadata: dict) -> None:
+def write_params_dir(out_dir: str, params: Any, metadata: dict) -> None:
   import orbax.checkpoint as ocp
   out_dir = os.path.abspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
@@ -31,7 +31,7 @@ def save(out_dir: str, params: Any, metadata: dict) -> None:
   files.write_json(meta_path, metadata, indent=2)
 
 
-def load(path: str, target: Any = None) -> tuple[Any, dict]:
+def read_params_dir(path: str, target: Any = None) -> tuple[Any, dict]:
   """Restores (params, metadata). `target`: optional abstract tree with shardings."""
   import orbax.checkpoint as ocp
   path = os.path.abspath(require_dir(path, "params directory"))

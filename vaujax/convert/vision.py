@@ -242,7 +242,7 @@ def eva_config_from_state(state: Mapping[str, np.ndarray], source: str) -> vit.V
                              image_size=grid * patch)
 
 
-def load(kind: str, src: str, cfg: vit.ViTConfig | None = None):
+def load_tower(kind: str, src: str, cfg: vit.ViTConfig | None = None):
   """Reads a tower from a HF directory or a single weights file -> (params, cfg, dropped)."""
   if os.path.isdir(src):
     state = weights.load_dir(src)

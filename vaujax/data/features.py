@@ -38,7 +38,7 @@ _NPZ_READ_LOCK = threading.Lock()
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg")
 
 
-def save(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+def write_features(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   """Validated, atomic write of one video's features."""
   for key, value in arrays.items():
     if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
@@ -48,7 +48,7 @@ def save(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   os.replace(tmp, path)
 
 
-def load(path: str, expected: Optional[Mapping[str, tuple]] = None) -> dict[str, np.ndarray]:
+def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None) -> dict[str, np.ndarray]:
   """Reads a feature file and checks it.
 
   `expected`: {key: trailing shape} (None entries unchecked), e.g. {"tower_patches": (16, 32)}.
@@ -142,7 +142,7 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
     try:
       frames, stamps = video_io.read_video(os.path.join(video_dir, name), fps=fps,
                                            num_frames=num_frames)
-      save(out, {**encoder(frames), "timestamps": stamps})
+      write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
     except (InputError, ValueError) as e:
       report["failed"].append((name, str(e)))
@@ -157,7 +157,7 @@ def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:
   from vaujax.convert import params_io
   loaded = []
   for path in (tower_dir, dino_dir):
-    params, meta = params_io.load(path)
+    params, meta = params_io.read_params_dir(path)
     if not str(meta.get("kind", "")).startswith("vit/"):
       raise InputError(path, f"not a vision tower params directory (kind={meta.get('kind')!r})")
     loaded.append((vit.ViTConfig(**meta["config"]), params))

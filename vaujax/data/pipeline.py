@@ -73,7 +73,7 @@ class Prepare(grain.transforms.Map):
   def map(self, item):
     cfg = self.cfg
     path = os.path.join(cfg.feature_dir, video_key(item) + ".npz")
-    feats = features.load(path, cfg.feature_shapes)
+    feats = features.read_features(path, cfg.feature_shapes)
     conv = item["conversations"]
     if self.hint_fn is not None:
       conv = conversation.insert_hint(conv, self.hint_fn(video_key(item), feats))
@@ -128,7 +128,7 @@ def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
   kept, problems = [], []
   for item in items:
     try:
-      features.load(os.path.join(cfg.feature_dir, video_key(item) + ".npz"), cfg.feature_shapes)
+      features.read_features(os.path.join(cfg.feature_dir, video_key(item) + ".npz"), cfg.feature_shapes)
       kept.append(item)
     except InputError as e:
       problems.append(str(e))

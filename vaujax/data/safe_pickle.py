@@ -34,7 +34,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
                      "plain containers are allowed in feature files")
 
 
-def load(path: str | os.PathLike):
+def load_restricted(path: str | os.PathLike):
   """Unpickles `path` with the restricted unpickler."""
   path = require_file(path, "pickle file")
   with open(path, "rb") as f:
@@ -50,7 +50,7 @@ def load(path: str | os.PathLike):
 def load_llamavid_features(path: str | os.PathLike):
   """A LLaMA-VID pkl: dict(feats=float16 [T, 257, 1408], inputs=str) -> (feats without CLS, inputs)."""
   import numpy as np
-  obj = load(path)
+  obj = load_restricted(path)
   if not isinstance(obj, dict) or "feats" not in obj:
     raise InputError(path, "expected a dict with 'feats' (LLaMA-VID feature pickle)")
   feats = obj["feats"]

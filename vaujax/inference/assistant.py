@@ -91,7 +91,7 @@ class Assistant:
     mesh = mesh or sharding.make_mesh(data=jax.device_count(), fsdp=1, tensor=1)
     params = jax.device_put(params, sharding.replicated(mesh))
     return cls(config, vagpt.VAGPT(cfg), params, tokenizer,
-               tetg if tetg is not None else run_dir.load_tetg(config),
+               tetg if tetg is not None else run_dir.run_tetg(config),
                run_dir.classes(config), mesh, run_dir.bert_tokenizer(config, cfg))
 
   # -- TETG --------------------------------------------------------------------------------------

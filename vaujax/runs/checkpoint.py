@@ -106,7 +106,7 @@ def restore_params_only(path: str, abstract_params: Any) -> Any:
   import jax
   from vaujax.convert import params_io
   if os.path.exists(os.path.join(os.path.abspath(path), params_io.METADATA)):
-    loaded, meta = params_io.load(path)
+    loaded, meta = params_io.read_params_dir(path)
     kind = meta.get("kind")
     if kind == "vagpt":
       tree = loaded

@@ -231,7 +231,7 @@ def bert_tokenizer(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig):
   return BertTokenizer.load(config.data.get("bert_vocab", ""))
 
 
-def load_tetg(config: ml_collections.ConfigDict):
+def run_tetg(config: ml_collections.ConfigDict):
   """The run's TETG classifier (`data.tetg_params`), or None when the run uses no hints."""
   from vaujax.runs import tetg_files
   path = _get(config, "data.tetg_params", "")

@@ -47,11 +47,11 @@ class TrainedTETG:
 
 def save_tetg(path: str, params: dict, config: tetg.TETGConfig) -> None:
   """Writes a classifier as a params directory (orbax params + `vaujax.json`)."""
-  params_io.save(path, params, {"kind": KIND, "config": dataclasses.asdict(config)})
+  params_io.write_params_dir(path, params, {"kind": KIND, "config": dataclasses.asdict(config)})
 
 
 def load_tetg(path: str) -> TrainedTETG:
-  params, meta = params_io.load(path)
+  params, meta = params_io.read_params_dir(path)
   if meta.get("kind") != KIND:
     raise InputError(path, f"not a TETG classifier directory (kind={meta.get('kind')!r})")
   cfg = dict(meta["config"])

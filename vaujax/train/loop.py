@@ -229,7 +229,7 @@ def _benchmark_evaluator(config, tokenizer, mesh):
     return None
   from vaujax.evaluate import evaluators
   from vaujax.inference.assistant import Assistant
-  tetg = run_dir.load_tetg(config)
+  tetg = run_dir.run_tetg(config)
 
   def evaluate(step, params):
     due = {n: s for n, s in specs.items()

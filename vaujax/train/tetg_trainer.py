@@ -92,7 +92,7 @@ def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np
     path = os.path.join(feature_dir, video_id + ".npz")
     if not os.path.exists(path):
       continue
-    feats = features.load(path, {"dino_cls": None, "timestamps": ()})
+    feats = features.read_features(path, {"dino_cls": None, "timestamps": ()})
     xs.append(feats["dino_cls"])
     ys.append(tetg.frame_labels(feats["timestamps"], truth.get("anomaly_intervals", [])))
   if not xs:

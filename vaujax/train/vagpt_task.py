@@ -38,7 +38,7 @@ def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, toke
     problems += missing
   if problems and train:
     log(f"data: skipped {len(problems)} bad examples, e.g. {problems[0]}")
-  tetg = run_dir.load_tetg(config)
+  tetg = run_dir.run_tetg(config)
   hint_fn = tetg.hint_fn(run_dir.classes(config)) if tetg is not None else None
   return pipeline.make_dataset(source, pcfg, tokenizer, process_index=jax.process_index(),
                                process_count=jax.process_count(), hint_fn=hint_fn,
