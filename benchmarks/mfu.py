@@ -1,4 +1,4 @@
-"""Model FLOPs utilisation (MFU) of the train step on a reduced-depth Vicuna-7B-shaped LLaMA.
+r"""Model FLOPs utilisation (MFU) of the train step on a reduced-depth Vicuna-7B-shaped LLaMA.
 
 The 7B widths (hidden 4096, MLP 11008, 32 heads, vocab 32000) with fewer layers, bf16 compute,
 fp32 master weights and AdamW (the trainer's step, state donated), batch 8 x 2048 tokens. FLOPs

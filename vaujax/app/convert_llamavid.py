@@ -1,4 +1,4 @@
-"""A LLaMA-VID release checkpoint <-> a vaujax VA-GPT params directory (and back).
+r"""A LLaMA-VID release checkpoint <-> a vaujax VA-GPT params directory (and back).
 
   vaujax convert-llamavid --release_dir llama-vid-7b-full-224-video-fps-1 --out ckpt/vagpt \\
       [--eva eva_vit_g.pth --eva_out ckpt/eva] [--num_frames 8 --sets_ratio 0.5]

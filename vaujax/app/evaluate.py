@@ -1,4 +1,4 @@
-"""Evaluate a trained run on a benchmark file: MC (by option log-likelihood and/or
+r"""Evaluate a trained run on a benchmark file: MC (by option log-likelihood and/or
 generate-then-parse) or UCF-Crime-style open QA, plus frame AUC / AP of TETG's scores.
 
   vaujax evaluate --run runs/stage2 --benchmark test_mc.json --feature_dir feats/ \

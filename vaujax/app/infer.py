@@ -1,4 +1,4 @@
-"""Ask a trained run about a video: "what happened, and when?".
+r"""Ask a trained run about a video: "what happened, and when?".
 
   vaujax infer --run runs/stage2 --video clip.mp4 [--question "Are there any anomalies?"] \
       [--figure clip.png] [--json clip.json] [--gt 3.0,7.5] [--config.key=value ...]

@@ -1,4 +1,4 @@
-"""Train VA-GPT (stage one or two) or the TETG classifier from an ml_collections config.
+r"""Train VA-GPT (stage one or two) or the TETG classifier from an ml_collections config.
 
   vaujax train --config configs/vagpt_stage1.py:size=tiny --workdir runs/stage1 \
       --config.data.train_json=train.json --config.data.feature_dir=feats \
