@@ -71,6 +71,9 @@ class Assistant:
   # the caller gives it), so evaluation compiles once per bucket instead of once per batch
   # shape. 1 turns both off (every batch gets its exact shape).
   length_bucket: int = 32
+  # What this assistant's answers belong to (`run_dir.identity`: run, checkpoint step, config
+  # hash), when it was loaded from a run; evaluations record it and refuse to mix two.
+  identity: Optional[dict] = None
 
   @classmethod
   def from_run(cls, run: "run_dir.Run | str", *,
@@ -78,7 +81,8 @@ class Assistant:
     """The newest checkpoint of a run directory (or a `Run` whose config was overridden)."""
     run = run_dir.load_run(run) if isinstance(run, str) else run
     params = run_dir.vagpt_params(run.workdir, run.config)
-    return cls.from_params(run.config, params, mesh=mesh)
+    return dataclasses.replace(cls.from_params(run.config, params, mesh=mesh),
+                               identity=run_dir.identity(run))
 
   @classmethod
   def from_params(cls, config: ml_collections.ConfigDict, params: dict, *,

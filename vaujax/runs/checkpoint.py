@@ -63,9 +63,7 @@ class Checkpointer:
 
   def complete_steps(self) -> list[int]:
     """Steps with a finished checkpoint (orbax writes to a temporary name, then renames)."""
-    if not os.path.isdir(self.directory):
-      return []
-    return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+    return complete_steps(self.directory)
 
   def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, Optional[dict]]]:
     """(step, state, data_state) of the newest readable checkpoint, or None if there is none."""
@@ -91,6 +89,14 @@ class Checkpointer:
   def close(self):
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def complete_steps(directory: str) -> list[int]:
+  """Steps with a finished checkpoint in a `checkpoints/` folder (orbax writes each under a
+  temporary name and renames it when complete)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
 def restore_params_only(path: str, abstract_params: Any) -> Any:

@@ -190,6 +190,16 @@ def load_run(workdir: str, check_hashes: bool = True) -> Run:
   return Run(workdir, config, saved)
 
 
+def identity(run: Run) -> dict:
+  """What an evaluation's results belong to: the run, its newest finished checkpoint step and
+  the sha256 of its resolved config (overrides included). Results of two identities never mix."""
+  from vaujax.runs.checkpoint import complete_steps
+  steps = complete_steps(os.path.join(run.workdir, "checkpoints"))
+  text = json.dumps(config_to_json(run.config), sort_keys=True).encode()
+  return {"run": run.workdir, "step": steps[-1] if steps else None,
+          "config_sha256": hashlib.sha256(text).hexdigest()}
+
+
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
   """'key: saved -> given' for every leaf that differs (keys only in one side included)."""
   def leaves(obj, prefix=""):
