@@ -7,7 +7,9 @@ r"""Train VA-GPT (stage one or two) or the TETG classifier from an ml_collection
       --config.data.feature_dir=feats --config.data.labels_json=labels.json
   (`python -m vaujax.train` is the same command)
 
-The workdir resumes from its newest checkpoint. Besides checkpoints/ and metrics.jsonl it gets
+The workdir resumes from its newest readable checkpoint (a damaged one is moved to
+damaged_checkpoints/); a workdir trained with another config is refused (--overwrite moves it
+to superseded/); nothing is ever deleted. The config is validated before any work. Besides checkpoints/ and metrics.jsonl it gets
 run/: the resolved config, the tokenizer(s), the TETG classifier and every setting evaluate and
 infer need (vaujax/runs/run_dir.py). Exit 143 after a SIGTERM (checkpoint written: rerun to
 resume); exit 2 for a bad input, naming it.
@@ -27,6 +29,9 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
       "--config.key=value", lock_config=True, flag_values=fv, sys_argv=list(argv))
   flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and the run's "
                       "artifact (run/); resumed when it has checkpoints", flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "when the workdir holds a run of another config, move "
+                    "it to WORKDIR/superseded/<n>/ and start afresh (without this flag, such a "
+                    "rerun is an error naming the changed keys)", flag_values=fv)
 
 
 def main(fv: flags.FlagValues):
@@ -42,7 +47,7 @@ def main(fv: flags.FlagValues):
   from vaujax.runs.checkpoint import CheckpointError
   from vaujax.train import loop
   try:
-    return loop.train_and_evaluate(config, fv.workdir)
+    return loop.train_and_evaluate(config, fv.workdir, overwrite=fv.overwrite)
   except loop.Preempted as e:
     print(f"vaujax train: {e}", flush=True)
     raise SystemExit(143)   # 128 + SIGTERM: schedulers read this as "preempted, retry"

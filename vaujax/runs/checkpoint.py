@@ -66,19 +66,41 @@ class Checkpointer:
     return complete_steps(self.directory)
 
   def restore_latest(self, abstract_state: Any) -> Optional[tuple[int, Any, Optional[dict]]]:
-    """(step, state, data_state) of the newest readable checkpoint, or None if there is none."""
+    """(step, state, data_state) of the newest readable checkpoint, or None if there is none.
+
+    An unreadable checkpoint is moved aside to WORKDIR/damaged_checkpoints/ (never deleted), so
+    that training can write that step again and later messages count only readable steps.
+    """
     self.manager.wait_until_finished()
-    for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-        return step, restored["state"], restored.get("data")
-      except Exception as e:  # orbax raises many types for damaged checkpoints
-        logging.warning("checkpoint %s/%d is unreadable (%s: %s); trying the previous one",
-                        self.directory, step, type(e).__name__, str(e).splitlines()[0][:200])
-        print(f"warning: checkpoint step {step} in {self.directory} is unreadable "
-              f"({type(e).__name__}); falling back to an earlier checkpoint", flush=True)
-    return None
+    moved = False
+    try:
+      for step in sorted(self.manager.all_steps(), reverse=True):
+        try:
+          restored = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+          return step, restored["state"], restored.get("data")
+        except Exception as e:  # orbax raises many types for damaged checkpoints
+          logging.warning("checkpoint %s/%d is unreadable (%s: %s)", self.directory, step,
+                          type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+          kept = self._set_aside(step)
+          moved = True
+          print(f"warning: checkpoint step {step} in {self.directory} is unreadable "
+                f"({type(e).__name__}); moved to {kept} and falling back to an earlier "
+                "checkpoint", flush=True)
+      return None
+    finally:
+      if moved:
+        self.manager.reload()
+
+  def _set_aside(self, step: int) -> str:
+    """Moves a damaged step folder to WORKDIR/damaged_checkpoints/<step>[-n]; returns it."""
+    aside = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    target, n = os.path.join(aside, str(step)), 1
+    while os.path.exists(target):
+      target, n = os.path.join(aside, f"{step}-{n}"), n + 1
+    os.replace(os.path.join(self.directory, str(step)), target)
+    return target
 
   def wait(self):
     try:

@@ -114,6 +114,66 @@ def config_from_json(obj: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(tuples(obj))
 
 
+# Keys a rerun may change without changing what the checkpoints hold or how they were trained:
+# how long to train, how often to save, log and evaluate, and where it runs.
+RESUME_SAFE = ("total_steps", "optim.total_steps", "optim.warmup_steps", "ckpt_every", "keep",
+               "log_every", "progress", "eval.", "evals.", "best_metric", "mesh.", "distributed.",
+               "data.read_threads", "data.prefetch_buffer", "init_from")
+SUPERSEDED = "superseded"
+
+
+def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` as run/config.json records it: copied paths replaced by their names in run/."""
+  recorded = config_from_json(config_to_json(config))
+  for key, name in COPIED.items():
+    if _get(config, key) and not (key == "data.tetg_params"
+                                  and not _get(config, "model.use_tetg", True)):
+      _set(recorded, key, name)
+  return recorded
+
+
+def changes_against_saved(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
+  """What a rerun with `config` would change in the run saved in WORKDIR: config keys outside
+  `RESUME_SAFE` ('key: saved -> given') and copied files whose content differs. Empty when
+  WORKDIR has no saved run."""
+  out = artifact_dir(workdir)
+  path = os.path.join(out, CONFIG)
+  if not os.path.exists(path):
+    return []
+  saved = config_from_json(files.read_json(path, "run config"))
+  changes = [c for c in diff_configs(saved, recorded_config(config))
+             if not c.split(":", 1)[0].startswith(RESUME_SAFE)]
+  manifest = files.read_json(os.path.join(out, MANIFEST), "run manifest")
+  for key, name in COPIED.items():
+    src = _get(config, key)
+    if not src or key not in manifest.get("sources", {}):
+      continue
+    src = _tokenizer_source(src) if key == "data.tokenizer" else src
+    copied = [n for n in manifest.get("files", {}) if n == name or n.startswith(name + "/")]
+    if os.path.exists(src) and copied and _sha256(src) != manifest["files"][copied[0]]:
+      changes.append(f"{key}: the content of {src} differs from the run's copy")
+  return changes
+
+
+def set_aside(workdir: str) -> Optional[str]:
+  """Moves a run's checkpoints, metrics, TensorBoard logs and run/ into
+  WORKDIR/superseded/<n>/ (nothing is deleted); returns that folder, or None if empty."""
+  workdir = os.path.abspath(workdir)
+  names = [n for n in ("checkpoints", "damaged_checkpoints", "metrics.jsonl",
+                       "metrics.superseded.jsonl", "tensorboard", ARTIFACT, "eval")
+           if os.path.exists(os.path.join(workdir, n))]
+  if not names:
+    return None
+  n = 1
+  while os.path.exists(os.path.join(workdir, SUPERSEDED, str(n))):
+    n += 1
+  target = os.path.join(workdir, SUPERSEDED, str(n))
+  os.makedirs(target)
+  for name in names:
+    os.replace(os.path.join(workdir, name), os.path.join(target, name))
+  return target
+
+
 def write_artifact(workdir: str, config: ml_collections.ConfigDict,
                    log=print) -> ml_collections.ConfigDict:
   """Writes WORKDIR/run/ (see the module doc) and returns the config as recorded there.
@@ -122,7 +182,7 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
   """
   out = artifact_dir(workdir)
   os.makedirs(out, exist_ok=True)
-  recorded = config_from_json(config_to_json(config))
+  recorded = recorded_config(config)
   manifest = {"files": {}, "sources": {}}
   for key, name in COPIED.items():
     src = _get(config, key)
@@ -141,7 +201,6 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
       _copy(src, dst)
     manifest["files"][name] = _sha256(dst)
     manifest["sources"][key] = src
-    _set(recorded, key, COPIED[key])
   encoder = str(_get(config, "data.encoder", "") or "")
   if encoder and not encoder.startswith("tiny"):
     for part in encoder.split(","):   # converted towers: referenced by path and metadata hash

@@ -23,7 +23,8 @@ from vaujax.data import pipeline
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.models import vagpt
 from vaujax.runs import checkpoint, run_dir
-from vaujax.train import optimizer, vagpt_task
+from vaujax.errors import InputError
+from vaujax.train import config_checks, optimizer, vagpt_task
 
 
 class NonFiniteLoss(RuntimeError):
@@ -68,14 +69,20 @@ def _rules(config):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       hooks: Sequence[Callable] = ()) -> list[dict]:
+                       hooks: Sequence[Callable] = (), *, overwrite: bool = False) -> list[dict]:
   """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints).
 
   Every `config.eval.every` steps the held-out loss on `config.eval.json` is computed and each
   hook `hook(step, params) -> dict` is called; their metrics are logged (`eval_*`) and can pick
   the best checkpoint (`config.best_metric`, e.g. "eval_loss").
+
+  The config is validated before any work. A workdir whose saved run was trained with another
+  config (keys outside `run_dir.RESUME_SAFE`) is an InputError naming the keys; `overwrite`
+  moves that run to WORKDIR/superseded/<n>/ first. Nothing here deletes a checkpoint or a
+  metrics line.
   """
-  os.makedirs(workdir, exist_ok=True)
+  config_checks.check_vagpt(config)
+  _prepare_workdir(workdir, config, overwrite)
   mesh, rules = _mesh(config), _rules(config)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
   if config.data.batch_size % shards:
@@ -132,7 +139,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if data_state is not None:
         data_it.set_state(data_state)
       print(f"resumed from step {start}", flush=True)
-      _truncate_log(log_path, start)
+      if start < config.total_steps:
+        _truncate_log(log_path, start)
     else:
       start = 0
       _truncate_log(log_path, 0)
@@ -146,6 +154,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     history = _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
                    evaluate, benchmarks)
   return history
+
+
+def _prepare_workdir(workdir: str, config, overwrite: bool) -> None:
+  """Creates WORKDIR (checking it is writable) and refuses to resume a run of another config."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise InputError(workdir, f"cannot write to the workdir ({e.strerror or e})") from e
+  if jax.process_index() != 0:
+    return
+  changes = run_dir.changes_against_saved(workdir, config)
+  if changes and overwrite:
+    print(f"--overwrite: the previous run moved to {run_dir.set_aside(workdir)}", flush=True)
+  elif changes:
+    raise InputError(workdir, "holds a run trained with another config ("
+                     + "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6
+                                                 else "")
+                     + "); use a new --workdir, or --overwrite to move the old run to "
+                     f"{run_dir.SUPERSEDED}/")
 
 
 def make_train_step(compute_loss, tx, schedule):
@@ -169,27 +200,37 @@ def _global_norm(tree):
 
 
 def _truncate_log(path: str, step: int) -> None:
-  """Keeps only log lines of steps <= `step` (a resumed run rewrites what came after).
+  """Keeps in `path` only log lines of steps <= `step` (a resumed run rewrites what came
+  after); the others are appended to `metrics.superseded.jsonl` beside it, never lost.
 
   A process killed inside a write can leave a torn last line (the kernel checks for SIGKILL
-  between pages of one write); such a line is dropped, with a warning, not fatal.
+  between pages of one write); it goes to the side file too, with a warning, not fatal.
   """
   if not os.path.exists(path) or jax.process_index() != 0:
     return
-  kept, torn = [], 0
+  kept, moved, torn = [], [], 0
   with open(path, errors="replace") as f:
     for line in f:
+      line = line if line.endswith("\n") else line + "\n"
       try:
         record = json.loads(line)
       except ValueError:
         torn += line.strip() != ""
+        moved.append(line)
         continue
       if isinstance(record, dict) and isinstance(record.get("step"), int) \
           and record["step"] <= step:
-        kept.append(line if line.endswith("\n") else line + "\n")
+        kept.append(line)
+      else:
+        moved.append(line)
   if torn:
-    print(f"warning: {path}: dropped {torn} unreadable line(s) (a write cut short by a kill)",
-          flush=True)
+    print(f"warning: {path}: {torn} unreadable line(s) (a write cut short by a kill) moved to "
+          "metrics.superseded.jsonl", flush=True)
+  if moved and any(m.strip() for m in moved):
+    with open(os.path.join(os.path.dirname(path), "metrics.superseded.jsonl"), "a") as f:
+      f.writelines(m for m in moved if m.strip())
+      f.flush()
+      os.fsync(f.fileno())
   with open(path + ".tmp", "w") as f:
     f.writelines(kept)
   os.replace(path + ".tmp", path)
@@ -272,6 +313,11 @@ def _common_length(local: dict, bucket: int, max_length: int) -> int:
 def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_path,
          evaluate=None, benchmarks=None):
   from tqdm import tqdm
+  if start >= config.total_steps:   # finished: touch nothing (no new TensorBoard file either)
+    print(f"{workdir}: already trained to step {start} (total_steps={config.total_steps})",
+          flush=True)
+    ckpt.close()
+    return []
   # Pad each batch only to its longest example, rounded up to a multiple of this (0 = always
   # to data.max_length); one compile per distinct length.
   bucket = config.data.get("length_bucket", 0)
@@ -285,7 +331,15 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
   try:
     for step in bar:
       t_data = time.perf_counter()
-      local = next(data_it)
+      try:
+        local = next(data_it)
+      except StopIteration:
+        _save_before_stopping(ckpt, step, state, data_it)
+        raise InputError("--config.data.num_epochs", f"the training data ran out after step "
+                         f"{step} of {config.total_steps} (num_epochs="
+                         f"{config.data.num_epochs}); the checkpoint of step {step} is in "
+                         f"{ckpt.directory}: raise data.num_epochs (or lower total_steps) and "
+                         "rerun to go on") from None
       if bucket:
         local = pipeline.trim_to_length(local, _common_length(local, bucket,
                                                               config.data.max_length))
@@ -339,6 +393,14 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
     if writer:
       writer.close()
   return history
+
+
+def _save_before_stopping(ckpt, step: int, state, data_it) -> None:
+  """Writes the checkpoint of `step` unless it exists (a resumed or just-saved step)."""
+  ckpt.wait()
+  if step > 0 and step not in ckpt.complete_steps():
+    ckpt.save(step, state, data_it.get_state(), force=True)
+    ckpt.wait()
 
 
 def _tensorboard(workdir):

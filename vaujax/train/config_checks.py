@@ -1,0 +1,134 @@
+"""Config validation before any work: ranges and types of every numeric key, paths that must
+exist, each problem named as the `--config.<key>` flag that would fix it.
+
+`check_vagpt(config)` and `check_tetg(config)` raise `InputError("--config.<key>", problem)` for
+the first problem found; training calls them before it builds a mesh, loads a tokenizer or
+reads data, so a bad value never starts work or crashes deep inside grain, orbax or jax.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Optional
+
+import ml_collections
+
+from vaujax.errors import InputError
+
+_MISSING = object()
+
+
+def _get(config, key: str):
+  node = config
+  for part in key.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return _MISSING
+    node = node[part]
+  return node
+
+
+def _flag(key: str) -> str:
+  return f"--config.{key}"
+
+
+def _number(config, key: str, *, low: Optional[float] = None, high: Optional[float] = None,
+            low_open: bool = False, integer: bool = False, required: bool = True) -> None:
+  """`key` is a finite number (an int when `integer`) in [low, high] (low excluded when
+  `low_open`); a missing optional key passes."""
+  value = _get(config, key)
+  if value is _MISSING:
+    if required:
+      raise InputError(_flag(key), "is missing from the config")
+    return
+  kind = "an integer" if integer else "a number"
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+      integer and not isinstance(value, int)):
+    raise InputError(_flag(key), f"must be {kind}, got {value!r}")
+  if not math.isfinite(value):
+    raise InputError(_flag(key), f"must be finite, got {value!r}")
+  if low is not None and (value <= low if low_open else value < low):
+    raise InputError(_flag(key), f"must be {'>' if low_open else '>='} {low}, got {value!r}")
+  if high is not None and value > high:
+    raise InputError(_flag(key), f"must be <= {high}, got {value!r}")
+
+
+def _file(config, key: str, what: str, *, directory: bool = False,
+          optional: bool = False) -> None:
+  value = _get(config, key)
+  if value is _MISSING or not value:
+    if optional:
+      return
+    raise InputError(_flag(key), f"is required ({what})")
+  if not isinstance(value, str):
+    raise InputError(_flag(key), f"must be a path, got {value!r}")
+  exists = os.path.isdir(value) if directory else os.path.exists(value)
+  if not exists:
+    raise InputError(_flag(key), f"{value}: {what} does not exist")
+
+
+def _choice(config, key: str, choices) -> None:
+  value = _get(config, key)
+  if value is not _MISSING and value not in choices:
+    raise InputError(_flag(key), f"must be one of {sorted(choices)}, got {value!r}")
+
+
+def check_vagpt(config: ml_collections.ConfigDict,
+                extra: Optional[Callable[[ml_collections.ConfigDict], None]] = None) -> None:
+  """Every numeric key in range and every input path present, for a VA-GPT stage config."""
+  n = _number
+  n(config, "total_steps", low=1, integer=True)
+  n(config, "seed", low=0, integer=True)
+  n(config, "ckpt_every", low=1, integer=True)
+  n(config, "keep", low=1, integer=True)
+  n(config, "log_every", low=1, integer=True)
+  n(config, "data.batch_size", low=1, integer=True)
+  n(config, "data.max_length", low=1, integer=True)
+  n(config, "data.num_epochs", low=1, integer=True)
+  n(config, "data.length_bucket", low=0, integer=True, required=False)
+  n(config, "data.read_threads", low=-1, integer=True, required=False)
+  n(config, "data.prefetch_buffer", low=0, integer=True, required=False)
+  n(config, "optim.learning_rate", low=0, low_open=True)
+  n(config, "optim.warmup_steps", low=0, integer=True)
+  n(config, "optim.total_steps", low=1, integer=True)
+  n(config, "optim.weight_decay", low=0)
+  n(config, "optim.grad_clip", low=0)
+  n(config, "optim.accumulate", low=1, integer=True, required=False)
+  n(config, "lora.rank", low=0, integer=True, required=False)
+  n(config, "model.num_frames", low=1, integer=True)
+  n(config, "model.sets_ratio", low=0, high=1, low_open=True)
+  n(config, "eval.every", low=0, integer=True, required=False)
+  n(config, "eval.batches", low=1, integer=True, required=False)
+  _choice(config, "dtype", {"float32", "bfloat16", "float16"})
+  _choice(config, "data.mc_instruction", {"letter", "text"})
+  for key in ("mesh.data", "mesh.fsdp", "mesh.tensor"):
+    value = _get(config, key)
+    if value is not _MISSING and (not isinstance(value, int) or value == 0 or value < -1):
+      raise InputError(_flag(key), f"must be a positive integer or -1 (all the rest), got "
+                       f"{value!r}")
+  _file(config, "data.train_json", "instruction file")
+  _file(config, "data.feature_dir", "feature directory", directory=True)
+  _file(config, "data.tokenizer", "tokenizer")
+  _file(config, "data.tetg_params", "TETG classifier directory", directory=True, optional=True)
+  _file(config, "data.bert_vocab", "Q-Former vocab.txt", optional=True)
+  _file(config, "init_from", "run or params directory to start from", directory=True,
+        optional=True)
+  _file(config, "eval.json", "held-out instruction file", optional=True)
+  if extra is not None:
+    extra(config)
+
+
+def check_tetg(config: ml_collections.ConfigDict) -> None:
+  """The TETG classifier's config (configs/tetg.py)."""
+  n = _number
+  n(config, "learning_rate", low=0, low_open=True)
+  n(config, "momentum", low=0, high=1)
+  n(config, "batch_size", low=1, integer=True)
+  n(config, "num_epochs", low=1, integer=True)
+  n(config, "seed", low=0, integer=True)
+  n(config, "threshold", low=0, high=1)
+  n(config, "smooth", low=1, integer=True)
+  n(config, "merge_gap", low=0, integer=True)
+  n(config, "extend", low=0, required=False)
+  _file(config, "data.feature_dir", "feature directory", directory=True)
+  _file(config, "data.labels_json", "labels file")
