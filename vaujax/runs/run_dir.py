@@ -32,7 +32,6 @@ import ml_collections
 from vaujax import files
 from vaujax.data.annotations import UCF_CRIME_CLASSES
 from vaujax.errors import InputError, require_dir
-from vaujax.models import vagpt
 
 ARTIFACT = "run"
 CONFIG = "config.json"
@@ -282,8 +281,11 @@ def classes(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return names or UCF_CRIME_CLASSES
 
 
-def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> vagpt.VAGPTConfig:
-  """The model config with the tokenizer's vocab (and the BERT vocab file's, with a Q-Former)."""
+def model_config(config: ml_collections.ConfigDict, vocab_size: int):
+  """The model config (`vagpt.VAGPTConfig`) with the tokenizer's vocab (and the BERT vocab
+  file's, with a Q-Former). JAX is imported here, not with this module, so that a command can
+  read and check a run before paying for it."""
+  from vaujax.models import vagpt
   cfg = vagpt.config_from_dict(config.model)
   cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, vocab_size=vocab_size))
   if cfg.qformer is not None and not config.model.get("qformer_vocab_size"):
@@ -292,7 +294,7 @@ def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> vagpt.VA
   return cfg
 
 
-def bert_tokenizer(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig):
+def bert_tokenizer(config: ml_collections.ConfigDict, cfg):
   """The Q-Former's BERT tokenizer (`data.bert_vocab`) when the model has a Q-Former."""
   if cfg.qformer is None:
     return None
