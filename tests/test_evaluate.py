@@ -342,11 +342,12 @@ def test_killed_evaluation_resumes_without_redoing_finished_questions(run, tmp_p
   full, summary = qa.evaluate_mc(a, mc, feature_dir, batch_size=2, progress=False)
   partial = tmp_path / "mc.partial.jsonl"
   done = 5                               # as if killed after 5 questions, mid-way through a line
-  partial.write_text("".join(json.dumps(r) + "\n" for r in full[:done]) + '{"id": "torn')
+  partial.write_text(qa.partial_header(qa.evaluation_identity(a, mc, "loglik"))
+                     + "".join(json.dumps(r) + "\n" for r in full[:done]) + '{"id": "torn')
 
   class Counting:
     def __init__(self, inner):
-      self.inner, self.scored = inner, 0
+      self.inner, self.scored, self.identity = inner, 0, inner.identity
 
     def score_options(self, chats, feats, options, rows=0):
       self.scored += len(chats)
@@ -360,7 +361,8 @@ def test_killed_evaluation_resumes_without_redoing_finished_questions(run, tmp_p
   assert [r["predicted"] for r in resumed] == [r["predicted"] for r in full]
   assert summary2 == summary
   lines = partial.read_text().splitlines()
-  assert len(lines) == len(mc) and all(json.loads(l) for l in lines)
+  assert len(lines) == 1 + len(mc) and all(json.loads(l) for l in lines)
+  assert json.loads(lines[0])["identity"]["model"] == a.identity
 
 
 def test_evaluation_cli_writes_results_and_frame_metrics(run, tmp_path):
@@ -376,8 +378,46 @@ def test_evaluation_cli_writes_results_and_frame_metrics(run, tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS="")
   r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode == 0, r.stderr[-3000:]
+  from vaujax.runs import run_dir
+  identity = run_dir.identity(run_dir.load_run(run["workdir"]))
+  assert identity["step"] == 6
   for method in ("loglik", "generate"):
     saved = json.load(open(tmp_path / "eval" / f"test_mc_{method}.json"))
     assert len(saved["results"]) == len(mc)
     assert not (tmp_path / "eval" / f"test_mc_{method}.partial.jsonl").exists()
+    assert saved["identity"]["model"] == {**identity, "run": os.path.realpath(run["workdir"])}
+    assert saved["identity"]["benchmark"]["tag"] == f"test_mc_{method}"
   assert "frame_auc" in r.stdout
+
+
+def test_evaluation_cli_refuses_a_partial_file_of_another_checkpoint(run, tmp_path, capsys):
+  """A killed evaluation of checkpoint 3 left its partial file in --out; evaluating the run's
+  newest checkpoint (6) into the same --out stops with one line before loading the model,
+  and leaves the file as it was."""
+  from vaujax.app import evaluate
+  from vaujax.evaluate import evaluators
+  from vaujax.runs import run_dir
+  mc = _mc_for_run(run)
+  bench = tmp_path / "test_mc.json"
+  bench.write_text(json.dumps(mc))
+  out = tmp_path / "eval"
+  out.mkdir()
+  older = {**run_dir.identity(run_dir.load_run(run["workdir"])), "step": 3}
+  tag = "test_mc_loglik"
+  identity = {"model": older, "benchmark": evaluators.benchmark_identity(str(bench), tag,
+                                                                         "loglik")}
+  row = qa.grade_choice(mc[0], 0, method="loglik", scores=[0.0] * 4)
+  partial = out / f"{tag}.partial.jsonl"
+  partial.write_text(qa.partial_header(identity) + json.dumps(row) + "\n")
+  before = partial.read_bytes()
+  with pytest.raises(SystemExit) as e:
+    evaluate.run(["evaluate", f"--run={run['workdir']}", f"--benchmark={bench}",
+                  f"--feature_dir={run['paths']['features']}", f"--out={out}",
+                  "--method=loglik"])
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert e.value.code == 2 and len(lines) == 1
+  assert lines[0].startswith(f"error: {partial}: holds answers of another evaluation "
+                             "(model.step: 3 in the file, 6 now)")
+  assert lines[0].endswith("pass another --out, or delete this file to start the evaluation "
+                           "over")
+  assert partial.read_bytes() == before and not (out / f"{tag}.json").exists()

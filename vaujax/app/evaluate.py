@@ -9,7 +9,10 @@ generate-then-parse) or UCF-Crime-style open QA, plus frame AUC / AP of TETG's s
 Everything else comes from the run directory: its config, tokenizer, TETG classifier, class
 list and MC prompt style (vaujax/runs/run_dir.py). The benchmark's kind is read from its items
 (MC items have `options`). Writes `<out>/<name>_<method>.json` or `<out>/<name>.json`
-({"summary", "results"}); a killed evaluation resumes from `<out>/*.partial.jsonl`.
+({"identity", "summary", "results"}); a killed evaluation resumes from
+`<out>/<tag>.partial.jsonl`, whose first line names the run, checkpoint step, config hash and
+benchmark file hash it belongs to: a partial file of another evaluation is refused (use another
+--out, or delete it), so two models' or two benchmarks' answers never mix.
 """
 
 from __future__ import annotations
@@ -43,15 +46,20 @@ def main(fv: flags.FlagValues) -> dict:
   require_dir(fv.feature_dir, "feature directory")
   if fv.labels:
     require_file(fv.labels, "labels file")
-  evaluators.read_benchmark(fv.benchmark)          # a malformed benchmark fails before loading
+  # Malformed inputs fail before the model is loaded.
+  _, items = evaluators.read_benchmark(fv.benchmark)
+  if fv.labels:
+    evaluators.read_frame_truth(fv.labels, items, fv.feature_dir)
   if fv.batch_size < 1:
     raise cli.fail("--batch_size", f"must be >= 1, got {fv.batch_size}")
   run = cli.load_run_from_flags(fv)
+  out = fv.out or os.path.join(run.workdir, "eval")
+  from vaujax.runs import run_dir
+  evaluators.check_resumable(out, fv.benchmark, run_dir.identity(run), method=fv.method)
   from vaujax import cpu_runtime
   cpu_runtime.reuse_host_memory()
   from vaujax.inference.assistant import Assistant
   assistant = Assistant.from_run(run)
-  out = fv.out or os.path.join(run.workdir, "eval")
   summaries = evaluators.evaluate_benchmark(assistant, fv.benchmark, fv.feature_dir, out,
                                             method=fv.method, labels=fv.labels,
                                             batch_size=fv.batch_size)

@@ -27,7 +27,8 @@ XD_VIOLENCE_LABELS = {"A": NORMAL, "B1": "Fighting", "B2": "Shooting", "B4": "Ri
 XD_VIOLENCE_CLASSES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")
 
 __all__ = ["UCF_CRIME_CLASSES", "XD_VIOLENCE_CLASSES", "NORMAL", "VideoAnnotation",
-           "read_uca", "read_ucf_temporal_gt", "ucf_crime_class", "xd_violence_classes"]
+           "read_labels", "read_uca", "read_ucf_temporal_gt", "ucf_crime_class",
+           "xd_violence_classes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,17 +66,44 @@ def xd_violence_classes(filename: str) -> tuple[str, ...]:
   return tuple(XD_VIOLENCE_LABELS[c] for c in codes)
 
 
-def _interval(path, video_id, i, pair, duration):
+def _interval(path, video_id, i, pair, duration, what="timestamp"):
   if (not isinstance(pair, (list, tuple)) or len(pair) != 2
-      or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in pair)):
-    raise InputError(path, f"{video_id}: timestamp {i} is not a [start, end] pair of numbers")
+      or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                 for x in pair)):
+    raise InputError(path, f"{video_id}: {what} {i} is not a [start, end] pair of numbers")
   start, end = float(pair[0]), float(pair[1])
   if end < start:
-    raise InputError(path, f"{video_id}: timestamp {i} ends before it starts ({start} > {end})")
+    raise InputError(path, f"{video_id}: {what} {i} ends before it starts ({start} > {end})")
   if start < 0 or (duration is not None and end > duration + 1e-6):
-    raise InputError(path, f"{video_id}: timestamp {i} [{start}, {end}] lies outside the video "
-                     f"(duration {duration} s)")
+    length = "" if duration is None else f" (duration {duration} s)"
+    raise InputError(path, f"{video_id}: {what} {i} [{start}, {end}] lies outside the "
+                     f"video{length}")
   return start, end
+
+
+def read_labels(path: str) -> dict[str, dict]:
+  """Reads and validates a frame-labels file: `{video_id: {"anomaly_intervals": [[s, e], ...],
+  ...}}` in seconds (`[]` for a normal video; other keys, such as "label", are kept).
+
+  TETG's trainer and the frame AUC / AP read it; a malformed entry used to surface as a
+  KeyError or TypeError deep inside them, or (an interval of strings, a reversed interval) as
+  silently wrong frame labels. Raises InputError naming the file and the video.
+  """
+  data = read_json(path, "labels file")
+  if not data:
+    raise InputError(path, "labels file lists no videos")
+  for video_id, entry in data.items():
+    if not isinstance(entry, dict):
+      raise InputError(path, f"{video_id}: entry is not an object")
+    if "anomaly_intervals" not in entry:
+      raise InputError(path, f"{video_id}: missing 'anomaly_intervals' ([] for a normal video)")
+    intervals = entry["anomaly_intervals"]
+    if not isinstance(intervals, list):
+      raise InputError(path, f"{video_id}: 'anomaly_intervals' must be a list of [start, end] "
+                       f"pairs, got {type(intervals).__name__}")
+    for i, pair in enumerate(intervals):
+      _interval(path, video_id, i, pair, None, "anomaly interval")
+  return data
 
 
 def read_uca(path: str, *, anomaly_intervals: dict | None = None,

@@ -9,6 +9,7 @@ correct; options are shuffled with a seeded RNG (per item, so items are independ
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -129,37 +130,85 @@ def mc_training_items(mc_items: Iterable[dict], instruction: str = TEXT_INSTRUCT
 
 
 def read_mc(path: str) -> list[dict]:
-  """Reads and validates a multiple-choice benchmark file (a JSON list of MC items)."""
+  """Reads and validates a multiple-choice benchmark file (a JSON list of MC items).
+
+  Every item needs a unique id (a repeated one would leave a question unscored and the counts
+  wrong), `options` as 4 distinct non-empty strings, and `answer` exactly one of their letters.
+  """
   items = _read_list(path)
+  seen = set()
   for i, item in enumerate(items):
-    where = f"item {item.get('id', f'#{i}') if isinstance(item, dict) else f'#{i}'}"
+    where = _where(item, i)
     if not isinstance(item, dict):
       raise InputError(path, f"{where}: not an object")
     missing = [k for k in ("id", "video", "question", "options", "answer") if k not in item]
     if missing:
       raise InputError(path, f"{where}: missing {missing}")
-    options = item["options"]
-    if (not isinstance(options, list) or len(options) != len(LETTERS)
-        or not all(isinstance(o, str) and o.strip() for o in options)):
-      raise InputError(path, f"{where}: 'options' must be {len(LETTERS)} non-empty strings")
-    if len(set(options)) != len(options):
-      raise InputError(path, f"{where}: options repeat, so the answer is ambiguous")
-    if item["answer"] not in LETTERS:
-      raise InputError(path, f"{where}: answer {item['answer']!r} is not one of {list(LETTERS)}")
+    _check_id(path, item, i, seen)
+    _check_options(path, where, item["options"])
+    _check_answer(path, where, item["answer"], item["options"])
   return items
+
+
+def _where(item, i: int) -> str:
+  """How an error names an item: by its id when it has a usable one, else by its position."""
+  ident = item.get("id") if isinstance(item, dict) else None
+  return f"item {ident}" if _usable_id(ident) else f"item #{i}"
+
+
+def _usable_id(ident) -> bool:
+  """Ids key the per-question results (and their resume file): non-empty strings."""
+  return isinstance(ident, str) and ident.strip() != ""
+
+
+def _check_id(path: str, item: dict, i: int, seen: set) -> None:
+  """Each id once: results are keyed by id, so a repeated id leaves one question unscored and
+  the counts wrong. `video` and `question` are text too (they go into the prompt)."""
+  ident = item["id"]
+  if not _usable_id(ident):
+    raise InputError(path, f"item #{i}: 'id' must be a non-empty string, got {ident!r}")
+  if ident in seen:
+    raise InputError(path, f"item {ident}: the id is used by more than one question (ids must "
+                     "be unique)")
+  seen.add(ident)
+  for key in ("video", "question"):
+    if not isinstance(item[key], str) or not item[key].strip():
+      raise InputError(path, f"item {ident}: {key!r} must be a non-empty string")
+
+
+def _check_options(path: str, where: str, options) -> None:
+  if (not isinstance(options, list) or len(options) != len(LETTERS)
+      or not all(isinstance(o, str) and o.strip() for o in options)):
+    raise InputError(path, f"{where}: 'options' must be {len(LETTERS)} non-empty strings")
+  if len(set(options)) != len(options):
+    raise InputError(path, f"{where}: options repeat, so the answer is ambiguous")
+
+
+def _check_answer(path: str, where: str, answer, options) -> None:
+  """The answer is one letter of the item's options: exact match, never a substring ("AB",
+  "BCD" and "" are not answers) and never a non-string."""
+  letters = list(LETTERS[:len(options)])
+  if not isinstance(answer, str) or answer not in letters:
+    raise InputError(path, f"{where}: answer {answer!r} is not one of {letters}")
 
 
 def read_ucf_qa(path: str) -> list[dict]:
-  """Reads and validates an open-QA benchmark file (`ucf_qa` items)."""
+  """Reads and validates an open-QA benchmark file (`ucf_qa` items; ids unique)."""
   items = _read_list(path)
+  seen = set()
   for i, item in enumerate(items):
     if not isinstance(item, dict) or not all(k in item for k in ("id", "video", "question")):
       raise InputError(path, f"item #{i}: needs 'id', 'video' and 'question'")
+    _check_id(path, item, i, seen)
     gt = item.get("gt_interval")
     if gt is not None and (not isinstance(gt, list) or len(gt) != 2
-                           or not all(isinstance(x, (int, float)) for x in gt) or gt[1] < gt[0]):
+                           or not all(_finite_number(x) for x in gt) or gt[1] < gt[0]):
       raise InputError(path, f"item {item['id']}: 'gt_interval' must be [start, end] seconds")
   return items
+
+
+def _finite_number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _read_list(path: str) -> list:

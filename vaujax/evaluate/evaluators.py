@@ -15,11 +15,12 @@ metrics; the MC prompt style is the run's `data.mc_instruction`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Mapping, Optional
 
 from vaujax import files
-from vaujax.data import benchmark_files
+from vaujax.data import annotations, benchmark_files
 from vaujax.errors import InputError
 from vaujax.evaluate import qa
 
@@ -43,6 +44,60 @@ def read_benchmark(path: str) -> tuple[str, list[dict]]:
   return ("mc" if is_mc else "open_qa"), items
 
 
+def benchmark_identity(path: str, tag: str, method: str) -> dict:
+  """Which questions an evaluation answers: the sha256 of the benchmark file's bytes, with the
+  tag its results are written under and the method (`file` is shown, not compared: the same
+  bytes elsewhere are the same benchmark). Two benchmarks that share a file name (and so a
+  tag) still differ here."""
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  return {"file": os.path.abspath(path), "sha256": digest, "tag": tag, "method": method}
+
+
+def result_tags(kind: str, name: str, method: str = "both") -> dict[str, str]:
+  """{tag: method} of the result files an evaluation of `kind` writes (`<tag>.json`, and
+  `<tag>.partial.jsonl` while it runs)."""
+  if kind != "mc":
+    return {name: "open"}
+  return {f"{name}_{m}": m for m in (list(METHODS) if method == "both" else [method])}
+
+
+def check_resumable(out_dir: str, benchmark: str, model_identity: Optional[dict], *,
+                    method: str = "both", name: Optional[str] = None) -> None:
+  """Raises InputError when a partial-results file in `out_dir` that this evaluation would
+  resume holds another evaluation's answers (another run, checkpoint, config or benchmark):
+  the `evaluate` command checks this before loading the model."""
+  kind, _ = read_benchmark(benchmark)
+  name = name or default_name(benchmark)
+  for tag, m in result_tags(kind, name, method).items():
+    qa.check_partial(os.path.join(out_dir, tag + ".partial.jsonl"),
+                     {"model": model_identity, "benchmark": benchmark_identity(benchmark, tag, m)})
+
+
+def default_name(benchmark: str) -> str:
+  """Results are named after the benchmark file: test_mc.json -> test_mc_<method>.json."""
+  return os.path.splitext(os.path.basename(benchmark))[0]
+
+
+def read_frame_truth(labels: str, items: Optional[list[dict]], feature_dir: str
+                     ) -> tuple[dict, list[str]]:
+  """(validated labels, the videos to score): the benchmark's labelled videos, or (no
+  benchmark) every labelled video with a feature file. None to score is an InputError, not
+  an empty concatenation deep inside the metrics."""
+  truth = annotations.read_labels(labels)
+  if items is not None:
+    from vaujax.data.pipeline import video_key
+    vids = sorted({video_key(i) for i in items} & set(truth))
+    if not vids:
+      raise InputError(labels, "labels none of the benchmark's videos, so there are no frames "
+                       "to score")
+  else:
+    vids = sorted(v for v in truth if os.path.exists(os.path.join(feature_dir, v + ".npz")))
+    if not vids:
+      raise InputError(labels, f"none of its videos has a feature file in {feature_dir}")
+  return truth, vids
+
+
 def check_spec(name: str, spec: Mapping) -> None:
   """Raises a one-line error for an evaluator spec that cannot run (before any training)."""
   where = f"--config.evals.{name}"
@@ -58,6 +113,10 @@ def check_spec(name: str, spec: Mapping) -> None:
   for key in ("benchmark", "labels", "feature_dir"):
     if spec.get(key) and not os.path.exists(spec[key]):
       raise InputError(spec[key], f"does not exist ({where}.{key})")
+  if spec.get("benchmark"):        # a malformed file fails now, not at the first evaluation
+    read_benchmark(spec["benchmark"])
+  if spec.get("labels"):
+    annotations.read_labels(spec["labels"])
 
 
 def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None,
@@ -68,25 +127,23 @@ def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None
   feature_dir = spec.get("feature_dir") or feature_dir or assistant.config.data.feature_dir
   batch_size = int(spec.get("batch_size", 8))
   if kind == "frames":
-    labels = files.read_json(spec["labels"], "labels file")
-    if spec.get("benchmark"):
-      _, items = read_benchmark(spec["benchmark"])
-      from vaujax.data.pipeline import video_key
-      vids = sorted({video_key(i) for i in items} & set(labels))
-    else:
-      vids = sorted(v for v in labels if os.path.exists(os.path.join(feature_dir, v + ".npz")))
+    items = read_benchmark(spec["benchmark"])[1] if spec.get("benchmark") else None
+    labels, vids = read_frame_truth(spec["labels"], items, feature_dir)
     return qa.evaluate_frames(assistant.frame_scores, labels, feature_dir, vids)
   _, items = read_benchmark(spec["benchmark"])
+  method = spec.get("method", "loglik") if kind == "mc" else "open"
+  bench = benchmark_identity(spec["benchmark"], name, method)
   if kind == "mc":
-    method = spec.get("method", "loglik")
     rows, summary = qa.evaluate_mc(assistant, items, feature_dir, method=method,
                                    batch_size=batch_size, progress=progress,
-                                   instruction=mc_instruction(assistant.config))
+                                   instruction=mc_instruction(assistant.config),
+                                   benchmark_identity=bench)
   else:
     rows, summary = qa.evaluate_open(assistant, items, feature_dir, batch_size=batch_size,
-                                     progress=progress)
+                                     progress=progress, benchmark_identity=bench)
   if out_dir:
-    qa.write_results(out_dir, name, rows, summary)
+    qa.write_results(out_dir, name, rows, summary,
+                     qa.evaluation_identity(assistant, items, method, bench))
   return summary
 
 
@@ -105,33 +162,33 @@ def evaluate_benchmark(assistant, benchmark: str, feature_dir: str, out_dir: str
   MC by `method` (loglik | generate | both), or open QA (the kind is read from the items); with
   `labels`, frame AUC / AP of TETG's scores over the benchmark's videos. Writes
   `<out_dir>/<name>_<method>.json` (MC) or `<out_dir>/<name>.json` (open QA), each
-  {"summary", "results"}; finished questions go to `<name>*.partial.jsonl` as they complete, so
-  a killed evaluation resumes. Returns {tag: summary}.
+  {"identity", "summary", "results"}; finished questions go to `<tag>.partial.jsonl` as they
+  complete, so a killed evaluation resumes. A partial file of another identity (another run,
+  checkpoint, config, benchmark file or method) is refused with an InputError, never resumed
+  or overwritten. Returns {tag: summary}.
   """
   kind, items = read_benchmark(benchmark)
-  name = name or os.path.splitext(os.path.basename(benchmark))[0]
+  name = name or default_name(benchmark)
+  frames = (read_frame_truth(labels, items, feature_dir)         # a bad labels file fails now
+            if labels and assistant.tetg is not None else None)
   os.makedirs(out_dir, exist_ok=True)
   summaries = {}
-  if kind == "mc":
-    instruction = mc_instruction(assistant.config)
-    for m in (list(METHODS) if method == "both" else [method]):
-      tag = f"{name}_{m}"
-      partial = os.path.join(out_dir, tag + ".partial.jsonl")
-      rows, summaries[tag] = qa.evaluate_mc(assistant, items, feature_dir, method=m,
-                                            batch_size=batch_size, instruction=instruction,
-                                            resume_path=partial, progress=progress)
-      qa.write_results(out_dir, tag, rows, summaries[tag])
-      os.remove(partial)
-  else:
-    partial = os.path.join(out_dir, name + ".partial.jsonl")
-    rows, summaries[name] = qa.evaluate_open(assistant, items, feature_dir,
-                                             batch_size=batch_size, resume_path=partial,
-                                             progress=progress)
-    qa.write_results(out_dir, name, rows, summaries[name])
+  for tag, m in result_tags(kind, name, method).items():
+    partial = os.path.join(out_dir, tag + ".partial.jsonl")
+    bench = benchmark_identity(benchmark, tag, m)
+    if kind == "mc":
+      rows, summaries[tag] = qa.evaluate_mc(
+          assistant, items, feature_dir, method=m, batch_size=batch_size,
+          instruction=mc_instruction(assistant.config), resume_path=partial, progress=progress,
+          benchmark_identity=bench)
+    else:
+      rows, summaries[tag] = qa.evaluate_open(assistant, items, feature_dir,
+                                              batch_size=batch_size, resume_path=partial,
+                                              progress=progress, benchmark_identity=bench)
+    qa.write_results(out_dir, tag, rows, summaries[tag],
+                     qa.evaluation_identity(assistant, items, m, bench))
     os.remove(partial)
-  if labels and assistant.tetg is not None:
-    from vaujax.data.pipeline import video_key
-    truth = files.read_json(labels, "labels file")
-    vids = sorted({video_key(i) for i in items} & set(truth))
+  if frames is not None:
+    truth, vids = frames
     summaries["frames"] = qa.evaluate_frames(assistant.frame_scores, truth, feature_dir, vids)
   return summaries

@@ -15,17 +15,23 @@ stated interval overlaps the truth with IoU >= 0.5 (exactly 0.5 counts).
 Grading is pure (`grade_choice`, `grade_open`, `summarize_*`), so it is tested on hand-made
 predictions; `evaluate_mc` / `evaluate_open` run a model over a benchmark file in batches
 (sharded over the Assistant's mesh, progress bar) and write per-question JSON and a summary.
+Finished questions go to a partial JSONL file as they complete; its first line records whose
+answers they are (run, checkpoint step, config hash) on which benchmark (file hash, method), and
+a resumed evaluation refuses a file of another identity instead of mixing the two.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from vaujax import files
 from vaujax.data import benchmark_files, features
+from vaujax.errors import InputError
 from vaujax.evaluate import metrics, parsing
 
 LETTERS = benchmark_files.LETTERS
@@ -99,24 +105,139 @@ def _batches(items: Sequence[dict], size: int, progress: bool, desc: str) -> Ite
   yield from chunks
 
 
+PARTIAL_FORMAT = "vaujax.partial_results/1"
+HOW_TO_PROCEED = "pass another --out, or delete this file to start the evaluation over"
+
+
+def items_identity(items: Sequence[dict], method: str) -> dict:
+  """A benchmark's identity when only its items are known (direct calls of `evaluate_mc` /
+  `evaluate_open`): the sha256 of the items as canonical JSON, and the method."""
+  text = json.dumps(list(items), sort_keys=True, default=str).encode()
+  return {"items_sha256": hashlib.sha256(text).hexdigest(), "method": method}
+
+
+def evaluation_identity(assistant, items: Sequence[dict], method: str,
+                        benchmark_identity: Optional[dict] = None) -> dict:
+  """What an evaluation's answers belong to: {"model": the assistant's `identity` (run,
+  checkpoint step, config hash; None for an assistant not loaded from a run), "benchmark":
+  `benchmark_identity` or the items' hash and the method}."""
+  return {"model": getattr(assistant, "identity", None),
+          "benchmark": benchmark_identity or items_identity(items, method)}
+
+
+def _normalized(identity: Optional[dict]) -> Optional[dict]:
+  """The identity as compared: a run named by another spelling of its path is the same run."""
+  if not identity:
+    return identity
+  model = identity.get("model")
+  if isinstance(model, dict) and isinstance(model.get("run"), str):
+    model = {**model, "run": os.path.realpath(model["run"])}
+  return {**identity, "model": model}
+
+
+INFORMATIONAL = ("benchmark.file",)   # shown in the header, not compared
+
+
+def _flat(obj, prefix: str = "") -> dict:
+  if isinstance(obj, dict):
+    out = {}
+    for k, v in obj.items():
+      out.update(_flat(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: obj}
+
+
+def _short(value) -> str:
+  """A value as an error shows it: sha256 digests cut to 12 hex digits."""
+  return value[:12] + "…" if isinstance(value, str) and len(value) == 64 else str(value)
+
+
+def identity_differences(saved: Optional[dict], current: Optional[dict]) -> list[str]:
+  """'key: <saved> in the file, <current> now' for every compared identity field that differs
+  (model: run, step, config hash; benchmark: file hash, tag, method)."""
+  a, b = _flat(_normalized(saved) or {}), _flat(_normalized(current) or {})
+  keys = [k for k in sorted(set(a) | set(b)) if k not in INFORMATIONAL]
+  return [f"{k}: {_short(a.get(k))} in the file, {_short(b.get(k))} now"
+          for k in keys if a.get(k) != b.get(k)]
+
+
+def partial_header(identity: Optional[dict]) -> str:
+  """The first line of a partial-results file: what its answers belong to."""
+  return json.dumps({"format": PARTIAL_FORMAT, "identity": _normalized(identity)}) + "\n"
+
+
+def _is_header(record) -> bool:
+  return isinstance(record, dict) and record.get("format") == PARTIAL_FORMAT
+
+
+def _parse_line(raw: bytes):
+  """One JSONL line -> the object, or None when it cannot be read (cut short, damaged)."""
+  try:
+    return json.loads(raw.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError):
+    return None
+
+
+def _read_partial(path: str) -> tuple[Optional[dict], list[bytes]]:
+  """(header, the other non-empty raw lines) of an existing partial-results file; (None, [])
+  for an empty one. A first line that is no header raises InputError: whose answers the file
+  holds is unknown, so resuming from it could mix two evaluations."""
+  with open(path, "rb") as f:
+    lines = [l for l in f.read().split(b"\n") if l.strip()]
+  if not lines:
+    return None, []
+  header = _parse_line(lines[0])
+  if not _is_header(header):
+    raise InputError(path, "has no identity header (written by an older vaujax, or damaged), so "
+                     "whose answers it holds is unknown; " + HOW_TO_PROCEED)
+  return header, lines[1:]
+
+
+def check_partial(path: str, identity: Optional[dict]) -> list[bytes]:
+  """Raises InputError when the partial-results file at `path` holds answers of another
+  evaluation (another run, checkpoint, config, benchmark file or method); a missing or empty
+  file is fine. Returns its result lines (raw). The `evaluate` command calls it before loading
+  the model."""
+  if not os.path.exists(path):
+    return []
+  header, lines = _read_partial(path)
+  if header is None:
+    return []
+  differences = identity_differences(header.get("identity"), identity)
+  if differences:
+    raise InputError(path, "holds answers of another evaluation (" + "; ".join(differences)
+                     + "), so it is not resumed; " + HOW_TO_PROCEED)
+  return lines
+
+
 class _Partial:
   """Finished per-question results appended to a JSONL file as batches complete, so a killed
-  evaluation resumes where it stopped (`resume_path=None`: in memory only)."""
+  evaluation resumes where it stopped (`path=None`: in memory only).
 
-  def __init__(self, path: Optional[str]):
+  The first line is a header with the evaluation's identity (`partial_header`): a file of
+  another identity is refused with an InputError, never resumed, so two models' or two
+  benchmarks' answers never mix. A line that cannot be read (a write cut short by a kill, or
+  damage anywhere in the file) is dropped with a warning and its question asked again; every
+  readable line is kept. The file is rewritten atomically before appending, so a kill during
+  the rewrite loses nothing.
+  """
+
+  def __init__(self, path: Optional[str], identity: Optional[dict] = None, log=print):
     self.path, self.done = path, {}
-    if path and os.path.exists(path):
-      with open(path) as f:
-        for line in f:
-          try:
-            row = json.loads(line)
-          except json.JSONDecodeError:   # the line being written when the job died
-            break
-          self.done[row["id"]] = row
-      # Rewrite without a torn last line before appending.
-      with open(path + ".tmp", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in self.done.values())
-      os.replace(path + ".tmp", path)
+    if not path:
+      return
+    dropped = 0
+    for raw in check_partial(path, identity):
+      row = _parse_line(raw)
+      if isinstance(row, dict) and isinstance(row.get("id"), (str, int)):
+        self.done[row["id"]] = row
+      else:
+        dropped += 1
+    if dropped:
+      log(f"warning: {path}: dropped {dropped} unreadable line(s) (a write cut short, or "
+          f"damage); kept {len(self.done)} finished answer(s), the rest are asked again")
+    files.write_text(path, partial_header(identity)
+                     + "".join(json.dumps(r) + "\n" for r in self.done.values()))
 
   def todo(self, items):
     return [i for i in items if i["id"] not in self.done]
@@ -149,15 +270,20 @@ def mc_chat(item: dict, instruction: str = benchmark_files.LETTER_INSTRUCTION) -
 def evaluate_mc(assistant, items: Sequence[dict], feature_dir: str, *, method: str = "loglik",
                 batch_size: int = 8, normalize: bool = False, progress: bool = True,
                 instruction: str = benchmark_files.LETTER_INSTRUCTION,
-                max_new_tokens: int = 24, resume_path: Optional[str] = None
-                ) -> tuple[list[dict], dict]:
+                max_new_tokens: int = 24, resume_path: Optional[str] = None,
+                benchmark_identity: Optional[dict] = None) -> tuple[list[dict], dict]:
   """Runs an `infer.Assistant` over MC items -> (per-question results, summary).
 
-  `resume_path`: a JSONL file of finished results; questions already in it are not rerun.
+  `resume_path`: a JSONL file of finished results; questions already in it are not rerun, and
+  a file another model, benchmark or method wrote is refused (`_Partial`). The benchmark's
+  identity is `benchmark_identity` (the `evaluators` layer: the file's hash and the tag), else
+  the items' hash and the method.
   """
   if method not in ("loglik", "generate"):
     raise ValueError(f"unknown MC method {method!r} (loglik | generate)")
-  cache, partial = {}, _Partial(resume_path)
+  cache = {}
+  partial = _Partial(resume_path, evaluation_identity(assistant, items, method,
+                                                      benchmark_identity))
   for batch in _batches(partial.todo(items), batch_size, progress, f"MC ({method})"):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [mc_chat(item, instruction) for item in batch]
@@ -181,9 +307,13 @@ def evaluate_mc(assistant, items: Sequence[dict], feature_dir: str, *, method: s
 
 def evaluate_open(assistant, items: Sequence[dict], feature_dir: str, *, batch_size: int = 8,
                   progress: bool = True, max_new_tokens: int = 48,
-                  resume_path: Optional[str] = None) -> tuple[list[dict], dict]:
-  """Generate-then-parse on UCF-Crime QA items -> (per-question results, summary)."""
-  cache, partial = {}, _Partial(resume_path)
+                  resume_path: Optional[str] = None,
+                  benchmark_identity: Optional[dict] = None) -> tuple[list[dict], dict]:
+  """Generate-then-parse on UCF-Crime QA items -> (per-question results, summary);
+  `resume_path` and `benchmark_identity` as in `evaluate_mc`."""
+  cache = {}
+  partial = _Partial(resume_path, evaluation_identity(assistant, items, "open",
+                                                      benchmark_identity))
   for batch in _batches(partial.todo(items), batch_size, progress, "UCF QA"):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [[{"from": "human", "value": f"<video>\n{item['question']}"}] for item in batch]
@@ -205,12 +335,15 @@ def evaluate_frames(frame_scorer: Callable[[dict], np.ndarray], labels: dict,
   return frame_metrics(scores, truth)
 
 
-def write_results(out_dir: str, name: str, results: Sequence[dict], summary: dict) -> str:
-  """`<name>.json` = {"summary", "results"}, written atomically; returns its path."""
+def write_results(out_dir: str, name: str, results: Sequence[dict], summary: dict,
+                  identity: Optional[dict] = None) -> str:
+  """`<name>.json` = {"identity", "summary", "results"} (identity: whose answers, on which
+  benchmark; `evaluation_identity`), written atomically; returns its path."""
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"{name}.json")
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump({"summary": summary, "results": list(results)}, f, indent=1)
+    json.dump({"identity": _normalized(identity), "summary": summary, "results": list(results)},
+              f, indent=1)
   os.replace(tmp, path)
   return path

@@ -104,8 +104,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> TETGResult:
   """`python -m vaujax.train --config configs/tetg.py --workdir DIR`: trains and saves."""
   import os
 
-  from vaujax.files import read_json, write_json
-  labels = read_json(config.data.labels_json, "labels file")
+  from vaujax.data.annotations import read_labels
+  from vaujax.files import write_json
+  from vaujax.train import config_checks
+  config_checks.check_tetg(config)
+  labels = read_labels(config.data.labels_json)   # validated: each video's [start, end] pairs
   x, y = frames_from_features(config.data.feature_dir, labels)
   result = train(x, y, config)
   save(os.path.join(workdir, "tetg"), result)
