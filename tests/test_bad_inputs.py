@@ -2,10 +2,12 @@
 example) and the problem, or the documented skip-and-count. BUILD.md shows this table; each row
 is one test here (`ROWS`: id, reader, input, expected)."""
 
+import contextlib
 import io
 import json
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import zipfile
@@ -304,6 +306,186 @@ def config_cli_unknown_key(tmp):
   raise ValueError(r.stderr.strip())
 
 
+# -- bounded loading and feature-set consistency (issue 25) ----------------------------------
+
+def _features_of(tmp, name, frames, **extra):
+  np.savez(tmp / name, tower_patches=np.ones((frames, 4, 8), np.float32),
+           timestamps=np.arange(frames, dtype=np.float64), **extra)
+  return str(tmp / name)
+
+
+def pkl_object_dtype(tmp):
+  from vaujax.data import features
+  feats = np.empty((2, 3, 4), dtype=object)
+  feats[...] = 1.0
+  features.read_features(_write(tmp / "obj.pkl", pickle.dumps({"feats": feats})))
+
+
+def pkl_str_dtype(tmp):
+  from vaujax.data import features
+  features.read_features(_write(tmp / "str.pkl", pickle.dumps(
+      {"feats": np.full((2, 3, 4), "a")})))
+
+
+def pkl_structured_dtype(tmp):
+  from vaujax.data import features
+  features.read_features(_write(tmp / "rec.pkl", pickle.dumps(
+      {"feats": np.zeros((2, 3, 4), dtype=[("a", "f4"), ("b", "i4")])})))
+
+
+def pkl_bytearray_gigabyte(tmp):
+  from vaujax.data import safe_pickle
+  data = b"\x80\x02cbuiltins\nbytearray\nJ" + struct.pack("<i", 1 << 30) + b"\x85R."
+  safe_pickle.load_restricted(_write(tmp / "alloc.pkl", data))
+
+
+class _Uninitialised:
+  def __reduce__(self):
+    return np.ndarray.__reduce__(np.zeros(0))[0], (np.ndarray, (8, 257, 1408), np.dtype("f2"))
+
+
+def pkl_uninitialised(tmp):
+  from vaujax.data import features
+  features.read_features(_write(tmp / "uninit.pkl", pickle.dumps({"feats": _Uninitialised()})))
+
+
+def npz_non_array_member(tmp):
+  from vaujax.data import features
+  with zipfile.ZipFile(tmp / "member.npz", "w") as z:
+    z.writestr("notes.txt", "not an array")
+  features.read_features(str(tmp / "member.npz"))
+
+
+def npz_zero_d(tmp):
+  from vaujax.data import features
+  np.savez(tmp / "scalar.npz", tower_patches=np.float32(1.0))
+  features.read_features(str(tmp / "scalar.npz"))
+
+
+def npz_plain_npy(tmp):
+  from vaujax.data import features
+  np.save(tmp / "plain.npy", np.ones((4, 16, 8), np.float32))
+  os.rename(tmp / "plain.npy", tmp / "plain.npz")
+  features.read_features(str(tmp / "plain.npz"))
+
+
+def npz_huge_header(tmp):
+  from vaujax.data import features
+  header = io.BytesIO()
+  np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                "shape": (10 ** 12,)})
+  with zipfile.ZipFile(tmp / "huge.npz", "w") as z:
+    z.writestr("tower_patches.npy", header.getvalue() + b"\0" * 64)
+  features.read_features(str(tmp / "huge.npz"))
+
+
+def npz_zip_bomb(tmp):
+  from vaujax.data import features
+  with zipfile.ZipFile(tmp / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z:
+    with z.open("tower_patches.npy", "w") as f:
+      np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                               "shape": (1 << 25,)})
+      for _ in range(128):
+        f.write(bytes(1 << 20))
+  assert os.path.getsize(tmp / "bomb.npz") < 200_000
+  features.read_features(str(tmp / "bomb.npz"))
+
+
+def npz_wrong_frame_count(tmp):
+  from vaujax.data import features
+  features.read_features(_features_of(tmp, "seven.npz", 7), frames=8)
+
+
+def npz_zero_frames(tmp):
+  from vaujax.data import features
+  features.read_features(_features_of(tmp, "zero.npz", 0), {"tower_patches": (4, 8)})
+
+
+def _pipeline_case(tmp):
+  from vaujax.data import pipeline
+  from vaujax.data.tokenizer import Tokenizer, train_sentencepiece
+  tok = Tokenizer.load(train_sentencepiece(["what is in the video"] * 50, tmp / "sp", 300))
+  os.makedirs(tmp / "feats")
+  cfg = pipeline.PipelineConfig(str(tmp / "feats"), num_video_tokens=0, max_length=32,
+                                batch_size=1, feature_shapes={"tower_patches": (4, 8)})
+  item = lambda vid: {"id": vid, "video": f"{vid}.mp4", "conversations": [  # noqa: E731
+      {"from": "human", "value": "<video> what is in the video"}, {"from": "gpt", "value": "x"}]}
+  return pipeline, cfg, tok, item
+
+
+def pipeline_frame_count(tmp):
+  pipeline, cfg, tok, item = _pipeline_case(tmp)
+  _features_of(tmp / "feats", "v8.npz", 8)
+  _features_of(tmp / "feats", "v7.npz", 7)
+  prepare = pipeline.Prepare(cfg, tok)
+  prepare.map(item("v8"))
+  prepare.map(item("v7"))
+
+
+def pipeline_symlink_outside(tmp):
+  pipeline, cfg, tok, item = _pipeline_case(tmp)
+  os.makedirs(tmp / "elsewhere")
+  os.symlink(_features_of(tmp / "elsewhere", "secret.npz", 8), tmp / "feats" / "v.npz")
+  pipeline.Prepare(cfg, tok).map(item("v"))
+
+
+def instr_key_collision(tmp):
+  from vaujax.data import pipeline
+  conv = [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]
+  pipeline.json_source(_json(tmp, "train.json", [
+      {"id": "a", "video": "cam1/001.mp4", "conversations": conv},
+      {"id": "a2", "video": "./cam1/001.mp4", "conversations": conv},
+      {"id": "b", "video": "cam2/001.mp4", "conversations": conv}]))
+
+
+def extract_stem_collision(tmp):
+  from vaujax.data import features
+  os.makedirs(tmp / "videos")
+  for name in ("001.mp4", "001.avi"):
+    _write(tmp / "videos" / name, b"never decoded")
+  features.extract_folder(str(tmp / "videos"), str(tmp / "out"), lambda frames: {},
+                          log=lambda s: None)
+
+
+def infer_zero_frames(tmp):
+  from vaujax.app import infer
+  _features_of(tmp, "zero.npz", 0)
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+    infer.run(["vaujax infer", f"--run={tmp / 'no_run'}", f"--features={tmp / 'zero.npz'}"])
+  assert e.value.code == 2
+  raise InputError(None, err.getvalue().strip())
+
+
+def json_too_deep(tmp):
+  from vaujax.files import read_json
+  read_json(_write(tmp / "deep.json", "[" * 100_000), kind=list)
+
+
+def json_over_budget(tmp):
+  from vaujax.files import read_json
+  read_json(_json(tmp, "big.json", list(range(1000))), kind=list, max_bytes=1024)
+
+
+def safetensors_offsets_beyond_file(tmp):
+  from vaujax.convert import weights
+  header = json.dumps({"w": {"dtype": "F32", "shape": [1 << 28],
+                             "data_offsets": [0, 1 << 30]}}).encode()
+  weights.load_file(_write(tmp / "beyond.safetensors",
+                           struct.pack("<Q", len(header)) + header + bytes(64)))
+
+
+def llama_config_rope_llama3(tmp):
+  from vaujax.convert import llama
+  from vaujax.files import read_json
+  path = _json(tmp, "config.json", {
+      "vocab_size": 256, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "rope_parameters": {"rope_type": "llama3", "factor": 8.0,
+                                                    "rope_theta": 500000.0}})
+  llama.config_from_hf(read_json(path), path)
+
+
+
 ROWS = [
     # id, reader, bad input, expected error fragments (all must appear)
     ("instr-malformed", "instructions.read_instructions", "truncated JSON", instr_malformed,
@@ -390,6 +572,53 @@ ROWS = [
      ["eight"]),
     ("cfg-cli-key", "python -m vaujax.train", "--config.optim.learnig_rate (typo)",
      config_cli_unknown_key, ValueError, ["learnig_rate"]),
+    ("pkl-object", "features.read_features (.pkl)", "'feats' of object dtype", pkl_object_dtype,
+     InputError, ["obj.pkl", "refusing to unpickle", "dtype('O')"]),
+    ("pkl-str", "features.read_features (.pkl)", "'feats' of str dtype", pkl_str_dtype,
+     InputError, ["str.pkl", "'feats' has dtype <U1; expected numbers"]),
+    ("pkl-struct", "features.read_features (.pkl)", "'feats' of a structured dtype",
+     pkl_structured_dtype, InputError, ["rec.pkl", "expected numbers"]),
+    ("pkl-alloc", "safe_pickle.load_restricted", "30-byte pickle calling bytearray(2**30)",
+     pkl_bytearray_gigabyte, InputError, ["alloc.pkl", "refusing to unpickle", "bytearray(int)"]),
+    ("pkl-uninit", "features.read_features (.pkl)", "_reconstruct of [8, 257, 1408], no data",
+     pkl_uninitialised, InputError, ["uninit.pkl", "uninitialised memory"]),
+    ("npz-member", "features.read_features", "a zip member that is not .npy",
+     npz_non_array_member, InputError, ["member.npz", "'notes.txt' is not a .npy array"]),
+    ("npz-0d", "features.read_features", "a 0-d array", npz_zero_d, InputError,
+     ["scalar.npz", "0-d array"]),
+    ("npz-npy", "features.read_features", "a plain .npy renamed .npz", npz_plain_npy, InputError,
+     ["plain.npz", "a single .npy array, not an .npz"]),
+    ("npz-huge", "features.read_features", ".npy header declaring 10^12 elements",
+     npz_huge_header, InputError, ["huge.npz", "declares (1000000000000,)", "holds 64 bytes"]),
+    ("npz-bomb", "features.read_features", "128 MiB of zeros deflated to 128 kB", npz_zip_bomb,
+     InputError, ["bomb.npz", "declares 134217728 bytes of arrays", "allowed"]),
+    ("npz-frames-n", "features.read_features(frames=8)", "7 frames", npz_wrong_frame_count,
+     InputError, ["seven.npz", "has 7 frames, expected 8"]),
+    ("npz-zero", "features.read_features(expected)", "zero frames", npz_zero_frames, InputError,
+     ["zero.npz", "has zero frames"]),
+    ("pipe-frames", "pipeline.Prepare", "a 7-frame file after an 8-frame one",
+     pipeline_frame_count, InputError, ["v7.npz", "has 7 frames but", "v8.npz has 8"]),
+    ("pipe-symlink", "pipeline.Prepare", "feature file linking outside the feature dir",
+     pipeline_symlink_outside, InputError, ["v.npz", "secret.npz",
+                                            "outside the feature directory"]),
+    ("instr-collision", "pipeline.json_source", "videos cam1/001.mp4 and cam2/001.mp4",
+     instr_key_collision, InputError, ["train.json", "'cam1/001.mp4'", "'cam2/001.mp4'",
+                                       "share the feature file 001.npz"]),
+    ("extract-collision", "features.extract_folder", "001.mp4 and 001.avi in one folder",
+     extract_stem_collision, InputError, ["videos", "'001.avi' and '001.mp4'",
+                                          "would share the feature file 001.npz"]),
+    ("infer-zero", "vaujax infer --features", "a feature file with zero frames",
+     infer_zero_frames, InputError, ["zero.npz: has zero frames"]),
+    ("json-deep", "files.read_json", "100000 nested brackets", json_too_deep, InputError,
+     ["deep.json", "nested too deeply"]),
+    ("json-size", "files.read_json(max_bytes=1024)", "a 4.9 kB file", json_over_budget,
+     InputError, ["big.json", "larger than the 1024 bytes allowed"]),
+    ("st-offsets", "weights.load_file", "header declaring 1 GiB in a 64-byte data section",
+     safetensors_offsets_beyond_file, InputError, ["beyond.safetensors",
+                                                   "outside the 64 data bytes"]),
+    ("llama-rope", "convert.llama.config_from_hf", "transformers-5 rope_parameters type llama3",
+     llama_config_rope_llama3, InputError, ["config.json",
+                                            "rope_parameters type 'llama3' is not supported"]),
 ]
 
 

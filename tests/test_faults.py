@@ -83,7 +83,7 @@ def test_a_metrics_line_torn_by_a_kill_does_not_block_the_resume(data, tmp_path,
   with open(log, "a") as f:
     f.write('{"loss": 1.23, "step": 8, "exam')
   history = loop.train_and_evaluate(_config(data, 9), workdir)
-  assert "dropped 1 unreadable line" in capsys.readouterr().out
+  assert "1 unreadable line(s)" in capsys.readouterr().out
   assert [h["step"] for h in history] == [8, 9]     # resumed from the final step-7 checkpoint
   assert [r["step"] for r in _losses(workdir)] == list(range(1, 10))
 

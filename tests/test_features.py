@@ -1,5 +1,7 @@
 """Feature store: extraction CLI on real videos, resumability, and bad feature files."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,135 @@ def test_bad_feature_files(tmp_path):
   np.savez(tmp_path / "frames.npz", tower_patches=np.zeros((4, 2, 2)), timestamps=np.zeros(3))
   with pytest.raises(InputError, match=r"frames.npz: features disagree on the number of frames"):
     features.read_features(str(tmp_path / "frames.npz"))
+
+
+# -- names, collisions, links and frame counts (issue 25) --------------------------------------
+
+def test_a_long_legal_video_name_is_extracted_and_the_rest_follow(dataset, tmp_path):
+  """A 249-character name left no room for `<name>.npz.tmp.npz` (ENAMETOOLONG) and the OSError
+  aborted the whole extraction: the temporary name is now short, and an OSError on one video
+  is reported and counted like a bad video."""
+  import os
+  import shutil
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  source = sorted((dataset / "videos").glob("*.mp4"))[0]
+  long_name = "x" * 245 + ".mp4"
+  shutil.copy(source, videos / long_name)
+  shutil.copy(source, videos / "zz_after.mp4")
+  report = features.extract_folder(str(videos), str(tmp_path / "f"), features.tiny_encoder(),
+                                   num_frames=4, log=lambda s: None)
+  assert report == {"written": 2, "skipped": 0, "failed": []}
+  assert sorted(os.listdir(tmp_path / "f")) == ["x" * 245 + ".npz", "zz_after.npz"]
+  got = features.read_features(str(tmp_path / "f" / ("x" * 245 + ".npz")), frames=4)
+  want = features.read_features(str(tmp_path / "f" / "zz_after.npz"), frames=4)
+  for key in want:
+    np.testing.assert_array_equal(got[key], want[key])
+  assert oct((tmp_path / "f" / "zz_after.npz").stat().st_mode & 0o777) == oct(
+      0o666 & ~_umask())   # the temporary file did not change the permissions
+
+
+def _umask():
+  import os
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def test_extension_collisions_are_refused_before_anything_is_extracted(dataset, tmp_path):
+  import shutil
+  videos = tmp_path / "videos"
+  videos.mkdir()
+  source = sorted((dataset / "videos").glob("*.mp4"))[0]
+  for name in ("001.mp4", "001.avi", "002.mp4"):
+    shutil.copy(source, videos / name)
+  (videos / "cam2").mkdir()                      # subfolders are not extracted at all
+  shutil.copy(source, videos / "cam2" / "002.mp4")
+  with pytest.raises(InputError, match=r"videos: videos '001.avi' and '001.mp4' would share the "
+                                       r"feature file 001.npz; rename one of them"):
+    features.extract_folder(str(videos), str(tmp_path / "f"), features.tiny_encoder(),
+                            num_frames=4, log=lambda s: None)
+  assert not list((tmp_path / "f").iterdir())
+
+
+def _fake_dataset(root, frames_per_video):
+  """Instruction items and feature files: video `v<i>` with frames_per_video[i] frames."""
+  from vaujax.data.tokenizer import Tokenizer, train_sentencepiece
+  (root / "feats").mkdir()
+  items = []
+  for i, t in enumerate(frames_per_video):
+    features.write_features(str(root / "feats" / f"v{i}.npz"),
+                            {"tower_patches": np.full((t, 4, 8), i, np.float32),
+                             "timestamps": np.arange(t, dtype=np.float64)})
+    items.append({"id": f"e{i}", "video": f"videos/v{i}.mp4", "_index": i, "conversations": [
+        {"from": "human", "value": "<video>\nwhat happens?"}, {"from": "gpt", "value": "x"}]})
+  tok = Tokenizer.load(train_sentencepiece(["what happens in the video x"] * 50, root / "sp", 300))
+  return items, tok
+
+
+def test_one_feature_file_with_another_frame_count_is_named(tmp_path):
+  """7 frames among 8-frame files used to fail inside grain's batch stacking ("all input arrays
+  must have the same shape"), naming no file, and skip_bad did not catch it."""
+  from vaujax.data import pipeline
+  items, tok = _fake_dataset(tmp_path, [8, 8, 7, 8])
+  base = dict(feature_dir=str(tmp_path / "feats"), num_video_tokens=0, max_length=256,
+              batch_size=4, shuffle=False, read_threads=-1,
+              feature_shapes={"tower_patches": (4, 8)})
+  for num_frames, match in ((8, r"v2.npz: has 7 frames, expected 8"),
+                            (None, r"v2.npz: has 7 frames but .*v0.npz has 8")):
+    cfg = pipeline.PipelineConfig(**base, num_frames=num_frames)
+    with pytest.raises(InputError, match=match):
+      next(iter(pipeline.make_dataset(items, cfg, tok)))
+    kept, problems = pipeline.drop_examples_without_features(items, cfg)   # skip-and-count
+    assert [i["id"] for i in kept] == ["e0", "e1", "e3"] and len(problems) == 1
+    assert "v2.npz: has 7 frames" in problems[0]
+    batch = next(iter(pipeline.make_dataset(kept, dataclasses.replace(cfg, batch_size=3), tok)))
+    assert batch["tower_patches"].shape == (3, 8, 4, 8)
+
+
+def test_a_feature_file_linking_outside_the_feature_dir_is_refused(tmp_path):
+  import os
+  from vaujax.data import pipeline
+  items, tok = _fake_dataset(tmp_path, [8, 8])
+  (tmp_path / "elsewhere").mkdir()
+  os.replace(tmp_path / "feats" / "v1.npz", tmp_path / "elsewhere" / "v1.npz")
+  os.symlink(tmp_path / "elsewhere" / "v1.npz", tmp_path / "feats" / "v1.npz")
+  os.symlink("v0.npz", tmp_path / "feats" / "inside.npz")        # a link inside is fine
+  cfg = pipeline.PipelineConfig(str(tmp_path / "feats"), num_video_tokens=0, max_length=32,
+                                batch_size=1, feature_shapes={"tower_patches": (4, 8)})
+  kept, problems = pipeline.drop_examples_without_features(
+      items + [dict(items[0], id="e9", video="other/inside.mp4")], cfg)
+  assert [i["id"] for i in kept] == ["e0", "e9"]
+  assert problems == [f"{tmp_path}/feats/v1.npz: resolves to {tmp_path}/elsewhere/v1.npz, "
+                      f"outside the feature directory {tmp_path}/feats"]
+
+
+def test_instruction_files_with_colliding_videos_are_refused(tmp_path):
+  import json
+  from vaujax.data import pipeline
+  conv = [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]
+  same = [{"id": "a", "video": "cam1/001.mp4", "conversations": conv},
+          {"id": "b", "video": "cam1/./001.mp4", "conversations": conv},   # the same video,
+          {"id": "b2", "video": "videos/cam1/001.mp4", "conversations": conv},  # from another root
+          {"id": "b3", "video": "001.mp4", "conversations": conv},
+          {"id": "c", "video": "cam1/002.mp4", "conversations": conv},
+          {"id": "d", "conversations": [{"from": "human", "value": "no video"},
+                                        {"from": "gpt", "value": "A"}]}]
+  (tmp_path / "ok.json").write_text(json.dumps(same))
+  items, problems = pipeline.json_source(str(tmp_path / "ok.json"))
+  assert len(items) == 6 and problems == []
+  for other in ("cam2/001.mp4", "cam1/001.avi", "x/001.avi"):
+    (tmp_path / "bad.json").write_text(json.dumps(same + [dict(same[0], id="z", video=other)]))
+    for skip_bad in (False, True):
+      with pytest.raises(InputError, match=rf"bad.json: examples a and z: videos 'cam1/001.mp4' "
+                                           rf"and '{other}' share the feature file 001.npz"):
+        pipeline.json_source(str(tmp_path / "bad.json"), skip_bad=skip_bad)
+
+
+def test_zero_frame_feature_files(tmp_path):
+  empty = {"tower_patches": np.zeros((0, 4, 8), np.float32), "timestamps": np.zeros(0)}
+  features.write_features(str(tmp_path / "zero.npz"), empty)
+  assert features.frame_count(features.read_features(str(tmp_path / "zero.npz"))) == 0
+  for kwargs in ({"expected": {"tower_patches": (4, 8)}}, {"frames": 8}, {"expected": {}}):
+    with pytest.raises(InputError, match=r"zero.npz: has (zero frames|0 frames, expected 8)"):
+      features.read_features(str(tmp_path / "zero.npz"), **kwargs)

@@ -108,7 +108,7 @@ def test_parse_choice_finds_the_option_however_it_is_said(options, k, form):
 def _readers():
   from vaujax.data import annotations, benchmark_files, features, instructions, safe_pickle
   from vaujax.convert import weights
-  return [("x.npz", features.load), ("x.pkl", safe_pickle.load),
+  return [("x.npz", features.read_features), ("x.pkl", safe_pickle.load_restricted),
           ("x.json", lambda p: instructions.read_instructions(p)),
           ("uca.json", annotations.read_uca), ("mc.json", benchmark_files.read_mc),
           ("qa.json", benchmark_files.read_ucf_qa), ("gt.txt", annotations.read_ucf_temporal_gt),

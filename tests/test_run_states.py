@@ -15,7 +15,6 @@ byte-identical unless --overwrite was asked for.
 import errno
 import glob
 import hashlib
-import json
 import os
 import shutil
 

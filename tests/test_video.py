@@ -154,3 +154,77 @@ def test_write_rejects_bad_frames(tmp_path):
   with pytest.raises(ValueError, match="expected uint8 frames"):
     video.write_video(tmp_path / "f.mp4", np.zeros((2, 64, 64, 3), np.float32), 10)
   assert not list(tmp_path.iterdir())
+
+
+# -- timestamps are presentation times ---------------------------------------------------------
+
+def _write_vfr(path, times, size=64):
+  """A variable-frame-rate clip: frame i (grey level 20 i) presented at times[i] seconds."""
+  import av
+  from fractions import Fraction
+  with av.open(str(path), "w") as c:
+    s = c.add_stream("libx264", rate=25)
+    s.width = s.height = size
+    s.pix_fmt = "yuv420p"
+    s.codec_context.time_base = Fraction(1, 1000)
+    for i, t in enumerate(times):
+      frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 20 * i, np.uint8), "rgb24")
+      frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+      for p in s.encode(frame):
+        c.mux(p)
+    for p in s.encode():
+      c.mux(p)
+
+
+def test_variable_frame_rate_clip_is_stamped_where_its_frames_are(tmp_path):
+  """Frames really at 0-9 s used to be stamped index / average fps (0-7.2 s here)."""
+  times = [0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.5, 9.0]
+  _write_vfr(tmp_path / "vfr.mp4", times)
+  info = video.probe_video(tmp_path / "vfr.mp4")
+  assert info.num_frames == 10 and not np.allclose(np.arange(10) / info.fps, times)
+  frames, ts = video.read_video(tmp_path / "vfr.mp4")
+  assert ts.tolist() == times
+  assert [round(f.mean() / 20) for f in frames] == list(range(10))   # in presentation order
+  _, ts = video.read_video(tmp_path / "vfr.mp4", num_frames=4)
+  assert ts.tolist() == [0.5, 2.0, 6.0, 8.5]
+  chunks = list(video.iter_video_chunks(tmp_path / "vfr.mp4", chunk_size=3))
+  assert np.concatenate([c[1] for c in chunks]).tolist() == times
+
+
+def _old_stamps(path, **sampling):
+  """Timestamps as they were computed before: sampled index / average fps."""
+  info = video.probe_video(path)
+  return video.sample_indices(info.num_frames, info.fps, **sampling).astype(np.float64) / info.fps
+
+
+@pytest.mark.parametrize("sampling", [{}, {"fps": 1}, {"count": 8}, {"fps": 2.5}])
+def test_constant_rate_timestamps_are_unchanged_to_the_bit(sampling, tmp_path_factory):
+  """On the shipped real clip (29.97 fps, pts in 1/30000 s) and on synthetic videos at 4 and
+  29.97 fps, presentation times give exactly the old index / fps values."""
+  from vaujax.data import synthetic
+  root = tmp_path_factory.getbasetemp() / "cfr"
+  if not root.exists():
+    for fps in (4.0, 29.97):
+      synthetic.generate(str(root / str(fps)), synthetic.SyntheticConfig(
+          num_videos=2, seconds=3.0, fps=fps))
+  paths = sorted(root.glob("*/videos/*.mp4")) + [testing.real_video()] * bool(testing.real_video())
+  assert len(paths) >= 4
+  for path in paths:
+    kwargs = {"num_frames" if k == "count" else k: v for k, v in sampling.items()}
+    _, ts = video.read_video(path, **kwargs)
+    want = _old_stamps(path, **sampling)
+    assert ts.dtype == want.dtype and ts.tobytes() == want.tobytes(), path
+
+
+def test_frames_within_max_side_are_decoded_as_before(counter_video):
+  """The downscale only touches frames larger than MAX_SIDE: smaller ones are the decoder's
+  pixels, converted exactly as before."""
+  import av
+  with av.open(counter_video) as c:
+    want = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+  got, _ = video.read_video(counter_video)
+  np.testing.assert_array_equal(got, want)
+  assert video.bounded_size(112, 64, video.MAX_SIDE) == (112, 64)
+  assert video.bounded_size(4000, 4000, 1920) == (1920, 1920)
+  assert video.bounded_size(4000, 2250, 1920) == (1920, 1080)
+  assert video.bounded_size(3, 4000, 1920) == (2, 1920)

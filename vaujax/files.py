@@ -9,10 +9,20 @@ import os
 from vaujax.errors import InputError, require_file
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file", kind: type = dict):
-  """Loads a JSON `kind` (dict or list) from `path`; missing, non-UTF-8, malformed or
-  wrongly-typed files raise InputError naming the file."""
+# The largest JSON file read (parsed JSON takes several times its size in memory): instruction
+# files of a few hundred thousand examples are a few hundred MB.
+MAX_JSON_BYTES = 1 << 30
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", kind: type = dict, *,
+              max_bytes: int = MAX_JSON_BYTES):
+  """Loads a JSON `kind` (dict or list) from `path`; missing, oversized (over `max_bytes`),
+  non-UTF-8, malformed, too deeply nested or wrongly-typed files raise InputError naming the
+  file. The size is checked before anything is read."""
   path = require_file(path, what)
+  size = os.path.getsize(path)
+  if size > max_bytes:
+    raise InputError(path, f"{what} of {size} bytes is larger than the {max_bytes} bytes allowed")
   try:
     with open(path, encoding="utf-8") as f:
       obj = json.load(f)
@@ -20,6 +30,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", kind: type = dic
     raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from e
   except UnicodeDecodeError as e:
     raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e
+  except RecursionError as e:
+    raise InputError(path, "malformed JSON (nested too deeply to parse)") from e
   if not isinstance(obj, kind):
     name = {dict: "object", list: "list"}.get(kind, kind.__name__)
     raise InputError(path, f"expected a JSON {name}, found {type(obj).__name__}")

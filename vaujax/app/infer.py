@@ -56,7 +56,10 @@ def _check_inputs(fv) -> tuple:
     if info.num_frames < 1:
       raise cli.fail(fv.video, "has no decodable frames")
   else:
-    require_file(fv.features, "feature file")
+    from vaujax.data import features
+    feats = features.read_features(require_file(fv.features, "feature file"))
+    if features.frame_count(feats) == 0:
+      raise cli.fail(fv.features, "has zero frames: there is nothing to answer from")
   for flag in ("figure", "json"):
     target = fv[flag].value
     if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):

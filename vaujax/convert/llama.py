@@ -23,6 +23,7 @@ from vaujax.models.llama import LlamaConfig
 
 # HF keys that carry no parameters (old checkpoints store RoPE buffers).
 IGNORED_HF_SUFFIXES = (".rotary_emb.inv_freq",)
+MAX_CONFIG_BYTES = 16 << 20   # a config.json is a few kB
 
 
 def rules(cfg: LlamaConfig) -> list[Rule]:
@@ -54,10 +55,7 @@ def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConf
   act = hf_config.get("hidden_act", "silu")
   if act != "silu":
     raise InputError(source, f"hidden_act {act!r} is not supported (LLaMA uses 'silu')")
-  scaling = hf_config.get("rope_scaling") or {}
-  kind = scaling.get("rope_type", scaling.get("type", "linear")) if scaling else None
-  if kind not in (None, "linear", "default"):
-    raise InputError(source, f"rope_scaling type {kind!r} is not supported (only linear)")
+  rope_factor = _linear_rope_factor(hf_config, source)
   try:
     return LlamaConfig(
         vocab_size=int(hf_config["vocab_size"]), hidden_size=int(hf_config["hidden_size"]),
@@ -71,7 +69,7 @@ def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConf
         rope_theta=float(hf_config.get("rope_theta",
                                        (hf_config.get("rope_parameters") or {}).get("rope_theta",
                                                                                      10000.0))),
-        rope_scaling_factor=float(scaling.get("factor", 1.0)) if kind == "linear" else 1.0,
+        rope_scaling_factor=rope_factor,
         attention_bias=bool(hf_config.get("attention_bias", False)),
         tie_word_embeddings=bool(hf_config.get("tie_word_embeddings", False)),
         bos_token_id=int(hf_config.get("bos_token_id") or 1),
@@ -79,6 +77,32 @@ def config_from_hf(hf_config: Mapping, source: str = "config.json") -> LlamaConf
         pad_token_id=int(hf_config.get("pad_token_id") or 0))
   except (TypeError, ValueError) as e:
     raise InputError(source, f"invalid LLaMA config: {e}") from e
+
+
+def _linear_rope_factor(hf_config: Mapping, source: str) -> float:
+  """The linear RoPE scaling factor (1.0: none) from either layout: `rope_scaling` ({"type"
+  or "rope_type", "factor"}, transformers 4) or `rope_parameters` ({"rope_type", "factor",
+  "rope_theta"}: what transformers 5 saves, even for a model built with `rope_scaling=`). Other
+  types (llama3, dynamic, yarn, ...) raise InputError rather than convert to a different model,
+  and so do the two layouts disagreeing."""
+  found = {}
+  for field, default in (("rope_scaling", "linear"), ("rope_parameters", "default")):
+    scaling = hf_config.get(field)
+    if not scaling:
+      continue
+    if not isinstance(scaling, Mapping):
+      raise InputError(source, f"{field} must be an object, got {scaling!r}")
+    kind = scaling.get("rope_type", scaling.get("type", default))
+    if kind not in ("linear", "default"):
+      raise InputError(source, f"{field} type {kind!r} is not supported (only linear)")
+    try:
+      found[field] = float(scaling.get("factor", 1.0)) if kind == "linear" else 1.0
+    except (TypeError, ValueError) as e:
+      raise InputError(source, f"{field} factor {scaling.get('factor')!r} is not a number") from e
+  if len(set(found.values())) > 1:
+    raise InputError(source, "rope_scaling and rope_parameters disagree: "
+                     + ", ".join(f"{field} factor {x}" for field, x in found.items()))
+  return next(iter(found.values()), 1.0)
 
 
 def _explicit_head_dim(hf_config: Mapping):
@@ -150,7 +174,7 @@ def params_to_state_dict(params: Mapping, cfg: LlamaConfig, *, prefix: str = "")
 def load_hf(hf_dir: str) -> tuple[dict, LlamaConfig]:
   """Reads a local HF LLaMA directory (config.json + safetensors/.bin shards)."""
   cfg_path = os.path.join(weights.require_dir(hf_dir, "HF model directory"), "config.json")
-  cfg = config_from_hf(files.read_json(cfg_path), cfg_path)
+  cfg = config_from_hf(files.read_json(cfg_path, max_bytes=MAX_CONFIG_BYTES), cfg_path)
   state = weights.load_dir(hf_dir)
   params, _ = params_from_state_dict(state, cfg, source=hf_dir)
   return params, cfg

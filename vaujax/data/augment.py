@@ -60,7 +60,7 @@ def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copi
     if not v.anomaly_intervals or copies < 1:
       continue
     rng = np.random.RandomState((seed * 1_000_003 + sum(map(ord, v.video_id))) % 2**31)
-    feats = features.read_features(os.path.join(feature_dir, v.video_id + ".npz"))
+    feats = features.read_features(features.feature_path(feature_dir, v.video_id))
     stamps = np.asarray(feats["timestamps"], np.float64)
     spacing = float(np.median(np.diff(stamps))) if len(stamps) > 1 else v.duration
     for s in rng.permutation(shifts)[:copies]:

@@ -1,9 +1,14 @@
 """Per-video feature files: what VA-GPT trains on instead of pixels.
 
-One `.npz` per video (numpy's zip format, read with `allow_pickle=False`, so it cannot carry
+One `.npz` per video (numpy's zip format of `.npy` arrays, never unpickled, so it cannot carry
 code): `tower_patches` [T, N, Dv] (vision-tower patch tokens, CLS dropped), `dino_patches`
 [T, M, Dd], `dino_cls` [T, Dd] (DINOv2 class embedding, TETG's input) and `timestamps` [T]
 (seconds). LLaMA-VID `.pkl` files are read through the restricted unpickler.
+
+Reading is bounded: every array's `.npy` header (shape, dtype) is read and checked against the
+expected shapes, the expected frame count, the size the zip declares for it and a byte budget
+before any of its data is, so a small crafted file (a deflated zip bomb, a header declaring
+10^12 elements) is refused without allocating what it declares.
 
   vaujax features --videos DIR --out DIR --encoder TOWER_PARAMS,DINOV2_PARAMS [--fps 1]
   vaujax features --videos DIR --out DIR --encoder tiny     # seeded random tiny towers
@@ -14,10 +19,15 @@ name and renamed, and a video that fails to decode is reported and counted, not 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import io
+import math
 import os
 import threading
+import uuid
 import zipfile
+import zlib
 from typing import Callable, Mapping, Optional
 
 import flax.linen as nn
@@ -36,48 +46,209 @@ KEYS = ("tower_patches", "dino_patches", "dino_cls", "timestamps")
 # seen once in CI when Grain's prefetch threads loaded feature files concurrently).
 _NPZ_READ_LOCK = threading.Lock()
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg")
+# Bytes of arrays a feature file may declare: its arrays must be in the file (np.savez stores
+# them uncompressed), or, compressed, expand at most EXPANSION_RATIO-fold (float features hardly
+# compress; a zip bomb expands 1000-fold), and never beyond MAX_EXPANDED_BYTES of a small file.
+EXPANSION_RATIO = 16
+MAX_EXPANDED_BYTES = 64 << 20
+MAX_MEMBERS = 256                  # arrays in one feature file (extraction writes four)
+_NPY_MAGIC = b"\x93NUMPY"
+_MAX_NPY_HEADER = 10000            # numpy's own limit on a header's length
+_CHUNK = 1 << 16              # bytes copied per read: a few copies of it are in flight
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError, OSError,
+               EOFError, RuntimeError, NotImplementedError)
 
 
 def write_features(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-  """Validated, atomic write of one video's features."""
+  """Validated, atomic write of one video's features (under a short temporary name in the
+  same folder, so a video name near the file-system limit still has room)."""
   for key, value in arrays.items():
     if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
       raise ValueError(f"{path}: feature {key!r} contains NaN or Inf; not written")
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-  os.replace(tmp, path)
+  tmp = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex[:16]}.tmp.npz")
+  try:
+    with open(tmp, "xb") as f:
+      np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
-def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None) -> dict[str, np.ndarray]:
+def feature_path(feature_dir: str, key: str, ext: str = ".npz") -> str:
+  """`feature_dir/<key><ext>`, refused when it is a link that resolves outside `feature_dir`
+  (checking the path text alone would let a dataset point the reader at any file)."""
+  path = os.path.join(feature_dir, key + ext)
+  root, real = os.path.realpath(feature_dir), os.path.realpath(path)
+  if os.path.commonpath([root, real]) != root:
+    raise InputError(path, f"resolves to {real}, outside the feature directory {feature_dir}")
+  return path
+
+
+def frame_count(feats: Mapping[str, np.ndarray]) -> int:
+  """Frames of a feature dict (0 for an empty one)."""
+  return min((np.shape(v)[0] if np.ndim(v) else 0 for v in feats.values()), default=0)
+
+
+def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None, *,
+                  frames: Optional[int] = None,
+                  max_bytes: Optional[int] = None) -> dict[str, np.ndarray]:
   """Reads a feature file and checks it.
 
   `expected`: {key: trailing shape} (None entries unchecked), e.g. {"tower_patches": (16, 32)}.
-  Raises InputError naming the file for a missing/corrupt file, missing keys, wrong shapes,
-  mismatched frame counts and NaN/Inf.
+  `frames`: the number of frames every array must have (a dataset's files are stacked into one
+  batch). With either, a file of zero frames is refused. `max_bytes`: the most bytes of arrays
+  the file may declare (default: see EXPANSION_RATIO). Raises InputError naming the file for a
+  missing/corrupt file, members that are not numeric arrays, missing keys, wrong shapes or frame
+  counts, sizes over the budget and NaN/Inf; the shapes are checked before any data is read.
   """
   path = require_file(path, "feature file")
+  if max_bytes is None:
+    max_bytes = max(EXPANSION_RATIO * os.path.getsize(path), MAX_EXPANDED_BYTES)
   if path.endswith(".pkl"):
     feats, _ = safe_pickle.load_llamavid_features(path)
+    _check_shapes(path, {"tower_patches": feats.shape}, expected, frames)
     out = {"tower_patches": feats.astype(np.float32)}
   else:
-    try:
-      with _NPZ_READ_LOCK, np.load(path, allow_pickle=False) as data:
-        out = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-      raise InputError(path, f"not a readable feature file ({type(e).__name__}: {e})") from e
-  for key, shape in (expected or {}).items():
-    if key not in out:
-      raise InputError(path, f"missing feature {key!r} (has {sorted(out)})")
-    if shape is not None and tuple(out[key].shape[1:]) != tuple(shape):
-      raise InputError(path, f"feature {key!r} has shape {out[key].shape}, expected "
-                       f"[T, {', '.join(map(str, shape))}]")
-  frames = {k: v.shape[0] for k, v in out.items()}
-  if len(set(frames.values())) > 1:
-    raise InputError(path, f"features disagree on the number of frames: {frames}")
+    out = _read_npz(path, expected, frames, max_bytes)
   for key, value in out.items():
     if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
       raise InputError(path, f"feature {key!r} contains NaN or Inf")
   return out
+
+
+def _check_shapes(path: str, shapes: Mapping[str, tuple], expected, frames) -> None:
+  """The checks on shapes alone (done before any array data is read)."""
+  for key, shape in shapes.items():
+    if len(shape) == 0:
+      raise InputError(path, f"feature {key!r} is a 0-d array; expected [T, ...]")
+  for key, shape in (expected or {}).items():
+    if key not in shapes:
+      raise InputError(path, f"missing feature {key!r} (has {sorted(shapes)})")
+    if shape is not None and tuple(shapes[key][1:]) != tuple(shape):
+      raise InputError(path, f"feature {key!r} has shape {tuple(shapes[key])}, expected "
+                       f"[T, {', '.join(map(str, shape))}]")
+  counts = {k: v[0] for k, v in shapes.items()}
+  if len(set(counts.values())) > 1:
+    raise InputError(path, f"features disagree on the number of frames: {counts}")
+  count = next(iter(counts.values()), 0)
+  if frames is not None and count != frames:
+    raise InputError(path, f"has {count} frames, expected {frames} (every feature file of a "
+                     "dataset must have the same number)")
+  if (expected is not None or frames is not None) and count == 0:
+    raise InputError(path, "has zero frames")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+  """One `.npy` member of an .npz, known from its header alone."""
+  key: str
+  info: zipfile.ZipInfo
+  shape: tuple
+  dtype: np.dtype
+  fortran: bool
+  nbytes: int
+
+
+def _read_npz(path: str, expected, frames, max_bytes: int) -> dict[str, np.ndarray]:
+  with open(path, "rb") as f:
+    if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+      raise InputError(path, "not a readable feature file: a single .npy array, not an .npz "
+                       "archive of named features (np.savez)")
+  try:
+    _check_member_count(path)
+    with zipfile.ZipFile(path) as z:
+      members = [_npy_member(path, z, info) for info in z.infolist()]
+      _check_members(path, members, max_bytes)
+      _check_shapes(path, {m.key: m.shape for m in members}, expected, frames)
+      return {m.key: _read_data(path, z, m) for m in members}
+  except InputError:
+    raise
+  except _ZIP_ERRORS as e:
+    raise InputError(path, f"not a readable feature file ({type(e).__name__}: {e})") from e
+
+
+def _check_member_count(path: str) -> None:
+  """Refuses an archive of more than MAX_MEMBERS entries from its end record, before zipfile
+  builds an object per entry (a 1 MB zip can list 20000 of them)."""
+  with open(path, "rb") as f:
+    end = zipfile._EndRecData(f)   # the end-of-central-directory record, as zipfile reads it
+  if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
+    raise InputError(path, f"not a readable feature file: {end[zipfile._ECD_ENTRIES_TOTAL]} "
+                     f"members (a feature file holds a few arrays; at most {MAX_MEMBERS})")
+
+
+def _npy_member(path: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Member:
+  """Reads one member's `.npy` header (a few hundred bytes at most) -> what it declares."""
+  if not info.filename.endswith(".npy"):
+    raise InputError(path, f"not a readable feature file: member {info.filename!r} is not a "
+                     ".npy array")
+  if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+    # zipfile hands bzip2/lzma a whole compressed block at once, unbounded in what it expands to
+    raise InputError(path, f"not a readable feature file: member {info.filename!r} is compressed "
+                     f"with method {info.compress_type} (np.savez stores, np.savez_compressed "
+                     "deflates; nothing else is read)")
+  with z.open(info) as f:
+    magic = f.read(len(_NPY_MAGIC) + 2)
+    if magic[:len(_NPY_MAGIC)] != _NPY_MAGIC or magic[-2:] not in (b"\x01\x00", b"\x02\x00"):
+      raise InputError(path, f"not a readable feature file: member {info.filename!r} is not a "
+                       ".npy array (version 1 or 2)")
+    size_bytes = 2 if magic[-2] == 1 else 4
+    length = f.read(size_bytes)
+    header_len = int.from_bytes(length, "little")
+    if len(length) != size_bytes or header_len > _MAX_NPY_HEADER:
+      raise InputError(path, f"not a readable feature file: member {info.filename!r} has an "
+                       "unreadable .npy header")
+    header = f.read(header_len)
+  with _NPZ_READ_LOCK:   # numpy parses the header with ast (see _NPZ_READ_LOCK)
+    fp = io.BytesIO(magic + length + header)
+    version = np.lib.format.read_magic(fp)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read(fp)
+  key = info.filename[:-len(".npy")]
+  if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+    raise InputError(path, f"not a readable feature file: feature {key!r} has dtype {dtype} "
+                     "(numbers expected)")
+  if any(d < 0 for d in shape):
+    raise InputError(path, f"not a readable feature file: feature {key!r} has shape {shape}")
+  nbytes = math.prod(shape) * dtype.itemsize
+  data_size = info.file_size - len(magic) - len(length) - len(header)
+  if nbytes != data_size:
+    raise InputError(path, f"not a readable feature file: feature {key!r} declares {shape} "
+                     f"{dtype} ({nbytes} bytes) but its member holds {data_size} bytes")
+  return _Member(key, info, tuple(shape), dtype, fortran, nbytes)
+
+
+def _check_members(path: str, members: list[_Member], max_bytes: int) -> None:
+  """No array twice, and all of them within the byte budget."""
+  counts = collections.Counter(m.key for m in members)
+  twice = sorted(k for k, n in counts.items() if n > 1)
+  if twice:
+    raise InputError(path, f"not a readable feature file: feature {twice[0]!r} appears twice")
+  total = sum(m.nbytes for m in members)
+  if total > max_bytes:
+    raise InputError(path, f"declares {total} bytes of arrays, more than the {max_bytes} bytes "
+                     f"allowed for a {os.path.getsize(path)}-byte file (a compressed file may "
+                     f"expand at most {EXPANSION_RATIO}-fold; pass max_bytes to read more)")
+
+
+def _read_data(path: str, z: zipfile.ZipFile, m: _Member) -> np.ndarray:
+  """The member's array, filled in place from the zip stream (exactly its declared bytes)."""
+  out = np.empty(m.shape[::-1] if m.fortran else m.shape, m.dtype)
+  view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+  with z.open(m.info) as f:
+    f.read(m.info.file_size - m.nbytes)        # the header, read and checked already
+    done = 0
+    while done < m.nbytes:
+      chunk = f.read(min(_CHUNK, m.nbytes - done))
+      if not chunk:
+        raise InputError(path, f"not a readable feature file: feature {m.key!r} is truncated")
+      view[done:done + len(chunk)] = chunk
+      done += len(chunk)
+    f.read(1)   # reaching the end checks the member's CRC
+  return out.T if m.fortran else out
 
 
 @dataclasses.dataclass
@@ -128,11 +299,16 @@ def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
                    log: Callable[[str], None] = print) -> dict:
-  """Encodes every video of `video_dir` into `out_dir/<name>.npz`; returns a report."""
+  """Encodes every video of `video_dir` (not its subfolders) into `out_dir/<name>.npz`;
+  returns a report. Two videos whose names differ only in the extension (`001.mp4`, `001.avi`)
+  would share one feature file: that is an InputError naming both, before anything is encoded.
+  A video that fails (unreadable, or a file-system error writing its features) is reported and
+  counted; the videos after it are still extracted."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
   os.makedirs(out_dir, exist_ok=True)
   names = sorted(n for n in os.listdir(video_dir) if n.lower().endswith(VIDEO_EXTS))
+  _check_unique_stems(video_dir, names)
   report = {"written": 0, "skipped": 0, "failed": []}
   for name in names:
     out = os.path.join(out_dir, os.path.splitext(name)[0] + ".npz")
@@ -144,12 +320,24 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
                                            num_frames=num_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
       report["failed"].append((name, str(e)))
       log(f"skipped {name}: {e}")
   log(f"features: {report['written']} written, {report['skipped']} already done, "
       f"{len(report['failed'])} failed")
   return report
+
+
+def _check_unique_stems(video_dir: str, names: list[str]) -> None:
+  """Feature files are named by the video's name without its extension: refuses two videos
+  that would write the same one."""
+  seen: dict[str, str] = {}
+  for name in names:
+    stem = os.path.splitext(name)[0]
+    if stem in seen:
+      raise InputError(video_dir, f"videos {seen[stem]!r} and {name!r} would share the feature "
+                       f"file {stem}.npz; rename one of them")
+    seen[stem] = name
 
 
 def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:

@@ -13,10 +13,12 @@ iterator yields exactly the examples that had not been seen.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
 import os
+import posixpath
 from typing import Callable, Mapping, Optional, Sequence
 
 import grain
@@ -45,6 +47,9 @@ class PipelineConfig:
   # with the train step (benchmarks/input_pipeline.py).
   read_threads: int = 0
   prefetch_buffer: int = 0
+  # Frames every feature file must have (grain stacks the examples of a batch); None: as many
+  # as the first file read.
+  num_frames: Optional[int] = None
 
 
 def video_key(item: Mapping) -> str:
@@ -60,6 +65,46 @@ def video_key(item: Mapping) -> str:
   return os.path.splitext(parts[-1])[0]
 
 
+def check_unique_keys(items: Sequence[Mapping], source: str) -> None:
+  """Feature files are keyed by the video's file name alone (`video_key`), so `cam1/001.mp4`,
+  `cam2/001.mp4` and `x/001.avi` would all read `001.npz`: raises InputError naming the two
+  videos of the first such pair. Paths that agree on all the folders both name are taken as
+  one video written from different roots (`videos/001.mp4` and `001.mp4`, as the instruction
+  builders write them). Items whose `video` is missing or escapes the dataset root are left to
+  the checks that report them."""
+  seen: dict[str, list[tuple]] = {}
+  for item in items:
+    if not isinstance(item, Mapping) or not item.get("video"):
+      continue
+    try:
+      key = video_key(item)
+    except InputError:
+      continue
+    parts = tuple(posixpath.normpath(str(item["video"]).replace("\\", "/")).split("/"))
+    known = seen.setdefault(key, [])
+    for other, other_id in known:
+      if not _same_video(parts, other):
+        raise InputError(source, f"examples {other_id} and {item.get('id')}: videos "
+                         f"{'/'.join(other)!r} and {'/'.join(parts)!r} share the feature file "
+                         f"{key}.npz (feature files are named by the video's file name alone); "
+                         "rename one of the videos")
+    if all(p != parts for p, _ in known):
+      known.append((parts, item.get("id")))
+
+
+def _same_video(a: tuple, b: tuple) -> bool:
+  """Whether two normalised relative paths can name one file: the shorter is the longer's tail."""
+  n = min(len(a), len(b))
+  return a[len(a) - n:] == b[len(b) - n:]
+
+
+def _read_example_features(cfg: PipelineConfig, item: Mapping) -> tuple[str, dict]:
+  """(path, features) of an example: a feature file that links outside `cfg.feature_dir`, or
+  whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it."""
+  path = features.feature_path(cfg.feature_dir, video_key(item))
+  return path, features.read_features(path, cfg.feature_shapes, frames=cfg.num_frames)
+
+
 class Prepare(grain.transforms.Map):
   """One example -> numpy arrays (features loaded, conversation tokenized and padded)."""
 
@@ -69,11 +114,24 @@ class Prepare(grain.transforms.Map):
     self.bert = bert_tokenizer
     self.truncated = 0
     self.questions_truncated = 0
+    self._first_frames = None    # (count, path) of the first file read, when not configured
+
+  def _features(self, item) -> dict:
+    """The example's features; a file with another frame count than the first one read is an
+    InputError naming both (grain would fail stacking the batch, naming neither)."""
+    path, feats = _read_example_features(self.cfg, item)
+    count = features.frame_count(feats)
+    if self._first_frames is None:
+      self._first_frames = (count, path)
+    if count != self._first_frames[0]:
+      raise InputError(path, f"has {count} frames but {self._first_frames[1]} has "
+                       f"{self._first_frames[0]}: every feature file of a dataset must have the "
+                       "same number")
+    return feats
 
   def map(self, item):
     cfg = self.cfg
-    path = os.path.join(cfg.feature_dir, video_key(item) + ".npz")
-    feats = features.read_features(path, cfg.feature_shapes)
+    feats = self._features(item)
     conv = item["conversations"]
     if self.hint_fn is not None:
       conv = conversation.insert_hint(conv, self.hint_fn(video_key(item), feats))
@@ -117,21 +175,37 @@ class Prepare(grain.transforms.Map):
 
 
 def json_source(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
+  """(items, problems) of an instruction file; two different videos that would share a
+  feature file are an InputError even with `skip_bad` (one of them would train on the other's
+  features)."""
   from vaujax.data.instructions import read_instructions
   items, problems = read_instructions(path, skip_bad=skip_bad)
+  check_unique_keys(items, path)
   return [dict(item, _index=i) for i, item in enumerate(items)], problems
 
 
 def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
                                    ) -> tuple[list[dict], list[str]]:
-  """Validates every example's feature file up front (skip-and-count mode)."""
-  kept, problems = [], []
+  """Validates every example's feature file up front (skip-and-count mode). Without
+  `cfg.num_frames`, files whose frame count differs from the most common one are dropped too
+  (a batch stacks its examples' arrays)."""
+  read, problems = [], []
   for item in items:
     try:
-      features.read_features(os.path.join(cfg.feature_dir, video_key(item) + ".npz"), cfg.feature_shapes)
-      kept.append(item)
+      path, feats = _read_example_features(cfg, item)
+      read.append((item, path, features.frame_count(feats)))
     except InputError as e:
       problems.append(str(e))
+  counts = collections.Counter(count for _, _, count in read)
+  common = max(counts, key=lambda c: (counts[c], -c)) if counts else None
+  kept = []
+  for item, path, count in read:
+    if count == common:
+      kept.append(item)
+    else:
+      problems.append(str(InputError(path, f"has {count} frames but most feature files have "
+                                     f"{common}: every feature file of a dataset must have the "
+                                     "same number")))
   return kept, problems
 
 

@@ -1,21 +1,32 @@
 """Reading and writing real video files with PyAV (which bundles FFmpeg).
 
 Sampling follows LLaMA-VID: at a target `fps`, every `round(src_fps / fps)`-th frame from frame 0;
-a fixed `num_frames` takes the centre frame of that many equal segments. Timestamps are
-`frame_index / src_fps` seconds (LLaMA-VID's `frame_time`), independent of container quirks.
-Decoding streams: frames that are not sampled are dropped as soon as they are decoded, and
-`iter_video_chunks` never holds more than one chunk.
+a fixed `num_frames` takes the centre frame of that many equal segments. Timestamps are each
+sampled frame's presentation time (pts x time_base, from the first frame), so a variable-frame-
+rate clip is stamped where its frames really are; a frame that sits on the constant-rate grid
+(within one tick of the container's clock) is stamped `frame_index / src_fps` exactly as
+LLaMA-VID's `frame_time`, so constant-rate videos keep their timestamps to the last bit.
+Decoding streams: frames that are not sampled are dropped as soon as they are decoded,
+`iter_video_chunks` never holds more than one chunk, and a frame larger than `MAX_SIDE` is
+scaled down while it is converted to RGB: the towers' preprocessing resizes to a few hundred
+pixels anyway, and a 4000x4000 frame would otherwise cost 48 MB of RGB per sampled frame.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from fractions import Fraction
 from typing import Iterator, Optional
 
 import numpy as np
 
 from vaujax.errors import InputError, require_file
+
+# Longest side of a decoded frame. Frames up to full HD come out as decoded, bit for bit as
+# before (so features of common videos do not change); larger ones are scaled down (aspect
+# kept, area filter) while converted to RGB.
+MAX_SIDE = 1920
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,18 +63,24 @@ def _count_frames(container, stream) -> int:
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
+  return _probe(path)[0]
+
+
+def _probe(path: str | os.PathLike) -> tuple[VideoInfo, Fraction]:
+  """(VideoInfo, the average frame rate as an exact fraction)."""
   path = os.fspath(path)
   container = _open(path)
   try:
     stream = container.streams.video[0]
-    fps = float(stream.average_rate or stream.guessed_rate or 0)
+    rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+    fps = float(rate)
     if fps <= 0:
       raise InputError(path, "video stream reports no frame rate")
     n = _count_frames(container, stream)
     if n == 0:
       raise InputError(path, "video has zero frames")
     return VideoInfo(path, n, fps, n / fps, stream.codec_context.width,
-                     stream.codec_context.height)
+                     stream.codec_context.height), rate
   finally:
     container.close()
 
@@ -86,21 +103,57 @@ def sample_indices(num_frames: int, src_fps: float, *, fps: Optional[float] = No
   return idx[:max_frames] if max_frames else idx
 
 
-def _decode(path: str, wanted: np.ndarray, chunk_size: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+  """(width, height) scaled so the longer side is at most `max_side` (aspect kept, even sizes
+  for chroma-subsampled sources, at least 2 pixels); unchanged when it already fits."""
+  if max(width, height) <= max_side:
+    return width, height
+  scale = max_side / max(width, height)
+  even = lambda x: max(2, int(x * scale) // 2 * 2)  # noqa: E731
+  return even(width), even(height)
+
+
+def _rgb(frame, max_side: int) -> np.ndarray:
+  """One decoded frame as uint8 RGB [H, W, 3], scaled down first when larger than `max_side`."""
+  width, height = bounded_size(frame.width, frame.height, max_side)
+  if (width, height) == (frame.width, frame.height):
+    return frame.to_ndarray(format="rgb24")
+  return frame.reformat(width=width, height=height, format="rgb24",
+                        interpolation="AREA").to_ndarray()
+
+
+def _stamp(frame, index: int, rate: Fraction, start) -> float:
+  """Seconds since the first frame: the frame's pts x time_base, or `index / rate` (the old
+  formula, to the bit) when the pts is that constant-rate position to within one clock tick or
+  the container gives no pts."""
+  time_base = frame.time_base
+  if frame.pts is None or start is None or not time_base:
+    return index / float(rate)
+  seconds = (frame.pts - start) * time_base
+  if abs(seconds - index / rate) < time_base:
+    return index / float(rate)
+  return float(seconds)
+
+
+def _decode(path: str, wanted: np.ndarray, chunk_size: int, rate: Fraction, max_side: int
+            ) -> Iterator[tuple[np.ndarray, list[int], list[float]]]:
   import av
   container = _open(path)
   wanted_set, last = set(int(i) for i in wanted), int(wanted[-1]) if len(wanted) else -1
-  frames, indices, index = [], [], -1
+  frames, indices, stamps, index, start = [], [], [], -1, None
   try:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     for index, frame in enumerate(container.decode(stream)):
+      if index == 0:
+        start = frame.pts
       if index in wanted_set:
-        frames.append(frame.to_ndarray(format="rgb24"))
+        frames.append(_rgb(frame, max_side))
         indices.append(index)
+        stamps.append(_stamp(frame, index, rate, start))
         if len(frames) == chunk_size:
-          yield np.stack(frames), indices
-          frames, indices = [], []
+          yield np.stack(frames), indices, stamps
+          frames, indices, stamps = [], [], []
       if index >= last:
         break
   except av.error.FFmpegError as e:
@@ -111,32 +164,36 @@ def _decode(path: str, wanted: np.ndarray, chunk_size: int) -> Iterator[tuple[np
   if index < 0:
     raise InputError(path, "video has zero decodable frames")
   if frames:
-    yield np.stack(frames), indices
+    yield np.stack(frames), indices, stamps
 
 
 def read_video(path: str | os.PathLike, *, fps: Optional[float] = None,
-               num_frames: Optional[int] = None,
-               max_frames: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-  """Decodes sampled frames -> (uint8 [T, H, W, 3] RGB, float64 [T] timestamps in seconds)."""
+               num_frames: Optional[int] = None, max_frames: Optional[int] = None,
+               max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+  """Decodes sampled frames -> (uint8 [T, H, W, 3] RGB, float64 [T] timestamps in seconds);
+  frames are at most `max_side` pixels on their longer side."""
   chunks = list(iter_video_chunks(path, chunk_size=1 << 30, fps=fps, num_frames=num_frames,
-                                  max_frames=max_frames))
-  frames = np.concatenate([c[0] for c in chunks])
-  return frames, np.concatenate([c[1] for c in chunks])
+                                  max_frames=max_frames, max_side=max_side))
+  if len(chunks) == 1:   # the usual case: no second copy of the frames
+    return chunks[0]
+  return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
 
 def iter_video_chunks(path: str | os.PathLike, *, chunk_size: int, fps: Optional[float] = None,
-                      num_frames: Optional[int] = None, max_frames: Optional[int] = None
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                      num_frames: Optional[int] = None, max_frames: Optional[int] = None,
+                      max_side: int = MAX_SIDE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (frames [<=chunk_size, H, W, 3], timestamps) without holding the whole video."""
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-  info = probe_video(path)
+  if max_side < 2:
+    raise ValueError(f"max_side must be >= 2, got {max_side}")
+  info, rate = _probe(path)
   wanted = sample_indices(info.num_frames, info.fps, fps=fps, count=num_frames,
                           max_frames=max_frames)
   got = 0
-  for frames, indices in _decode(info.path, wanted, chunk_size):
+  for frames, indices, stamps in _decode(info.path, wanted, chunk_size, rate, max_side):
     got += len(indices)
-    yield frames, np.asarray(indices, np.float64) / info.fps
+    yield frames, np.asarray(stamps, np.float64)
   if got < len(wanted):
     raise InputError(info.path, f"video is truncated: header promises {info.num_frames} frames "
                      f"but only {got} of the {len(wanted)} sampled frames could be decoded")

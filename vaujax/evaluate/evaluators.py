@@ -41,6 +41,8 @@ def read_benchmark(path: str) -> tuple[str, list[dict]]:
   raw = files.read_json(path, "benchmark file", list)
   is_mc = any(isinstance(i, dict) and "options" in i for i in raw)
   items = (benchmark_files.read_mc if is_mc else benchmark_files.read_ucf_qa)(path)
+  from vaujax.data.pipeline import check_unique_keys
+  check_unique_keys(items, path)   # two videos that would read one feature file
   return ("mc" if is_mc else "open_qa"), items
 
 

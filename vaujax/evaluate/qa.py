@@ -259,7 +259,7 @@ def _features(feature_dir: str, item: dict, cache: dict) -> dict:
   from vaujax.data.pipeline import video_key
   key = video_key(item)
   if key not in cache:
-    cache[key] = features.read_features(os.path.join(feature_dir, key + ".npz"))
+    cache[key] = features.read_features(features.feature_path(feature_dir, key))
   return cache[key]
 
 
@@ -329,7 +329,7 @@ def evaluate_frames(frame_scorer: Callable[[dict], np.ndarray], labels: dict,
   from vaujax.models import tetg
   scores, truth = {}, {}
   for vid in video_ids:
-    f = features.read_features(os.path.join(feature_dir, vid + ".npz"))
+    f = features.read_features(features.feature_path(feature_dir, vid))
     scores[vid] = frame_scorer(f)
     truth[vid] = tetg.frame_labels(f["timestamps"], labels[vid].get("anomaly_intervals", []))
   return frame_metrics(scores, truth)

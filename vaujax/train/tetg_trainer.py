@@ -89,7 +89,7 @@ def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np
   from vaujax.data import features
   xs, ys = [], []
   for video_id, truth in sorted(labels.items()):
-    path = os.path.join(feature_dir, video_id + ".npz")
+    path = features.feature_path(feature_dir, video_id)
     if not os.path.exists(path):
       continue
     feats = features.read_features(path, {"dino_cls": None, "timestamps": ()})

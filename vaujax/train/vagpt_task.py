@@ -21,6 +21,7 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       batch_size=config.data.batch_size // jax.process_count(),
       feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
                       "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
+      num_frames=cfg.num_frames,
       num_epochs=config.data.num_epochs if train else 1, seed=config.seed, shuffle=train,
       qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
       read_threads=config.data.get("read_threads", 0),
