@@ -6,7 +6,11 @@
 --encoder is `tiny` / `tiny:SEED` (the demo's seeded random towers) or two params directories
 converted with `vaujax convert-vision`: the vision tower's, then DINOv2's. Extraction resumes:
 finished videos are skipped, and a video that fails to decode is reported and counted (exit
-status 1 at the end), not fatal. (`python -m vaujax.data.features` runs the same command.)
+status 1 at the end), not fatal. Only the folder's own videos are read (not its subfolders);
+feature files are named by the video's name without extension, so two videos that differ
+only in it (`001.mp4`, `001.avi`) are an error before anything is extracted. Frames larger
+than full HD are scaled down while decoding. (`python -m vaujax.data.features` runs the same
+command.)
 """
 
 from __future__ import annotations
