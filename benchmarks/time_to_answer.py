@@ -34,13 +34,10 @@ def tiny_run(root: str, steps: int = 2) -> dict:
   from configs import tetg as tetg_configs
   from configs import vagpt_stage1
   from vaujax import testing
-  from vaujax.files import read_json
-  from vaujax.train import loop, tetg_trainer
+  from vaujax.train import loop
   paths = testing.make_tiny_vagpt_data(os.path.join(root, "data"), num_videos=6)
-  labels = read_json(paths["labels_json"])
-  x, y = tetg_trainer.frames_from_features(paths["features"], labels)
-  tetg_dir = os.path.join(root, "tetg")
-  tetg_trainer.save(tetg_dir, tetg_trainer.train(x, y, tetg_configs.get_config("epochs=2")))
+  tetg_dir = testing.train_tiny_tetg(paths, os.path.join(root, "tetg"),
+                                     tetg_configs.get_config("epochs=2"))
   c = vagpt_stage1.get_config(f"size=tiny,frames=8,steps={steps}")
   c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
   c.data.tokenizer, c.data.tetg_params, c.data.encoder = paths["tokenizer"], tetg_dir, "tiny:0"

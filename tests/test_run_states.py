@@ -33,14 +33,10 @@ STEPS, EVERY = 6, 2
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
   """A finished tiny run (checkpoints 2, 4, 6) and its data."""
-  from vaujax.files import read_json
-  from vaujax.train import tetg_trainer
   root = tmp_path_factory.mktemp("states")
   paths = testing.make_tiny_vagpt_data(str(root / "data"), num_videos=6, num_frames=4)
-  labels = read_json(paths["labels_json"])
-  x, y = tetg_trainer.frames_from_features(paths["features"], labels)
-  paths["tetg"] = str(root / "tetg")
-  tetg_trainer.save(paths["tetg"], tetg_trainer.train(x, y, tetg_configs.get_config("epochs=2")))
+  paths["tetg"] = testing.train_tiny_tetg(paths, str(root / "tetg"),
+                                          tetg_configs.get_config("epochs=2"))
   workdir = str(root / "finished")
   loop.train_and_evaluate(config(paths), workdir)
   return {"paths": paths, "finished": workdir}

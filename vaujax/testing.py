@@ -65,3 +65,13 @@ def make_tiny_vagpt_data(root: str, *, num_videos: int = 12, seconds: float = 8.
   texts = [conversation.SYSTEM] + [t["value"] for i in items for t in i["conversations"]]
   paths["tokenizer"] = train_sentencepiece(texts * 3, os.path.join(root, "tokenizer"), 600)
   return paths
+
+
+def train_tiny_tetg(paths: dict, out_dir: str, config) -> str:
+  """A TETG classifier trained on every labelled video of `make_tiny_vagpt_data`'s output
+  (`config`: configs/tetg.py's), saved to `out_dir`; returns `out_dir`."""
+  from vaujax.files import read_json
+  from vaujax.train import tetg_trainer
+  x, y = tetg_trainer.frames_from_features(paths["features"], read_json(paths["labels_json"]))
+  tetg_trainer.save(out_dir, tetg_trainer.train(x, y, config))
+  return out_dir
