@@ -89,3 +89,108 @@ def test_image_placeholder_alias(tok):
   b = conv.tokenize_conversation([{"from": "human", "value": "<video>\nq?"},
                                   {"from": "gpt", "value": "a"}], tok, num_video_tokens=3)
   np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_render_without_a_generation_prompt_ends_at_the_question():
+  assert conv.render_prompt(CONV[:1]) == conv.SYSTEM + " USER: <video>\nWhat happens in the video?"
+  assert conv.render_prompt(CONV[:3]) == (
+      conv.SYSTEM + " USER: <video>\nWhat happens in the video? ASSISTANT: A red car hits a blue "
+      "car.</s>USER: When does it happen?")
+  # a conversation that ends with an answer is the same either way
+  assert conv.render_prompt(CONV[:2], add_generation_prompt=True) == conv.render_prompt(CONV[:2])
+
+
+def test_hint_edge_cases():
+  assert conv.insert_hint(CONV[:2], "") == CONV[:2]                       # no hint: unchanged
+  plain = [{"from": "human", "value": "What happens?"}]
+  assert conv.insert_hint(plain, "Hint.") == plain                        # no placeholder
+  image = [{"from": "human", "value": "<image>\n  What happens?"}]
+  assert conv.insert_hint(image, "Hint.") == [
+      {"from": "human", "value": "<video>\nHint. What happens?"}]          # alias, spaces
+  two = [{"from": "human", "value": "<video> a <video> b"}]
+  assert conv.insert_hint(two, "Hint.")[0]["value"] == "<video>\nHint. a <video> b"  # the first
+  later = CONV[:3]
+  assert conv.insert_hint(later, "Hint.")[2] == later[2]                  # only the first turn
+
+
+@pytest.mark.parametrize("bad,match", [
+    ([{"from": "system", "value": "Be brief."}, {"from": "human", "value": "<video> q"}],
+     r"^turn 0: unknown role 'system' or non-text value$"),
+    ([{"from": "user", "value": "<video> q"}], r"^turn 0: unknown role 'user' or non-text value$"),
+    ([{"from": "human", "value": 3}], r"^turn 0: unknown role 'human' or non-text value$"),
+    (["<video> q"], r"^turn 0 needs 'from' and 'value'$"),
+    ([{"from": "human", "value": "<video> q"}, {"value": "a"}], r"^turn 1 needs 'from' and"),
+    ([{"from": "human", "value": "<video> q"}, {"from": "human", "value": "again"}],
+     r"^turn 1: expected a gpt turn, got human$"),
+    ([{"from": "human", "value": "<video> q"}, {"from": "gpt", "value": "a"},
+      {"from": "human", "value": "<image>"}], r"^turn 2: empty question$"),
+    ([{"from": "human", "value": "<video> q"}, {"from": "gpt", "value": "a"},
+      {"from": "human", "value": "<video> again"}, {"from": "gpt", "value": "b"}],
+     r"^the video placeholder must be in the first question$"),
+])
+def test_conversation_errors_say_which_turn(tok, bad, match):
+  with pytest.raises(conv.ConversationError, match=match):
+    conv.tokenize_conversation(bad, tok, num_video_tokens=2)
+
+
+def test_prompt_must_end_with_a_question(tok):
+  with pytest.raises(conv.ConversationError, match=r"^generation prompt must end with a human "
+                                                   r"turn$"):
+    conv.tokenize_prompt(CONV[:2], tok, num_video_tokens=2)
+  # without video tokens, a conversation needs no placeholder
+  ids, labels = conv.tokenize_conversation([{"from": "human", "value": "q?"},
+                                            {"from": "gpt", "value": "a"}], tok,
+                                           num_video_tokens=0)
+  assert conv.VIDEO_TOKEN_ID not in ids.tolist() and ids.dtype == labels.dtype == np.int32
+
+
+def test_vicuna_v1_text_is_byte_exact():
+  """LLaMA-VID's conv_vicuna_v1, written out (a changed system prompt or separator changes every
+  prompt a checkpoint was trained on)."""
+  text = conv.render_prompt([{"from": "human", "value": "<video>\nQ1"},
+                             {"from": "gpt", "value": "A1"}, {"from": "human", "value": "Q2"}],
+                            add_generation_prompt=True)
+  assert text == (
+      "A chat between a curious user and an artificial intelligence assistant. The assistant "
+      "gives helpful, detailed, and polite answers to the user's questions. USER: <video>\nQ1 "
+      "ASSISTANT: A1</s>USER: Q2 ASSISTANT:")
+
+
+def test_tokens_are_built_segment_by_segment(tok):
+  """BOS, the system prompt and "USER:" once, the video slots, each question with " ASSISTANT:",
+  each answer with </s>; later turns start with "USER:" alone."""
+  ids, labels = conv.tokenize_conversation(CONV[:4], tok, num_video_tokens=3)
+  enc = tok.encode
+  segments = [([tok.bos_id], False), (enc(conv.SYSTEM + " USER:"), False),
+              ([conv.VIDEO_TOKEN_ID] * 3, False),
+              (enc("What happens in the video? ASSISTANT:"), False),
+              (enc("A red car hits a blue car.") + [tok.eos_id], True),
+              (enc("USER: When does it happen? ASSISTANT:"), False),
+              (enc("From 3.0 to 7.5 seconds.") + [tok.eos_id], True)]
+  want_ids = [i for seg, _ in segments for i in seg]
+  want_labels = [i if sup else conv.IGNORE_INDEX for seg, sup in segments for i in seg]
+  assert ids.tolist() == want_ids and labels.tolist() == want_labels
+  # text before the placeholder stays in the first segment
+  ids = conv.tokenize_prompt([{"from": "human", "value": "Look: <video> Why?"}], tok,
+                             num_video_tokens=2)
+  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look:")
+                          + [conv.VIDEO_TOKEN_ID] * 2 + enc("Why? ASSISTANT:"))
+  ids = conv.tokenize_prompt([{"from": "human", "value": "Look: <video>"}], tok,
+                             num_video_tokens=1)          # nothing after it: "ASSISTANT:" alone
+  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look:")
+                          + [conv.VIDEO_TOKEN_ID] + enc("ASSISTANT:"))
+
+
+def test_exact_messages(tok):
+  with pytest.raises(conv.ConversationError, match=r"^empty conversation$"):
+    conv.tokenize_conversation([], tok, num_video_tokens=2)
+  with pytest.raises(conv.ConversationError, match=r"^the conversation has no video placeholder "
+                                                   r"but the example has a video$"):
+    conv.tokenize_conversation([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+                               tok, num_video_tokens=2)
+
+
+def test_training_example_must_end_with_an_answer(tok):
+  with pytest.raises(conv.ConversationError,
+                     match=r"^training example ends with a human turn \(no answer\)$"):
+    conv.tokenize_conversation(CONV[:3], tok, num_video_tokens=2)

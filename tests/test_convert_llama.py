@@ -153,3 +153,86 @@ def test_params_dir_without_metadata_is_incomplete(tmp_path):
   (tmp_path / "params").mkdir()
   with pytest.raises(InputError, match="no vaujax.json; incomplete conversion"):
     params_io.read_params_dir(str(tmp_path))
+
+
+# -- the table, one direction at a time ------------------------------------------------------------
+
+def _hf_names(cfg):
+  """Every HF LlamaForCausalLM weight and the vaujax param it is, written out from the two
+  formats: HF nn.Linear stores [out, in], a flax Dense kernel is [in, out]; embeddings and norm
+  weights are stored as they are."""
+  names = {"model.embed_tokens.weight": (("embed_tokens", "embedding"), False),
+           "model.norm.weight": (("norm", "weight"), False),
+           "lm_head.weight": (("lm_head", "kernel"), True)}
+  for i in range(cfg.num_layers):
+    for proj in ("q", "k", "v", "o"):
+      names[f"model.layers.{i}.self_attn.{proj}_proj.weight"] = (
+          (f"layers_{i}", "self_attn", f"{proj}_proj", "kernel"), True)
+      if cfg.attention_bias:
+        names[f"model.layers.{i}.self_attn.{proj}_proj.bias"] = (
+            (f"layers_{i}", "self_attn", f"{proj}_proj", "bias"), False)
+    for proj in ("gate", "up", "down"):
+      names[f"model.layers.{i}.mlp.{proj}_proj.weight"] = (
+          (f"layers_{i}", "mlp", f"{proj}_proj", "kernel"), True)
+    for norm in ("input_layernorm", "post_attention_layernorm"):
+      names[f"model.layers.{i}.{norm}.weight"] = ((f"layers_{i}", norm, "weight"), False)
+  return names
+
+
+def _at(tree, path):
+  for part in path:
+    tree = tree[part]
+  return np.asarray(tree)
+
+
+@pytest.mark.parametrize("cfg", [CFG, llama.tiny_llama(attention_bias=True)],
+                         ids=["plain", "attention_bias"])
+def test_import_puts_every_hf_weight_at_its_own_param(cfg):
+  """Distinct random values per key, so a swap of two same-shaped tensors (k/v with
+  num_kv_heads < num_heads, gate/up, the two norms) that a round trip would undo is caught."""
+  rng = np.random.RandomState(0)
+  shapes = {k: v.shape for k, v in state_dict(hf_model(cfg, seed=3)).items()}
+  names = _hf_names(cfg)
+  assert set(shapes) == set(names)
+  sd = {k: rng.randn(*shape).astype(np.float32) for k, shape in shapes.items()}
+  params, used = convert.params_from_state_dict(sd, cfg)
+  assert used == set(names)
+  n_leaves = len(jax.tree_util.tree_leaves(params))
+  assert n_leaves == len(names)
+  for key, (path, linear) in names.items():
+    want = sd[key].T if linear else sd[key]
+    np.testing.assert_array_equal(_at(params["params"], path), want, err_msg=key)
+
+
+@pytest.mark.parametrize("cfg", [CFG, llama.tiny_llama(attention_bias=True)],
+                         ids=["plain", "attention_bias"])
+def test_export_writes_every_param_under_its_own_hf_key(cfg):
+  """vaujax params made here (not by the importer) -> HF keys, each value from its own param."""
+  names = _hf_names(cfg)
+  abstract = convert.abstract_params(cfg)
+  rng = np.random.RandomState(1)
+  params = jax.tree_util.tree_map(lambda s: rng.randn(*s.shape).astype(np.float32), abstract)
+  sd = convert.params_to_state_dict({"params": params}, cfg)
+  assert set(sd) == set(names)
+  for key, (path, linear) in names.items():
+    want = _at(params, path).T if linear else _at(params, path)
+    np.testing.assert_array_equal(sd[key], want, err_msg=key)
+    assert sd[key].flags["C_CONTIGUOUS"]
+  with_prefix = convert.params_to_state_dict(params, cfg, prefix="model.llm.")
+  assert set(with_prefix) == {"model.llm." + k for k in names}
+
+
+def test_the_k_projection_is_hfs_k_projection():
+  """The same check through the models: vaujax's k_proj applied to x equals HF's k_proj(x)."""
+  hf = hf_model(CFG, seed=4)
+  params, _ = convert.params_from_state_dict(state_dict(hf), CFG)
+  x = np.random.RandomState(5).randn(3, CFG.hidden_size).astype(np.float32)
+  attn = hf.model.layers[1].self_attn
+  with torch.no_grad():
+    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+      layer = getattr(attn, proj)
+      xin = x if proj != "o_proj" else np.random.RandomState(6).randn(
+          3, layer.in_features).astype(np.float32)
+      want = layer(torch.from_numpy(xin)).numpy()
+      got = xin @ np.asarray(params["params"]["layers_1"]["self_attn"][proj]["kernel"])
+      np.testing.assert_allclose(got, want, atol=1e-5, err_msg=proj)

@@ -26,3 +26,44 @@ def test_edge_cases():
     metrics.roc_auc([1, 1], [0.2, 0.3])
   with pytest.raises(ValueError, match="NaN"):
     metrics.average_precision([0, 1], [0.1, np.nan])
+
+
+def test_hand_computed_values():
+  # scores 0.1 0.4 0.35 0.8 for labels 0 0 1 1: of the 4 (anomalous, normal) pairs, 3 are
+  # ordered right -> AUC 3/4; ranked by score: 1 (tp), 0, 1 (tp), 0 -> AP = (1/1 + 2/3) / 2
+  y, s = [0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]
+  assert metrics.roc_auc(y, s) == pytest.approx(0.75, abs=1e-15)
+  assert metrics.average_precision(y, s) == pytest.approx((1 + 2 / 3) / 2, abs=1e-15)
+  # a tie between an anomalous and a normal frame counts half; tied frames enter AP together
+  y, s = [1, 0, 1, 0], [0.9, 0.5, 0.5, 0.1]
+  assert metrics.roc_auc(y, s) == pytest.approx((2 + 1 + 0.5) / 4)     # 3.5 of 4 pairs
+  assert metrics.average_precision(y, s) == pytest.approx(0.5 * 1 + 0.5 * (2 / 3))
+  # only anomalous frames: AP is 1 (precision 1 at every threshold)
+  assert metrics.average_precision([1, 1], [0.3, 0.2]) == 1.0
+  # all scores equal: AUC 1/2, AP = the anomalous fraction
+  assert metrics.roc_auc([1, 0, 0], [2.0, 2.0, 2.0]) == 0.5
+  assert metrics.average_precision([1, 0, 0], [2.0, 2.0, 2.0]) == pytest.approx(1 / 3)
+
+
+def test_inputs_are_flattened_and_labels_are_truthiness():
+  y = np.array([[0, 2], [0, 1]])                 # any non-zero label is anomalous
+  s = np.array([[0.1, 0.9], [0.2, 0.8]], np.float32)
+  assert metrics.roc_auc(y, s) == 1.0
+  assert metrics.average_precision(y, s) == 1.0
+  assert metrics.roc_auc([False, True], [3, 7]) == 1.0          # integer scores
+  assert metrics.roc_auc([1.0, 0.0], [0.3, 0.7]) == 0.0
+
+
+def test_errors_say_what_is_wrong():
+  with pytest.raises(ValueError, match=r"^labels \(3,\) and scores \(2,\) differ in size$"):
+    metrics.roc_auc([0, 1, 1], [0.1, 0.2])
+  with pytest.raises(ValueError, match=r"^labels \(2,\) and scores \(3,\) differ in size$"):
+    metrics.average_precision([0, 1], [0.1, 0.2, 0.3])
+  for bad in (np.nan, np.inf, -np.inf):
+    with pytest.raises(ValueError, match=r"^scores contain NaN or Inf$"):
+      metrics.roc_auc([0, 1], [0.1, bad])
+  with pytest.raises(ValueError, match=r"^ROC AUC needs both anomalous and normal frames$"):
+    metrics.roc_auc([0, 0], [0.2, 0.3])
+  with pytest.raises(ValueError, match=r"^average precision needs at least one anomalous "
+                                       r"frame$"):
+    metrics.average_precision([0, 0], [0.2, 0.3])

@@ -257,9 +257,9 @@ def test_a_changed_config_names_the_keys_and_touches_nothing(base, tmp_path):
   workdir = _state("finished", base, tmp_path)
   before = _snapshot(workdir)[0]
   c = config(base["paths"])
-  c.lora.rank, c.optim.learning_rate = 4, 1e-4
-  with pytest.raises(InputError, match=r"lora.rank: 0 -> 4; optim.learning_rate: 0.003 -> "
-                                       r"0.0001\); use a new --workdir, or --overwrite"):
+  c.lora.rank, c.optim.weight_decay = 4, 0.1
+  with pytest.raises(InputError, match=r"lora.rank: 0 -> 4; optim.weight_decay: 0.0 -> "
+                                       r"0.1\); use a new --workdir, or --overwrite"):
     loop.train_and_evaluate(c, workdir)
   assert _snapshot(workdir)[0] == before
 

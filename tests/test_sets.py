@@ -110,3 +110,115 @@ def test_properties(t, n, ratio, seed):
     if len(dropped):
       assert kept.min() >= dropped.max()
   assert (np.asarray(out["mask"]).sum(1) == k).all()
+
+
+# -- the paper's distance, value by value ----------------------------------------------------------
+
+def test_scores_are_the_manhattan_distance_to_the_previous_frame():
+  """D_t[i] = sum_c |F_t[i, c] - F_{t-1}[i, c]| (VA-GPT's SETS), hand-computed; frame 0 takes
+  D(0, 1). Squared, Euclidean or max-norm distances give other numbers."""
+  f = np.array([[[0, 0, 0], [1, 1, 1]],            # F_0
+                [[1, -2, 0], [1, 1, 1]],           # F_1: patch 0 moves by (1, -2, 0)
+                [[1, -2, 0], [4, 5, -1]]],         # F_2: patch 1 moves by (3, 4, -2)
+               np.float32)
+  expected = [[3, 0],                              # frame 0 mirrors D(0, 1)
+              [3, 0],                              # |1| + |-2| + |0|
+              [0, 9]]                              # |3| + |4| + |-2|
+  np.testing.assert_array_equal(sets.frame_differences(jnp.asarray(f)), expected)
+  out = sets.select(jnp.asarray(f), jnp.zeros((3, 2, 1)), ratio=0.5, dino_grid=(1, 2),
+                    tower_grid=(1, 2))
+  np.testing.assert_array_equal(out["scores"], expected)
+  np.testing.assert_array_equal(sets.frame_differences(jnp.asarray(f[:1])), [[0, 0]])  # one frame
+
+
+def test_manhattan_picks_the_patch_that_the_squared_distance_would_not():
+  """Patch 0 moves by (1, 1, 1, 1): L1 = 4, L2^2 = 4, L2 = 2, Linf = 1. Patch 1 moves by
+  (3, 0, 0, 0): L1 = 3, L2^2 = 9, L2 = 3, Linf = 3. Only the Manhattan distance keeps patch 0."""
+  f = np.zeros((2, 4, 4), np.float32)
+  f[1, 0] = [1, 1, 1, 1]
+  f[1, 1] = [3, 0, 0, 0]
+  f[1, 2] = [0.5, 0, 0, 0]
+  out = sets.select(jnp.asarray(f), jnp.zeros((2, 4, 2)), ratio=0.25)
+  assert out["indices"].tolist() == [[0], [0]]
+  np.testing.assert_array_equal(out["scores"], [[4, 3, 0.5, 0]] * 2)
+  # the half ratio keeps the two largest, in spatial order
+  assert sets.select(jnp.asarray(f), jnp.zeros((2, 4, 2)), ratio=0.5)["indices"].tolist() == [
+      [0, 1], [0, 1]]
+
+
+def test_scores_on_a_coarser_tower_grid_are_the_mean_of_the_covered_patches():
+  """DINOv2 2x2 onto a 1x2 tower grid: tower patch 0 covers DINOv2 patches 0 and 2 (left
+  column), tower patch 1 covers 1 and 3."""
+  f = np.zeros((2, 4, 1), np.float32)
+  f[1, :, 0] = [2, 6, 4, -8]                       # distances 2, 6, 4, 8
+  out = sets.select(jnp.asarray(f), jnp.zeros((2, 2, 1)), ratio=0.5, dino_grid=(2, 2),
+                    tower_grid=(1, 2))
+  np.testing.assert_allclose(out["scores"], [[3, 7], [3, 7]])
+  assert out["indices"].tolist() == [[1], [1]]
+
+
+@pytest.mark.parametrize("n, ratio, k", [
+    (5, 0.5, 3),        # ceil(2.5): rounds up, not to the nearest
+    (4, 0.01, 1),       # at least one patch
+    (9, 1 / 9, 1), (9, 1.0, 9), (10, 0.7, 7), (576, 0.5, 288),
+    (3, 0.34, 2), (100, 0.011, 2),
+])
+def test_num_kept_is_ceil_k_n(n, ratio, k):
+  assert sets.num_kept(n, ratio) == k
+
+
+@pytest.mark.parametrize("ratio", [0.0, -0.5, 1.0001, 2.0])
+def test_ratio_outside_zero_one_is_refused(ratio):
+  with pytest.raises(ValueError, match=rf"^SETS keep ratio must be in \(0, 1\], got {ratio}$"):
+    sets.num_kept(16, ratio)
+
+
+def test_distances_accumulate_in_float32():
+  """Half-precision features: each channel's change fits float16 but their sum does not."""
+  f = np.zeros((2, 1, 4), np.float16)
+  f[1, 0] = 30000.0
+  d = sets.frame_differences(jnp.asarray(f))
+  assert d.dtype == jnp.float32
+  np.testing.assert_array_equal(d, [[120000.0], [120000.0]])
+
+
+def test_select_checks_its_inputs():
+  with pytest.raises(ValueError, match=r"^3 DINOv2 frames but 2 tower frames$"):
+    sets.select(jnp.zeros((3, 4, 2)), jnp.zeros((2, 4, 2)))
+  with pytest.raises(ValueError, match=r"^6 patches is not a square grid; pass the grid "
+                                       r"explicitly$"):
+    sets.select(jnp.zeros((2, 6, 2)), jnp.zeros((2, 4, 2)))
+  with pytest.raises(ValueError, match=r"^8 patches is not a square grid"):
+    sets.select(jnp.zeros((2, 4, 2)), jnp.zeros((2, 8, 2)))
+  # explicit grids make non-square counts fine: 2x3 DINOv2 onto a 2x4 tower grid
+  out = sets.select(jnp.zeros((2, 6, 2)), jnp.zeros((2, 8, 2)), 0.25, dino_grid=(2, 3),
+                    tower_grid=(2, 4))
+  assert out["indices"].shape == (2, 2)
+
+
+def test_select_default_ratio_and_outputs():
+  rng = np.random.RandomState(7)
+  dino = jnp.asarray(rng.randn(3, 16, 4), jnp.float32)
+  tower = jnp.asarray(rng.randn(3, 16, 5), jnp.float32)
+  out = sets.select(dino, tower)                               # K = 0.5 by default
+  assert sorted(out) == ["indices", "mask", "scores", "tokens"]
+  assert out["indices"].shape == (3, 8) and out["indices"].dtype == jnp.int32
+  assert out["mask"].dtype == jnp.bool_ and out["tokens"].shape == (3, 8, 5)
+  scores = np.asarray(sets.frame_differences(dino))
+  for t in range(3):
+    want = np.sort(np.argsort(-scores[t], kind="stable")[:8])
+    assert out["indices"][t].tolist() == want.tolist()
+    np.testing.assert_array_equal(out["mask"][t], np.isin(np.arange(16), want))
+    np.testing.assert_array_equal(out["tokens"][t], np.asarray(tower)[t, want])
+  batch = sets.select_batch(dino[None], tower[None])           # and in select_batch
+  np.testing.assert_array_equal(batch["indices"][0], out["indices"])
+  grids = sets.select_batch(jnp.zeros((1, 2, 6, 2)), jnp.zeros((1, 2, 8, 3)), 0.25,
+                            dino_grid=(2, 3), tower_grid=(2, 4))
+  assert grids["tokens"].shape == (1, 2, 2, 3)
+
+
+def test_select_indices_top_k_in_spatial_order():
+  scores = jnp.asarray([[0.1, 0.9, 0.5, 0.9, 0.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+  np.testing.assert_array_equal(sets.select_indices(scores, 3), [[1, 2, 3], [0, 1, 2]])
+  assert sets.select_indices(scores, 1).tolist() == [[1], [0]]        # tie: lower index
+  assert sets.select_indices(scores, 3).dtype == jnp.int32

@@ -123,3 +123,157 @@ def test_extend_widens_the_interval_by_a_fraction_of_the_frame_spacing():
   assert tetg.extract_interval(p, t, tetg.TETGConfig(extend=0.5)) == (1.0, 4.0)
   first = np.array([0.9, 0.9, 0.1, 0.1, 0.1])
   assert tetg.extract_interval(first, t, tetg.TETGConfig(extend=1.0)) == (0.0, 2.5)  # clipped at 0
+
+
+@pytest.mark.parametrize("probs,expected", [
+    # longer but lighter run first: 4 x 0.6 = 2.4 < 3 x 1.0 = 3.0 -> the heavier, shorter run
+    ([.6, .6, .6, .6, 0, 0, 1, 1, 1, 0], (6.0, 8.0)),
+    # the heavier run is longer but has the lower peak: 4 x 0.55 = 2.2 > 0.95
+    ([0, .55, .55, .55, .55, 0, 0, .95, 0, 0], (1.0, 4.0)),
+    # masses 0.99 (the peak, first run), 2.1 (3 x 0.7), 2.4 (4 x 0.6): the last run
+    ([.99, 0, .7, .7, .7, 0, .6, .6, .6, .6], (6.0, 9.0)),
+    # masses 0.9, 2.1 (3 x 0.7, the heaviest, in the middle), 1.8 (3 x 0.6)
+    ([.9, 0, .7, .7, .7, 0, .6, .6, .6, 0], (2.0, 4.0)),
+    # equal masses (exactly: 0.75 + 0.75 == 1.5): the earlier run
+    ([0, .75, .75, 0, 0, 0, 0, 1.5 / 2, 1.5 / 2, 0], (1.0, 2.0)),
+])
+def test_interval_is_the_run_with_the_largest_probability_mass(probs, expected):
+  """The paper's rule: of the runs of frames with p >= threshold, the one whose summed
+  probability is largest (not the longest, the first or the one with the highest peak); the
+  earlier run on an exact tie."""
+  assert tetg.extract_interval(np.asarray(probs), T, tetg.TETGConfig()) == expected
+
+
+def test_loss_by_hand_with_one_frame_of_each_class():
+  """One normal frame (logit a) and one anomalous frame (logit b): each mean is over one frame,
+  L = -log(1 - sigmoid(a)) - log sigmoid(b)."""
+  a, b = 0.3, -1.2
+  want = -np.log(1 - 1 / (1 + np.exp(-a))) - np.log(1 / (1 + np.exp(-b)))
+  got = float(tetg.tetg_loss(jnp.asarray([a, b]), jnp.asarray([0, 1])))
+  assert got == pytest.approx(want, rel=1e-6)
+  # three normal frames, one anomalous: the normal term is their mean, not their sum
+  logits, labels = np.array([0.3, -0.4, 1.1, 2.0]), np.array([0, 0, 0, 1])
+  p = 1 / (1 + np.exp(-logits))
+  want = -np.log(1 - p[:3]).mean() - np.log(p[3])
+  assert float(tetg.tetg_loss(jnp.asarray(logits), jnp.asarray(labels))) == pytest.approx(
+      want, rel=1e-6)
+  # a class that is absent adds nothing (its mean over zero frames is 0)
+  assert float(tetg.tetg_loss(jnp.asarray([0.3]), jnp.asarray([0]))) == pytest.approx(
+      -np.log(1 - 1 / (1 + np.exp(-0.3))), rel=1e-6)
+  assert float(tetg.tetg_loss(jnp.asarray([0.3]), jnp.asarray([1]))) == pytest.approx(
+      -np.log(1 / (1 + np.exp(-0.3))), rel=1e-6)
+  # boolean labels and fractional weights: a weighted mean within each class
+  w = np.array([1.0, 0.5, 0.0, 2.0])
+  want = (-(w[:3] * np.log(1 - p[:3])).sum() / w[:3].sum()) - np.log(p[3])
+  got = float(tetg.tetg_loss(jnp.asarray(logits), jnp.asarray(labels.astype(bool)),
+                             jnp.asarray(w)))
+  assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_probabilities_are_the_sigmoid_of_the_classifier():
+  cfg = tetg.TETGConfig(hidden=(8, 4))
+  x = np.random.RandomState(0).randn(5, 6).astype(np.float32)
+  params = tetg.TETGClassifier(cfg).init(jax.random.key(1), jnp.asarray(x))
+  logits = np.asarray(tetg.TETGClassifier(cfg).apply(params, jnp.asarray(x)))
+  probs = tetg.frame_probabilities(params, cfg, x.astype(np.float64))
+  assert probs.shape == (5,) and probs.dtype == np.float32
+  np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("probs,cfg,expected", [
+    # a gap of exactly merge_gap frames merges, one more does not
+    ([.9, 0, 0, .9, 0, 0, 0, 0, 0, 0], tetg.TETGConfig(merge_gap=2), (0.0, 3.0)),
+    ([.9, 0, 0, 0, .95, 0, 0, 0, 0, 0], tetg.TETGConfig(merge_gap=2), (4.0, 4.0)),
+    ([.9, 0, .9, 0, .9, 0, 0, 0, 0, 0], tetg.TETGConfig(merge_gap=1), (0.0, 4.0)),  # chained
+    # another threshold
+    ([0, .3, .35, .2, 0, 0, 0, 0, 0, 0], tetg.TETGConfig(threshold=0.3), (1.0, 2.0)),
+    ([0, .3, .35, .2, 0, 0, 0, 0, 0, 0], tetg.TETGConfig(threshold=0.31), (2.0, 2.0)),
+    # even smoothing window: frame i averages frames i-1 and i (edges repeat the first frame)
+    ([0, 0, 0, 1, .2, 0, 0, 0, 0, 0], tetg.TETGConfig(smooth=2), (3.0, 4.0)),   # .5 .6 -> 3..4
+    ([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], tetg.TETGConfig(smooth=2), (0.0, 1.0)),    # 1, .5, 0
+    ([0, 0, 0, 0, 0, 0, 0, 0, 0, 1], tetg.TETGConfig(smooth=2), (9.0, 9.0)),    # (0 + 1) / 2
+    # centred 5-frame window: .4 .6 .6 .6 .4
+    ([0, 0, 1, 1, 1, 0, 0, 0, 0, 0], tetg.TETGConfig(smooth=5), (2.0, 4.0)),
+    ([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], tetg.TETGConfig(smooth=5), (0.0, 1.0)),    # .8 .6: the edge
+])
+def test_interval_rule_details(probs, cfg, expected):
+  assert tetg.extract_interval(np.asarray(probs), T, cfg) == expected
+
+
+def test_extend_uses_the_median_spacing_and_needs_two_frames():
+  t = np.array([0.0, 1.0, 2.0, 3.0, 10.0])          # spacings 1 1 1 7: median 1
+  p = np.array([0.0, 0.9, 0.9, 0.0, 0.0])
+  assert tetg.extract_interval(p, t, tetg.TETGConfig(extend=0.5)) == (0.5, 2.5)
+  assert tetg.extract_interval(np.array([0.9]), np.array([4.0]),
+                               tetg.TETGConfig(extend=0.5)) == (4.0, 4.0)     # no spacing
+  assert tetg.extract_interval(p, t + 0.2, tetg.TETGConfig(extend=0.25)) == (0.95, 2.45)
+
+
+def test_interval_input_errors():
+  with pytest.raises(ValueError, match=r"^probs \(2, 2\) and timestamps \(2, 2\) must be equal "
+                                       r"1-D shapes$"):
+    tetg.extract_interval(np.zeros((2, 2)), np.zeros((2, 2)))
+  with pytest.raises(ValueError, match=r"^probs \(3,\) and timestamps \(4,\)"):
+    tetg.extract_interval(np.zeros(3), np.zeros(4))
+
+
+def test_frame_labels_include_both_ends_and_unite_intervals():
+  t = np.array([0.0, 1.0, 1.5, 2.0, 2.5, 3.0])
+  np.testing.assert_array_equal(tetg.frame_labels(t, [[1.0, 2.0]]), [0, 1, 1, 1, 0, 0])
+  np.testing.assert_array_equal(tetg.frame_labels(t, [[1.0, 2.0], [1.5, 2.5]]),
+                                [0, 1, 1, 1, 1, 0])     # overlapping: still 0/1
+  np.testing.assert_array_equal(tetg.frame_labels(t, [[3.0, 3.0]]), [0, 0, 0, 0, 0, 1])
+  assert tetg.frame_labels(t, [[1.0, 2.0]]).dtype == np.int32
+  with pytest.raises(ValueError, match=r"^anomaly interval ends before it starts: \[2.5, 2.0\]$"):
+    tetg.frame_labels(t, [[2.5, 2.0]])
+
+
+def test_classifier_is_relu_mlp_by_hand():
+  """fc3(relu(fc2(relu(fc1(z))))): the forward pass with hand-set weights, in numpy."""
+  cfg = tetg.TETGConfig(hidden=(3, 2))
+  rng = np.random.RandomState(3)
+  shapes = {"fc1": (4, 3), "fc2": (3, 2), "fc3": (2, 1)}
+  params = {"params": {name: {"kernel": rng.randn(*s).astype(np.float32),
+                              "bias": rng.randn(s[1]).astype(np.float32)}
+                       for name, s in shapes.items()}}
+  z = rng.randn(6, 4).astype(np.float32) * 2
+  p = params["params"]
+  h = np.maximum(z @ p["fc1"]["kernel"] + p["fc1"]["bias"], 0)
+  h = np.maximum(h @ p["fc2"]["kernel"] + p["fc2"]["bias"], 0)
+  want = (h @ p["fc3"]["kernel"] + p["fc3"]["bias"])[:, 0]
+  got = np.asarray(tetg.TETGClassifier(cfg).apply(params, jnp.asarray(z)))
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_interval_arithmetic_is_float64_whatever_the_input_precision():
+  # float32 probabilities: 0.1 + 0.2 ties 0.3 in float32, but not in float64, where the run
+  # [0.3] is heavier
+  p = np.array([0.1, 0.2, 0.0, 0.3], np.float32)
+  assert tetg.extract_interval(p, np.arange(4.0), tetg.TETGConfig(threshold=0.05)) == (3.0, 3.0)
+  # float32 timestamps: the spacing for `extend` is taken in float64
+  t = np.array([0.1, 3.3, 6.7], np.float32)
+  t64 = t.astype(np.float64)
+  want_end = t64[1] + 0.5 * float(np.median(np.diff(t64)))
+  start, end = tetg.extract_interval(np.array([0.9, 0.9, 0.0]), t, tetg.TETGConfig(extend=0.5))
+  assert start == 0.0 and end == want_end
+
+
+def test_frame_labels_compare_the_exact_timestamp_values():
+  """Timestamps are compared as float64 values: a float32 0.1 is 0.100000001 s, after an
+  interval that ends at 0.1 s (numpy would otherwise round the end to float32 instead)."""
+  t = np.array([0.1, 0.05], np.float32)
+  np.testing.assert_array_equal(tetg.frame_labels(t, [[0.0, 0.1]]), [0, 1])
+  np.testing.assert_array_equal(tetg.frame_labels([1, 2, 3], [[1.5, 3.0]]), [0, 1, 1])
+
+
+def test_run_mass_and_extend_by_hand():
+  # the mass is the run's own frames: the 0.45 after the first run is not part of it
+  p = np.array([.6, .45, 0, .9, 0, 0, 0, 0, 0, 0])
+  assert tetg.extract_interval(p, T, tetg.TETGConfig()) == (3.0, 3.0)
+  # extend is a fraction of the spacing (2 s here), and two frames have a spacing
+  t = np.array([10.0, 12.0, 14.0])
+  assert tetg.extract_interval(np.array([0, 1.0, 0]), t, tetg.TETGConfig(extend=0.5)) == (
+      11.0, 13.0)
+  assert tetg.extract_interval(np.array([1.0, 0]), t[:2], tetg.TETGConfig(extend=0.25)) == (
+      9.5, 10.5)

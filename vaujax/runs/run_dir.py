@@ -113,9 +113,11 @@ def config_from_json(obj: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(tuples(obj))
 
 
-# Keys a rerun may change without changing what the checkpoints hold or how they were trained:
-# how long to train, how often to save, log and evaluate, and where it runs.
-RESUME_SAFE = ("total_steps", "optim.total_steps", "optim.warmup_steps", "ckpt_every", "keep",
+# Keys a rerun may change without changing what the checkpoints hold: how long to train and
+# the learning-rate schedule (continuing a run at a lower rate is common), how often to save,
+# log and evaluate, and where it runs. A change of these is printed, not refused.
+RESUME_SAFE = ("total_steps", "optim.total_steps", "optim.warmup_steps",
+               "optim.learning_rate", "ckpt_every", "keep",
                "log_every", "progress", "eval.", "evals.", "best_metric", "mesh.", "distributed.",
                "data.read_threads", "data.prefetch_buffer", "init_from")
 SUPERSEDED = "superseded"
