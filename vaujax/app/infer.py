@@ -37,12 +37,13 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
 
 
 def _check_inputs(fv) -> tuple:
-  """Every input checked before any model is loaded: a bad video fails in well under a second."""
+  """Every input checked before any model is loaded: a bad video fails in well under a second.
+  -> (ground-truth interval or None, the --features file's features or None)."""
   from vaujax.errors import require_file
   cli.require(fv, "run")
   if bool(fv.video) == bool(fv.features):
     raise cli.fail("--video", "give exactly one of --video and --features")
-  gt = None
+  gt, feats = None, None
   if fv.gt:
     try:
       gt = tuple(float(x) for x in fv.gt.split(","))
@@ -64,11 +65,11 @@ def _check_inputs(fv) -> tuple:
     target = fv[flag].value
     if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
       raise cli.fail(f"--{flag}", f"the folder of {target} does not exist")
-  return gt,
+  return gt, feats
 
 
 def main(fv: flags.FlagValues) -> dict:
-  gt, = _check_inputs(fv)
+  gt, checked_feats = _check_inputs(fv)   # a --features file is read (and checked) once
   run = cli.load_run_from_flags(fv)
   cli.enable_compilation_cache()
   from vaujax import cpu_runtime, files
@@ -81,7 +82,7 @@ def main(fv: flags.FlagValues) -> dict:
     encoder = features.encoder_from_spec(config.data.get("encoder") or "tiny:0")
     feats, frames = features.encode_video(fv.video, encoder, config.model.num_frames)
   else:
-    feats = features.read_features(fv.features)
+    feats = checked_feats
   assistant = Assistant.from_run(run)
   answer = assistant.ask(feats, fv.question)
   validate_answer(answer)
