@@ -45,10 +45,11 @@ def artifact_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), ARTIFACT)
 
 
-def _get(config, dotted: str, default=None):
+def config_value(config, dotted: str, default=None):
+  """`config["a"]["b"]` for `dotted` "a.b", or `default` where a key (or a parent) is missing."""
   node = config
   for part in dotted.split("."):
-    if part not in node:
+    if not hasattr(node, "keys") or part not in node:
       return default
     node = node[part]
   return node
@@ -127,8 +128,8 @@ def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   """`config` as run/config.json records it: copied paths replaced by their names in run/."""
   recorded = config_from_json(config_to_json(config))
   for key, name in COPIED.items():
-    if _get(config, key) and not (key == "data.tetg_params"
-                                  and not _get(config, "model.use_tetg", True)):
+    if config_value(config, key) and not (key == "data.tetg_params"
+                                          and not config_value(config, "model.use_tetg", True)):
       _set(recorded, key, name)
   return recorded
 
@@ -146,7 +147,7 @@ def changes_against_saved(workdir: str, config: ml_collections.ConfigDict) -> li
              if not c.split(":", 1)[0].startswith(RESUME_SAFE)]
   manifest = files.read_json(os.path.join(out, MANIFEST), "run manifest")
   for key, name in COPIED.items():
-    src = _get(config, key)
+    src = config_value(config, key)
     if not src or key not in manifest.get("sources", {}):
       continue
     src = _tokenizer_source(src) if key == "data.tokenizer" else src
@@ -186,8 +187,9 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
   recorded = recorded_config(config)
   manifest = {"files": {}, "sources": {}}
   for key, name in COPIED.items():
-    src = _get(config, key)
-    if not src or (key == "data.tetg_params" and not _get(config, "model.use_tetg", True)):
+    src = config_value(config, key)
+    if not src or (key == "data.tetg_params"
+                   and not config_value(config, "model.use_tetg", True)):
       continue
     src = os.path.abspath(_tokenizer_source(src) if key == "data.tokenizer" else src)
     if not os.path.exists(src):
@@ -202,7 +204,7 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
       _copy(src, dst)
     manifest["files"][name] = _sha256(dst)
     manifest["sources"][key] = src
-  encoder = str(_get(config, "data.encoder", "") or "")
+  encoder = str(config_value(config, "data.encoder", "") or "")
   if encoder and not encoder.startswith("tiny"):
     for part in encoder.split(","):   # converted towers: referenced by path and metadata hash
       meta = os.path.join(part, "vaujax.json")
@@ -244,7 +246,7 @@ def load_run(workdir: str, check_hashes: bool = True) -> Run:
       if _sha256(full) != digest:
         raise InputError(full, "content differs from the run's manifest (modified or damaged)")
   for key, name in COPIED.items():
-    if _get(config, key) == name:
+    if config_value(config, key) == name:
       _set(config, key, os.path.join(out, name))
   saved = config_from_json(config_to_json(config))
   return Run(workdir, config, saved)
@@ -277,7 +279,7 @@ def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigD
 def classes(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """The TETG hint's class list: `data.classes` as 'a,b,c' (or a sequence); empty: UCF-Crime's
   13 classes."""
-  value = _get(config, "data.classes", "") or ""
+  value = config_value(config, "data.classes", "") or ""
   names = value.split(",") if isinstance(value, str) else list(value)
   names = tuple(n.strip() for n in names if n.strip())
   return names or UCF_CRIME_CLASSES
@@ -307,8 +309,8 @@ def bert_tokenizer(config: ml_collections.ConfigDict, cfg):
 def run_tetg(config: ml_collections.ConfigDict):
   """The run's TETG classifier (`data.tetg_params`), or None when the run uses no hints."""
   from vaujax.runs import tetg_files
-  path = _get(config, "data.tetg_params", "")
-  if not path or not _get(config, "model.use_tetg", True):
+  path = config_value(config, "data.tetg_params", "")
+  if not path or not config_value(config, "model.use_tetg", True):
     return None
   return tetg_files.load_tetg(path)
 

@@ -15,17 +15,13 @@ from typing import Callable, Optional
 import ml_collections
 
 from vaujax.errors import InputError
+from vaujax.runs import run_dir
 
 _MISSING = object()
 
 
 def _get(config, key: str):
-  node = config
-  for part in key.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      return _MISSING
-    node = node[part]
-  return node
+  return run_dir.config_value(config, key, _MISSING)
 
 
 def _flag(key: str) -> str:
