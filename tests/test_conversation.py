@@ -194,3 +194,19 @@ def test_training_example_must_end_with_an_answer(tok):
   with pytest.raises(conv.ConversationError,
                      match=r"^training example ends with a human turn \(no answer\)$"):
     conv.tokenize_conversation(CONV[:3], tok, num_video_tokens=2)
+
+
+def test_video_ids_replace_the_slots_and_are_never_supervised(tok):
+  """`video_ids` (slots with text ids between them, e.g. timestamps) stand in for each
+  placeholder, in training examples and prompts alike."""
+  stamp = tok.encode("1.5s")
+  video = [conv.VIDEO_TOKEN_ID, conv.VIDEO_TOKEN_ID, *stamp, conv.VIDEO_TOKEN_ID]
+  ids, labels = conv.tokenize_conversation(CONV[:2], tok, num_video_tokens=9, video_ids=video)
+  plain, plain_labels = conv.tokenize_conversation(CONV[:2], tok, num_video_tokens=1)
+  at = plain.tolist().index(conv.VIDEO_TOKEN_ID)
+  want = plain.tolist()[:at] + video + plain.tolist()[at + 1:]
+  assert ids.tolist() == want
+  assert labels.tolist() == (plain_labels.tolist()[:at] + [conv.IGNORE_INDEX] * len(video)
+                             + plain_labels.tolist()[at + 1:])
+  prompt = conv.tokenize_prompt(CONV[:1], tok, num_video_tokens=9, video_ids=video)
+  np.testing.assert_array_equal(ids[:len(prompt)], prompt)

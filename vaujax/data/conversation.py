@@ -86,8 +86,18 @@ def render_prompt(conversations: Sequence[Mapping], *, add_generation_prompt: bo
   return text
 
 
-def _encode(conversations, tokenizer: Tokenizer, num_video_tokens: int, for_generation: bool):
+def _video_ids(num_video_tokens: int, video_ids: Optional[Sequence[int]]) -> list[int]:
+  """What one placeholder becomes: `video_ids` when given (slot ids, possibly with ordinary text
+  ids between them, e.g. per-frame timestamps), else `num_video_tokens` slots."""
+  if video_ids is None:
+    return [VIDEO_TOKEN_ID] * num_video_tokens
+  return [int(i) for i in video_ids]
+
+
+def _encode(conversations, tokenizer: Tokenizer, num_video_tokens: int, for_generation: bool,
+            video_ids: Optional[Sequence[int]] = None):
   turns = _turns(conversations)
+  video = _video_ids(num_video_tokens, video_ids)
   if for_generation:
     if turns[-1][1] is not None:
       raise ConversationError("generation prompt must end with a human turn")
@@ -109,28 +119,35 @@ def _encode(conversations, tokenizer: Tokenizer, num_video_tokens: int, for_gene
       video_seen = True
       before, after = parts
       add(tokenizer.encode(f"{prefix} {before}".rstrip()), False)
-      add([VIDEO_TOKEN_ID] * num_video_tokens, False)
+      add(video, False)
       add(tokenizer.encode(f"{after} ASSISTANT:".lstrip()), False)
     else:
       add(tokenizer.encode(f"{prefix} {question.strip()} ASSISTANT:"), False)
     if answer is not None:
       add(tokenizer.encode(answer.strip()) + [tokenizer.eos_id], True)
-  if num_video_tokens and not video_seen:
+  if video and not video_seen:
     raise ConversationError("the conversation has no video placeholder but the example has a "
                             "video")
   return np.asarray(ids, np.int32), np.asarray(labels, np.int32)
 
 
 def tokenize_conversation(conversations: Sequence[Mapping], tokenizer: Tokenizer, *,
-                          num_video_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-  """Training example -> (input_ids int32 [L], labels int32 [L])."""
-  return _encode(conversations, tokenizer, num_video_tokens, for_generation=False)
+                          num_video_tokens: int, video_ids: Optional[Sequence[int]] = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+  """Training example -> (input_ids int32 [L], labels int32 [L]).
+
+  Each placeholder becomes `video_ids` when given (never supervised), else `num_video_tokens`
+  copies of VIDEO_TOKEN_ID.
+  """
+  return _encode(conversations, tokenizer, num_video_tokens, False, video_ids)
 
 
 def tokenize_prompt(conversations: Sequence[Mapping], tokenizer: Tokenizer, *,
-                    num_video_tokens: int) -> np.ndarray:
-  """Generation prompt (ends with "ASSISTANT:") -> input_ids int32 [L]."""
-  return _encode(conversations, tokenizer, num_video_tokens, for_generation=True)[0]
+                    num_video_tokens: int, video_ids: Optional[Sequence[int]] = None
+                    ) -> np.ndarray:
+  """Generation prompt (ends with "ASSISTANT:") -> input_ids int32 [L] (`video_ids` as in
+  `tokenize_conversation`)."""
+  return _encode(conversations, tokenizer, num_video_tokens, True, video_ids)[0]
 
 
 def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
