@@ -59,8 +59,13 @@ def test_sampling_by_fps_and_count(counter_video):
   np.testing.assert_allclose(ts, np.arange(0, 50, 5) / 10)
   frames, ts = video.read_video(counter_video, num_frames=4)
   assert [_decode_counter(f) for f in frames] == [6, 18, 31, 43]
-  frames, _ = video.read_video(counter_video, fps=2, max_frames=3)
-  assert len(frames) == 3
+  # fps up to max_frames, else uniform over the whole video (not its first max_frames)
+  frames, ts = video.read_video(counter_video, fps=2, max_frames=3)
+  assert [_decode_counter(f) for f in frames] == [8, 25, 41]
+  frames, _ = video.read_video(counter_video, fps=2, max_frames=10)
+  assert [_decode_counter(f) for f in frames] == list(range(0, 50, 5))
+  frames, _ = video.read_video(counter_video, max_frames=3)
+  assert [_decode_counter(f) for f in frames] == [0, 1, 2]
 
 
 def test_chunked_streaming_equals_full_read(counter_video):

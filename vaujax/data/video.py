@@ -1,7 +1,10 @@
 """Reading and writing real video files with PyAV (which bundles FFmpeg).
 
 Sampling follows LLaMA-VID: at a target `fps`, every `round(src_fps / fps)`-th frame from frame 0;
-a fixed `num_frames` takes the centre frame of that many equal segments. Timestamps are each
+a fixed `num_frames` takes the centre frame of that many equal segments. With `fps` and
+`max_frames` together (the policy for videos of any length, issue 26), a video that would give
+more than `max_frames` frames at `fps` is sampled uniformly with `max_frames` instead, so a long
+video is covered end to end rather than cut after its first `max_frames` frames. Timestamps are each
 sampled frame's presentation time (pts x time_base, from the first frame), so a variable-frame-
 rate clip is stamped where its frames really are; a frame that sits on the constant-rate grid
 (within one tick of the container's clock) is stamped `frame_index / src_fps` exactly as
@@ -87,13 +90,18 @@ def _probe(path: str | os.PathLike) -> tuple[VideoInfo, Fraction]:
 
 def sample_indices(num_frames: int, src_fps: float, *, fps: Optional[float] = None,
                    count: Optional[int] = None, max_frames: Optional[int] = None) -> np.ndarray:
-  """Frame indices to keep (sorted, unique)."""
+  """Frame indices to keep (sorted, unique). `fps` + `max_frames`: at `fps`, or `max_frames`
+  uniformly when `fps` would give more; `max_frames` alone: the first `max_frames`."""
   if fps is not None and count is not None:
     raise ValueError("pass fps or num_frames, not both")
+  if max_frames is not None and max_frames <= 0:
+    raise ValueError(f"max_frames must be positive, got {max_frames}")
   if fps is not None:
     if fps <= 0:
       raise ValueError(f"fps must be positive, got {fps}")
     idx = np.arange(0, num_frames, max(1, round(src_fps / fps)))
+    if max_frames and len(idx) > max_frames:
+      return sample_indices(num_frames, src_fps, count=max_frames)
   elif count is not None:
     if count <= 0:
       raise ValueError(f"num_frames must be positive, got {count}")
