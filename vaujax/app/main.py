@@ -24,7 +24,7 @@ COMMANDS = {
     "features": ("vaujax.app.features", "extract per-video feature files"),
     "synthetic": ("vaujax.app.synthetic", "write synthetic surveillance videos + annotations"),
     "convert-llama": ("vaujax.app.convert_llama", "HF LLaMA/Vicuna <-> vaujax params"),
-    "convert-vision": ("vaujax.app.convert_vision", "CLIP / EVA / DINOv2 -> vaujax params"),
+    "convert-vision": ("vaujax.app.convert_vision", "CLIP / EVA / DINOv2 (or ONNX) -> params"),
     "convert-llamavid": ("vaujax.app.convert_llamavid", "a LLaMA-VID release -> vaujax params"),
 }
 

@@ -141,7 +141,7 @@ class _Graph:
       t = next((a.t for a in node.attribute if a.name == "value"), None)
       if t is None:
         return None
-    if math.prod(t.dims) > 16:
+    if math.prod(t.dims) > 16 or t.data_location == 1:
       return None
     if t.data_type != _FLOAT:   # integer constants (shapes, axes) are never factors here
       from onnx import numpy_helper
@@ -329,19 +329,20 @@ def _attention(g: _Graph, h: str, width: int, what: str) -> tuple[dict, int, str
                  "three (query, key, value)")
   projections = [_linear(g, m, (width, width), f"{what} projection") for m in matmuls]
   ends = [g.follow(p["out"], ("MatMul",), f"{what} projection") for p in projections]
-  score = [(e[0].name, e[1]) for e in ends]
-  by_node = collections.Counter(name for name, _ in score)
-  shared = [name for name, n in by_node.items() if n == 2]
+  # nodes are told apart by their output tensor: node names may be empty or repeated
+  by_node = collections.Counter(node.output[0] for node, _, _ in ends)
+  shared = [out for out, n in by_node.items() if n == 2]
   if len(shared) != 1:
     raise g.fail(f"{what}: no MatMul of queries by keys among the projections' next MatMuls")
-  scores = next(e[0] for e in ends if e[0].name == shared[0])
+  scores = next(e[0] for e in ends if e[0].output[0] == shared[0])
   softmax, _, score_factor = g.follow(scores.output[0], ("Softmax",), f"{what} scores")
   mix, slot, _ = g.follow(softmax.output[0], ("MatMul",), f"{what} attention weights")
   if slot != 0:
     raise g.fail(f"{what}: the attention weights enter {mix.name!r} second")
   roles, scale = {}, score_factor
   for p, (node, slot, factor) in zip(projections, ends):
-    role = {(scores.name, 0): "q", (scores.name, 1): "k", (mix.name, 1): "v"}.get((node.name, slot))
+    role = {(scores.output[0], 0): "q", (scores.output[0], 1): "k",
+            (mix.output[0], 1): "v"}.get((node.output[0], slot))
     if role is None or role in roles:
       raise g.fail(f"{what}: a projection does not enter the attention as query, key or value")
     roles[role] = p
@@ -463,9 +464,14 @@ def _block(g: _Graph, stream: str, width: int, i: int) -> Optional[dict]:
 
 
 def read_graph(path: str) -> OnnxDinov2:
-  """Walks a DINOv2 ONNX graph (HF `Dinov2Model` exported by torch.onnx, possibly inside a
+  """Walks a DINOv2 ONNX file (HF `Dinov2Model` exported by torch.onnx, possibly inside a
   larger model) -> its config, HF-layout state dict and the backbone's output tensor."""
-  g = _Graph(load_model(path), path)
+  return walk(load_model(path), path)
+
+
+def walk(model, path: str) -> OnnxDinov2:
+  """`read_graph` on a parsed ModelProto; `path` names it in errors."""
+  g = _Graph(model, path)
   emb = _embeddings(g)
   width, stream, state = emb["width"], emb["stream"], {}
   state.update({k: v for k, v in emb.items() if k.startswith("embeddings.")})

@@ -354,17 +354,42 @@ def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:
 
 
 def encoder_from_spec(spec: str) -> FrameEncoder:
-  """`tiny` / `tiny:SEED` (the demo's seeded random towers) or `TOWER_DIR,DINO_DIR` (towers
-  converted with `vaujax convert-vision`): the encoder a run records as `data.encoder`."""
-  if spec.startswith("tiny"):
-    seed = spec.split(":", 1)[1] if ":" in spec else "0"
-    if not seed.isdigit():
-      raise InputError("--config.data.encoder", f"bad tiny encoder seed in {spec!r}")
-    return tiny_encoder(int(seed))
+  """The encoder a run records as `data.encoder`:
+
+    tiny / tiny:SEED              the demo's seeded random towers
+    tiny[:SEED],DINO_DIR[@SIZE]   the tiny tower beside a converted DINOv2 (e.g. the real
+                                  ViT-S/14 from `vaujax convert-vision --onnx`), fed SIZE-px
+                                  ImageNet-normalised crops (default: the input size the ONNX
+                                  graph declares, else 224); its position table is interpolated
+                                  to the SIZE/14 grid, as the exported graph does
+    TOWER_DIR,DINO_DIR            towers converted with `vaujax convert-vision`
+  """
+  flag = "--config.data.encoder"
   parts = spec.split(",")
+  tiny, _, seed = parts[0].partition(":")
+  if tiny == "tiny" and len(parts) <= 2:
+    if not (seed or "0").isdigit():
+      raise InputError(flag, f"bad tiny encoder seed in {spec!r}")
+    encoder = tiny_encoder(int(seed or "0"))
+    if len(parts) == 1:
+      return encoder
+    from vaujax.convert import params_io
+    path, _, size = parts[1].rpartition("@") if "@" in parts[1] else (parts[1], "", "")
+    params, meta = params_io.read_params_dir(path)
+    if meta.get("kind") != "vit/dinov2":
+      raise InputError(path, f"not a DINOv2 params directory (kind={meta.get('kind')!r})")
+    cfg = vit.ViTConfig(**meta["config"])
+    declared = [int(d) for d in meta.get("input_size", []) if int(d) > 0]
+    size = int(size) if size.isdigit() else (None if size else max(declared, default=224))
+    if size is None or size <= 0 or size % cfg.patch_size:
+      raise InputError(flag, f"DINOv2 input size in {spec!r} must be a positive multiple of "
+                       f"the patch size {cfg.patch_size}")
+    dspec = preprocess.PreprocessSpec(size, size, preprocess.IMAGENET_MEAN,
+                                      preprocess.IMAGENET_STD)
+    return dataclasses.replace(encoder, dino_config=cfg, dino_params=params, dino_spec=dspec)
   if len(parts) != 2:
-    raise InputError("--config.data.encoder",
-                     f"must be 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR', got {spec!r}")
+    raise InputError(flag, f"must be 'tiny[:SEED]', 'tiny[:SEED],DINO_DIR[@SIZE]' or "
+                     f"'TOWER_DIR,DINO_DIR', got {spec!r}")
   return encoder_from_params(*parts)
 
 
