@@ -25,7 +25,7 @@ def get_config(arg=None):
       batch_size=8, num_epochs=1000,
       skip_bad=True, tetg_params="", classes="", mc_instruction="letter", encoder="",
       bert_vocab="", read_threads=0, prefetch_buffer=0,
-      length_bucket=0 if args.size == "tiny" else 256))
+      length_bucket=0 if args.size == "tiny" else 256, sample_fps=0.0, frame_times="none"))
   # classes: the TETG hint's class list, comma-separated ("" = UCF-Crime's 13;
   # --config.data.classes=Arson,Fighting); mc_instruction: how MC questions ask for the answer
   # (letter: "Answer with the option's letter ..." | text: "... the text of the correct option");
@@ -35,6 +35,11 @@ def get_config(arg=None):
   # threads and batches ahead (0 = half the host's cores, two batches per thread; threads
   # -1 = none); length_bucket: pad each batch to its longest example rounded up to this, not
   # to max_length (0 = off; one train-step compile per length: it pays off over long runs)
+  # sample_fps: 0 = model.num_frames frames uniformly (LLaMA-VID); > 0 = frames at this rate up
+  # to model.num_frames, uniformly beyond (videos of any length: shorter ones are padded and
+  # get slots for their real frames only); frame_times: none | text (each frame's time before
+  # its slots, "3.0s"). Both shape features and prompts: recorded in the run
+  # (vaujax/data/frame_layout.py).
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
       total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,

@@ -63,7 +63,9 @@ def _check_inputs(fv) -> tuple:
       raise cli.fail(fv.features, "has zero frames: there is nothing to answer from")
   for flag in ("figure", "json"):
     target = fv[flag].value
-    if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+    # (a gs:// URL has no folders to check: the object is written whole when the answer is)
+    if target and "://" not in target and not os.path.isdir(
+        os.path.dirname(os.path.abspath(target))):
       raise cli.fail(f"--{flag}", f"the folder of {target} does not exist")
   return gt, feats
 
@@ -73,14 +75,16 @@ def main(fv: flags.FlagValues) -> dict:
   run = cli.load_run_from_flags(fv)
   cli.enable_compilation_cache()
   from vaujax import cpu_runtime, files
-  from vaujax.data import features
+  from vaujax.data import features, frame_layout
   from vaujax.inference.assistant import Assistant, validate_answer
   cpu_runtime.reuse_host_memory()
   config = run.config
   frames = None
   if fv.video:
     encoder = features.encoder_from_spec(config.data.get("encoder") or "tiny:0")
-    feats, frames = features.encode_video(fv.video, encoder, config.model.num_frames)
+    feats, frames = features.encode_video(
+        fv.video, encoder, config.model.num_frames,
+        fps=frame_layout.FrameSettings.of_run(config).sample_fps)
   else:
     feats = checked_feats
   assistant = Assistant.from_run(run)

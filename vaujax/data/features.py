@@ -393,9 +393,15 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
   return encoder_from_params(*parts)
 
 
-def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int
-                 ) -> tuple[dict, np.ndarray]:
-  """(feature dict, the sampled uint8 frames [T, H, W, 3]) of one video file."""
+def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int, *,
+                 fps: Optional[float] = None) -> tuple[dict, np.ndarray]:
+  """(feature dict, the sampled uint8 frames [T, H, W, 3]) of one video file: `num_frames`
+  uniformly, or with `fps` at that rate up to `num_frames` (a run's `data.sample_fps`)."""
+  if fps:
+    frames, stamps = video_io.read_video(path, fps=fps, max_frames=num_frames)
+    if len(frames) == 0:
+      raise InputError(path, "no decodable frames")
+    return {**encoder(frames), "timestamps": stamps}, frames
   frames, stamps = video_io.read_video(path, num_frames=num_frames)
   if len(frames) < num_frames:
     raise InputError(path, f"only {len(frames)} decodable frames, the model needs {num_frames}")

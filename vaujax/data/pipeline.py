@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import grain
 import numpy as np
 
-from vaujax.data import conversation, features
+from vaujax.data import conversation, features, frame_layout
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.errors import InputError
 
@@ -50,6 +50,11 @@ class PipelineConfig:
   # Frames every feature file must have (grain stacks the examples of a batch); None: as many
   # as the first file read.
   num_frames: Optional[int] = None
+  # Videos of any length (vaujax/data/frame_layout.py): a file may have 1..num_frames frames;
+  # its per-frame arrays are padded to num_frames and its prompt gets slots for its real frames
+  # only. frame_times "text": each frame's slots follow its time as text.
+  variable_frames: bool = False
+  frame_times: str = "none"
 
 
 def video_key(item: Mapping) -> str:
@@ -102,7 +107,8 @@ def _read_example_features(cfg: PipelineConfig, item: Mapping) -> tuple[str, dic
   """(path, features) of an example: a feature file that links outside `cfg.feature_dir`, or
   whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it."""
   path = features.feature_path(cfg.feature_dir, video_key(item))
-  return path, features.read_features(path, cfg.feature_shapes, frames=cfg.num_frames)
+  return path, features.read_features(path, cfg.feature_shapes,
+                                      frames=None if cfg.variable_frames else cfg.num_frames)
 
 
 class Prepare(grain.transforms.Map):
@@ -121,6 +127,9 @@ class Prepare(grain.transforms.Map):
     InputError naming both (grain would fail stacking the batch, naming neither)."""
     path, feats = _read_example_features(self.cfg, item)
     count = features.frame_count(feats)
+    if self.cfg.variable_frames:     # padded in `map`, after TETG has read the real frames
+      frame_layout.check_frame_count(feats, self.cfg.num_frames, path)
+      return feats
     if self._first_frames is None:
       self._first_frames = (count, path)
     if count != self._first_frames[0]:
@@ -135,9 +144,16 @@ class Prepare(grain.transforms.Map):
     conv = item["conversations"]
     if self.hint_fn is not None:
       conv = conversation.insert_hint(conv, self.hint_fn(video_key(item), feats))
+    video = None
+    if cfg.variable_frames or cfg.frame_times != "none":
+      video = frame_layout.video_ids(feats["timestamps"], cfg.num_video_tokens // cfg.num_frames,
+                                     cfg.frame_times, self.tokenizer)
+    if cfg.variable_frames:
+      feats = frame_layout.pad_frames(feats, cfg.num_frames)
     try:
       ids, labels = conversation.tokenize_conversation(conv, self.tokenizer,
-                                                       num_video_tokens=cfg.num_video_tokens)
+                                                       num_video_tokens=cfg.num_video_tokens,
+                                                       video_ids=video)
     except conversation.ConversationError as e:
       raise InputError(item.get("id"), str(e)) from e
     if len(ids) > cfg.max_length:
@@ -171,6 +187,8 @@ class Prepare(grain.transforms.Map):
     for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
       if key in feats:
         out[key] = feats[key].astype(np.float32)
+    if "frame_mask" in feats:
+      out["frame_mask"] = feats["frame_mask"]
     return out
 
 
@@ -200,7 +218,13 @@ def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
   common = max(counts, key=lambda c: (counts[c], -c)) if counts else None
   kept = []
   for item, path, count in read:
-    if count == common:
+    if cfg.variable_frames:         # any count from 1 to num_frames is padded to num_frames
+      try:
+        frame_layout.check_frame_count({"timestamps": range(count)}, cfg.num_frames, path)
+        kept.append(item)
+      except InputError as e:
+        problems.append(str(e))
+    elif count == common:
       kept.append(item)
     else:
       problems.append(str(InputError(path, f"has {count} frames but most feature files have "

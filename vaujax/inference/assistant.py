@@ -21,7 +21,7 @@ import numpy as np
 
 
 from vaujax import sharding
-from vaujax.data import conversation
+from vaujax.data import conversation, frame_layout
 from vaujax.data.annotations import UCF_CRIME_CLASSES
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.evaluate import parsing
@@ -124,11 +124,14 @@ class Assistant:
     cfg = self.model.config
     prompts, hinted = [], []
     views = views if views is not None else [self.tetg_view(f) for f in feats]
-    for chat, view in zip(chats, views):
+    layout = frame_layout.FrameSettings.of_run(self.config)
+    for chat, view, f in zip(chats, views, feats):
       chat = conversation.insert_hint(chat, view.hint) if view is not None else chat
       prompts.append(conversation.tokenize_prompt(
-          chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens).tolist())
+          chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens,
+          video_ids=layout.video_ids(f["timestamps"], cfg, self.tokenizer)).tolist())
       hinted.append(chat)
+    feats = [layout.pad(f, cfg) for f in feats]
     longest = max(len(p) for p in prompts)
     ids, mask = left_pad(prompts, self.tokenizer.pad_id, _round_up(longest, self.length_bucket))
     tower = np.stack([f["tower_patches"] for f in feats]).astype(np.float32)
@@ -166,8 +169,8 @@ class Assistant:
     if any(len(o) != k for o in options):
       raise ValueError("every question needs the same number of options")
     (ids, mask, tower, dino, *q), n = self._batch(chats, feats, rows)
-    conts = [self.tokenizer.encode(o.strip()) + [self.tokenizer.eos_id] for opts in options
-             for o in opts]
+    # each option as its training answer would be tokenized after "ASSISTANT:"
+    conts = [conversation.answer_ids(o, self.tokenizer) for opts in options for o in opts]
     conts += [[self.tokenizer.eos_id]] * ((ids.shape[0] - n) * k)
     width = _round_up(max(map(len, conts)), min(8, self.length_bucket))
     option_ids = np.full((len(conts), width), self.tokenizer.pad_id, np.int32)

@@ -58,7 +58,8 @@ def _file(config, key: str, what: str, *, directory: bool = False,
     raise InputError(_flag(key), f"is required ({what})")
   if not isinstance(value, str):
     raise InputError(_flag(key), f"must be a path, got {value!r}")
-  exists = os.path.isdir(value) if directory else os.path.exists(value)
+  from vaujax import files   # local paths and gs:// URLs alike
+  exists = files.isdir(value) if directory else files.exists(value)
   if not exists:
     raise InputError(_flag(key), f"{value}: {what} does not exist")
 
@@ -97,6 +98,8 @@ def check_vagpt(config: ml_collections.ConfigDict,
   n(config, "eval.batches", low=1, integer=True, required=False)
   _choice(config, "dtype", {"float32", "bfloat16", "float16"})
   _choice(config, "data.mc_instruction", {"letter", "text"})
+  n(config, "data.sample_fps", low=0, required=False)
+  _choice(config, "data.frame_times", {"none", "text"})
   for key in ("mesh.data", "mesh.fsdp", "mesh.tensor"):
     value = _get(config, key)
     if value is not _MISSING and (not isinstance(value, int) or value == 0 or value < -1):

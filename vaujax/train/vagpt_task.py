@@ -6,7 +6,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vaujax.data import pipeline
+from vaujax.data import frame_layout, pipeline
 from vaujax.models import vagpt
 from vaujax.runs import run_dir
 from vaujax.train.losses import next_token_loss
@@ -22,6 +22,8 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
                       "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
       num_frames=cfg.num_frames,
+      variable_frames=frame_layout.FrameSettings.of_run(config).variable_frames,
+      frame_times=frame_layout.FrameSettings.of_run(config).frame_times,
       num_epochs=config.data.num_epochs if train else 1, seed=config.seed, shuffle=train,
       qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
       read_threads=config.data.get("read_threads", 0),

@@ -1,0 +1,117 @@
+"""Videos of any length in fixed-shape batches, and where each frame sits in time (issue 26).
+
+A run samples at most `model.num_frames` (T) frames per video: uniformly T (`data.sample_fps`
+0, LLaMA-VID's fixed count), or at `data.sample_fps` up to T and uniformly T beyond
+(`vaujax.data.video.sample_indices`), so a 4-second clip has 4 frames at 1 fps and a 10-minute
+one T. A batch holds every video's per-frame arrays padded to T (static shapes: one compiled
+step), and the prompt holds video slots for the video's real frames only: `splice_visual_tokens`
+fills slot k with the k-th visual token, so the padded frames' tokens are computed but never
+reach the LLM, and no attention mask over frames is needed.
+
+`data.frame_times` says how the model learns where each frame sits in time:
+  none   the slots alone (LLaMA-VID): time is implicit in the frame order
+  text   each frame's slots are preceded by its timestamp as text ("3.0s"), so a frame's time
+         is read from the prompt, not inferred from its position among frames of unknown spacing
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from vaujax.errors import InputError
+from vaujax.models.vagpt import VIDEO_TOKEN_ID
+
+FRAME_TIMES = ("none", "text")
+# Per-frame arrays of a feature file; anything else (scalars, metadata) passes through.
+PER_FRAME_KEYS = ("tower_patches", "dino_patches", "dino_cls", "timestamps")
+PAD_TIME = -1.0   # timestamp of a padded frame (a real one is >= 0)
+
+
+def frame_time_text(seconds: float) -> str:
+  return f"{seconds:.1f}s"
+
+
+def video_ids(timestamps: Sequence[float], tokens_per_frame: int, frame_times: str = "none",
+              tokenizer=None) -> list[int]:
+  """What a video placeholder becomes for a video with these (real) frames: `tokens_per_frame`
+  slots per frame, each frame's preceded by its time as text when `frame_times` is "text"."""
+  if frame_times not in FRAME_TIMES:
+    raise ValueError(f"frame_times must be one of {FRAME_TIMES}, got {frame_times!r}")
+  slots = [VIDEO_TOKEN_ID] * tokens_per_frame
+  if frame_times == "none":
+    return slots * len(timestamps)
+  if tokenizer is None:
+    raise ValueError('frame_times="text" needs the tokenizer')
+  out = []
+  for t in timestamps:
+    out += tokenizer.encode(frame_time_text(float(t))) + slots
+  return out
+
+
+def check_frame_count(feats: Mapping[str, np.ndarray], num_frames: int,
+                      source: Optional[str] = None) -> int:
+  """The number of frames n; n outside 1..T is an InputError naming `source`."""
+  n = len(feats["timestamps"])
+  if not 1 <= n <= num_frames:
+    raise InputError(source, f"has {n} frames; the model takes 1 to {num_frames} "
+                     "(model.num_frames; sample with data.sample_fps and at most that many)")
+  return n
+
+
+def pad_frames(feats: Mapping[str, np.ndarray], num_frames: int,
+               source: Optional[str] = None) -> dict[str, np.ndarray]:
+  """Per-frame arrays [n, ...] -> [T, ...] (zeros after the n real frames; timestamps PAD_TIME)
+  plus `frame_mask` int32 [T]. More than T frames, or none, is an InputError naming `source`."""
+  n = check_frame_count(feats, num_frames, source)
+  out = dict(feats)
+  for key in PER_FRAME_KEYS:
+    if key in feats:
+      v = np.asarray(feats[key])
+      pad = [(0, num_frames - n)] + [(0, 0)] * (v.ndim - 1)
+      out[key] = np.pad(v, pad, constant_values=PAD_TIME if key == "timestamps" else 0)
+  out["frame_mask"] = (np.arange(num_frames) < n).astype(np.int32)
+  return out
+
+
+def real_frames(batch_or_feats: Mapping[str, np.ndarray]) -> int:
+  """Number of real frames of one (possibly padded) video."""
+  if "frame_mask" in batch_or_feats:
+    return int(np.asarray(batch_or_feats["frame_mask"]).sum())
+  return len(batch_or_feats["timestamps"])
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSettings:
+  """A run's frame sampling and layout (`data.sample_fps`, `data.frame_times`); runs saved
+  before these keys existed read as uniform T frames without times."""
+  sample_fps: float = 0.0
+  frame_times: str = "none"
+
+  @classmethod
+  def of_run(cls, config) -> "FrameSettings":
+    data = config.get("data") or {}
+    return cls(float(data.get("sample_fps", 0.0) or 0.0), str(data.get("frame_times", "none")))
+
+  @property
+  def variable_frames(self) -> bool:
+    """Whether videos may have fewer frames than the model's T (sampled by fps)."""
+    return self.sample_fps > 0
+
+  def video_ids(self, timestamps, cfg, tokenizer) -> Optional[list[int]]:
+    """The placeholder's ids for a video (None: the plain T-frame slots)."""
+    if not self.variable_frames and self.frame_times == "none":
+      return None
+    return video_ids(timestamps, cfg.num_video_tokens // cfg.num_frames, self.frame_times,
+                     tokenizer)
+
+  def pad(self, feats, cfg, source: Optional[str] = None):
+    return pad_frames(feats, cfg.num_frames, source) if self.variable_frames else feats
+
+  def sampling(self, num_frames: int) -> dict:
+    """Keyword arguments of `video.read_video` for this run."""
+    if self.variable_frames:
+      return {"fps": self.sample_fps, "max_frames": num_frames}
+    return {"num_frames": num_frames}
