@@ -157,28 +157,29 @@ def test_vicuna_v1_text_is_byte_exact():
 
 
 def test_tokens_are_built_segment_by_segment(tok):
-  """BOS, the system prompt and "USER:" once, the video slots, each question with " ASSISTANT:",
-  each answer with </s>; later turns start with "USER:" alone."""
+  """BOS, the system prompt and "USER: " once, the video slots, each question's rest with
+  " ASSISTANT:", each answer with </s>; later turns start with "USER:" alone. Every chunk between
+  placeholders is encoded on its own, spaces and newlines kept (LLaVA's chunk rule)."""
   ids, labels = conv.tokenize_conversation(CONV[:4], tok, num_video_tokens=3)
   enc = tok.encode
-  segments = [([tok.bos_id], False), (enc(conv.SYSTEM + " USER:"), False),
+  segments = [([tok.bos_id], False), (enc(conv.SYSTEM + " USER: "), False),
               ([conv.VIDEO_TOKEN_ID] * 3, False),
-              (enc("What happens in the video? ASSISTANT:"), False),
+              (enc("\nWhat happens in the video? ASSISTANT:"), False),
               (enc("A red car hits a blue car.") + [tok.eos_id], True),
               (enc("USER: When does it happen? ASSISTANT:"), False),
               (enc("From 3.0 to 7.5 seconds.") + [tok.eos_id], True)]
   want_ids = [i for seg, _ in segments for i in seg]
   want_labels = [i if sup else conv.IGNORE_INDEX for seg, sup in segments for i in seg]
   assert ids.tolist() == want_ids and labels.tolist() == want_labels
-  # text before the placeholder stays in the first segment
+  # text before the placeholder stays in the first chunk, its spaces included
   ids = conv.tokenize_prompt([{"from": "human", "value": "Look: <video> Why?"}], tok,
                              num_video_tokens=2)
-  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look:")
-                          + [conv.VIDEO_TOKEN_ID] * 2 + enc("Why? ASSISTANT:"))
+  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look: ")
+                          + [conv.VIDEO_TOKEN_ID] * 2 + enc(" Why? ASSISTANT:"))
   ids = conv.tokenize_prompt([{"from": "human", "value": "Look: <video>"}], tok,
-                             num_video_tokens=1)          # nothing after it: "ASSISTANT:" alone
-  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look:")
-                          + [conv.VIDEO_TOKEN_ID] + enc("ASSISTANT:"))
+                             num_video_tokens=1)          # nothing after it: " ASSISTANT:"
+  assert ids.tolist() == ([tok.bos_id] + enc(conv.SYSTEM + " USER: Look: ")
+                          + [conv.VIDEO_TOKEN_ID] + enc(" ASSISTANT:"))
 
 
 def test_exact_messages(tok):

@@ -1,14 +1,19 @@
 """Vicuna v1 conversations (LLaMA-VID's `conv_vicuna_v1`) -> token ids and masked labels.
 
 Rendered text: `SYSTEM + " USER: " + q1 + " ASSISTANT: " + a1 + "</s>" + "USER: " + q2 + ...`;
-a generation prompt ends with "ASSISTANT:". The single `<video>` (or LLaMA-VID's `<image>`)
-placeholder in the first human turn becomes `num_video_tokens` copies of `VIDEO_TOKEN_ID`, the
-slots that the model fills with visual tokens.
+a generation prompt ends with "ASSISTANT:". Each `<video>` (or LLaMA-VID's `<image>`) placeholder
+becomes `num_video_tokens` copies of `VIDEO_TOKEN_ID` (or the caller's `video_ids`), the slots
+that the model fills with visual tokens: one in the first human turn, or one in every human turn
+with LLaMA-VID's `imgsp` layout (`prepare`).
 
-Tokens are built segment by segment (BOS, each instruction, each answer + EOS), so the label mask
-is exact by construction: only assistant answers and their `</s>` are supervised, everything
-else is IGNORE_INDEX. The same segments build training examples and generation prompts, so a
-prompt is always a token-exact prefix of its training example.
+Ids are LLaMA-VID's exactly (LLaVA's `tokenizer_image_token` over the slow LLaMA tokenizer): the
+rendered text is split on the placeholders and on `</s>`, each chunk is encoded on its own (so
+`USER: <image>\nWhat` is `'▁' <IMG> '▁' '<0x0A>' 'What'`), BOS only once at the start. Text is
+kept as written, spaces and newlines included. Tokens are built segment by segment (BOS, each
+instruction chunk, each answer + EOS), so the label mask is exact by construction: only
+assistant answers and their `</s>` are supervised, everything else is IGNORE_INDEX. The same
+segments build training examples and generation prompts, so a prompt is always a token-exact
+prefix of its training example.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ def _turns(conversations: Sequence[Mapping]) -> list[tuple[str, str]]:
         raise ConversationError(f"turn {i}: empty question")
       pending = value
     else:
+      if not value.strip():   # LLaMA-VID's " ASSISTANT: </s>" has no answer to supervise
+        raise ConversationError(f"turn {i}: empty answer")
       turns.append((pending, value))
       pending = None
   if pending is not None:
@@ -63,15 +70,9 @@ def _turns(conversations: Sequence[Mapping]) -> list[tuple[str, str]]:
   return turns
 
 
-def _split_video(question: str) -> tuple[str, str] | None:
-  text = question.replace(IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER)
-  count = text.count(VIDEO_PLACEHOLDER)
-  if count > 1:
-    raise ConversationError(f"{count} video placeholders in one question (expected at most 1)")
-  if count == 0:
-    return None
-  before, after = text.split(VIDEO_PLACEHOLDER)
-  return before.strip(), after.strip()
+def _chunks(text: str) -> list[str]:
+  """The text between placeholders (either spelling): LLaVA's `prompt.split('<image>')`."""
+  return text.replace(IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER).split(VIDEO_PLACEHOLDER)
 
 
 def render_prompt(conversations: Sequence[Mapping], *, add_generation_prompt: bool = False) -> str:
@@ -94,8 +95,18 @@ def _video_ids(num_video_tokens: int, video_ids: Optional[Sequence[int]]) -> lis
   return [int(i) for i in video_ids]
 
 
+def answer_ids(answer: str, tokenizer: Tokenizer) -> list[int]:
+  """An answer's supervised ids: `" " + answer + "</s>"` after "ASSISTANT:" in the rendered text.
+
+  SentencePiece starts a word at every run of whitespace after a non-space, so the answer's
+  pieces are those of `encode(answer)` (its dummy prefix is the separating space); `</s>` is
+  the EOS id, as LLaMA's tokenizer splits special tokens out before encoding.
+  """
+  return tokenizer.encode(answer) + [tokenizer.eos_id]
+
+
 def _encode(conversations, tokenizer: Tokenizer, num_video_tokens: int, for_generation: bool,
-            video_ids: Optional[Sequence[int]] = None):
+            video_ids: Optional[Sequence[int]] = None, placeholder_per_turn: bool = False):
   turns = _turns(conversations)
   video = _video_ids(num_video_tokens, video_ids)
   if for_generation:
@@ -104,50 +115,54 @@ def _encode(conversations, tokenizer: Tokenizer, num_video_tokens: int, for_gene
   elif turns[-1][1] is None:
     raise ConversationError("training example ends with a human turn (no answer)")
   ids, labels = [tokenizer.bos_id], [IGNORE_INDEX]
-  video_seen = False
+  videos = 0
 
   def add(segment_ids, supervised):
     ids.extend(segment_ids)
     labels.extend(segment_ids if supervised else [IGNORE_INDEX] * len(segment_ids))
 
   for i, (question, answer) in enumerate(turns):
-    prefix = (SYSTEM + " " if i == 0 else "") + "USER:"
-    parts = _split_video(question)
-    if parts is not None:
-      if i != 0:
-        raise ConversationError("the video placeholder must be in the first question")
-      video_seen = True
-      before, after = parts
-      add(tokenizer.encode(f"{prefix} {before}".rstrip()), False)
-      add(video, False)
-      add(tokenizer.encode(f"{after} ASSISTANT:".lstrip()), False)
-    else:
-      add(tokenizer.encode(f"{prefix} {question.strip()} ASSISTANT:"), False)
+    # LLaVA's chunk rule: each text chunk between placeholders (and between special tokens) is
+    # encoded on its own, so SentencePiece gives every chunk its dummy-prefix space.
+    chunks = _chunks((SYSTEM + " " if i == 0 else "") + f"USER: {question} ASSISTANT:")
+    if len(chunks) > 2:
+      raise ConversationError(f"{len(chunks) - 1} video placeholders in one question (expected "
+                              "at most 1)")
+    if len(chunks) == 2 and i != 0 and not placeholder_per_turn:
+      raise ConversationError("the video placeholder must be in the first question")
+    for k, chunk in enumerate(chunks):
+      if k:
+        add(video, False)
+        videos += 1
+      add(tokenizer.encode(chunk), False)
     if answer is not None:
-      add(tokenizer.encode(answer.strip()) + [tokenizer.eos_id], True)
-  if video and not video_seen:
+      add(answer_ids(answer, tokenizer), True)
+  if video and not videos:
     raise ConversationError("the conversation has no video placeholder but the example has a "
                             "video")
   return np.asarray(ids, np.int32), np.asarray(labels, np.int32)
 
 
 def tokenize_conversation(conversations: Sequence[Mapping], tokenizer: Tokenizer, *,
-                          num_video_tokens: int, video_ids: Optional[Sequence[int]] = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
+                          num_video_tokens: int, video_ids: Optional[Sequence[int]] = None,
+                          placeholder_per_turn: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Training example -> (input_ids int32 [L], labels int32 [L]).
 
   Each placeholder becomes `video_ids` when given (never supervised), else `num_video_tokens`
-  copies of VIDEO_TOKEN_ID.
+  copies of VIDEO_TOKEN_ID. Placeholders may be in later questions only with
+  `placeholder_per_turn` (the `imgsp` layout: one per question).
   """
-  return _encode(conversations, tokenizer, num_video_tokens, False, video_ids)
+  return _encode(conversations, tokenizer, num_video_tokens, False, video_ids,
+                 placeholder_per_turn)
 
 
 def tokenize_prompt(conversations: Sequence[Mapping], tokenizer: Tokenizer, *,
-                    num_video_tokens: int, video_ids: Optional[Sequence[int]] = None
-                    ) -> np.ndarray:
-  """Generation prompt (ends with "ASSISTANT:") -> input_ids int32 [L] (`video_ids` as in
+                    num_video_tokens: int, video_ids: Optional[Sequence[int]] = None,
+                    placeholder_per_turn: bool = False) -> np.ndarray:
+  """Generation prompt (ends with "ASSISTANT:") -> input_ids int32 [L] (the options as in
   `tokenize_conversation`)."""
-  return _encode(conversations, tokenizer, num_video_tokens, True, video_ids)[0]
+  return _encode(conversations, tokenizer, num_video_tokens, True, video_ids,
+                 placeholder_per_turn)[0]
 
 
 def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
