@@ -2,6 +2,8 @@
 onnxruntime on real decoded frames (CLS and patch features), at the graph's own 224 px and at
 the demo's 112 px (where both interpolate the 37x37 position table to 8x8)."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -162,3 +164,10 @@ def test_cli_help_and_bad_files(tmp_path, capsys):
     assert e.value.code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(f"error: {path}: ") and problem in lines[0]
   assert not (tmp_path / "out").exists()
+
+
+def test_without_the_onnx_package_the_converter_says_what_to_install(onnx_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "onnx", None)    # `import onnx` fails
+  with pytest.raises(InputError, match="needs the `onnx` package") as e:
+    dinov2_onnx.load_model(onnx_path)
+  assert e.value.source == onnx_path
