@@ -44,6 +44,8 @@ def define_json_flag(fv, default: str | None = None) -> None:
 def check_json(path: str) -> None:
   """Before any benchmark runs: the --json file can be written (its folder exists)."""
   from vaujax.errors import InputError
+  if "://" in path:   # a gs:// URL: no folders to check, written whole at the end
+    return
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
     raise InputError(path, f"output folder {folder} does not exist")
@@ -52,8 +54,8 @@ def check_json(path: str) -> None:
 
 
 def write_json(path: str, rows: list) -> None:
-  with open(path, "w") as f:
-    json.dump({"rows": rows, "python": sys.version}, f, indent=2)
+  from vaujax import files   # a local file or a gs:// URL
+  files.write_json(path, {"rows": rows, "python": sys.version}, indent=2)
   print(f"wrote {path}")
 
 

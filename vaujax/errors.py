@@ -21,9 +21,14 @@ class InputError(ValueError):
 def require_file(path: str | os.PathLike, what: str = "file") -> str:
   """Returns `path` as a string if it is an existing file, else raises InputError."""
   path = os.fspath(path)
-  if not os.path.exists(path):
+  if "://" in path:   # a URL (gs://...): asked of the bucket through etils.epath
+    from etils import epath
+    exists, isfile = (lambda p: epath.Path(p).exists()), (lambda p: epath.Path(p).is_file())
+  else:
+    exists, isfile = os.path.exists, os.path.isfile
+  if not exists(path):
     raise InputError(path, f"{what} does not exist")
-  if not os.path.isfile(path):
+  if not isfile(path):
     raise InputError(path, f"{what} is not a regular file")
   return path
 
@@ -31,8 +36,13 @@ def require_file(path: str | os.PathLike, what: str = "file") -> str:
 def require_dir(path: str | os.PathLike, what: str = "directory") -> str:
   """Returns `path` as a string if it is an existing directory, else raises InputError."""
   path = os.fspath(path)
-  if not os.path.exists(path):
+  if "://" in path:   # a URL (gs://...): asked of the bucket through etils.epath
+    from etils import epath
+    exists, isdir = (lambda p: epath.Path(p).exists()), (lambda p: epath.Path(p).is_dir())
+  else:
+    exists, isdir = os.path.exists, os.path.isdir
+  if not exists(path):
     raise InputError(path, f"{what} does not exist")
-  if not os.path.isdir(path):
+  if not isdir(path):
     raise InputError(path, f"{what} is not a directory")
   return path

@@ -97,10 +97,8 @@ bright and the dropped half dimmed.
 {', '.join(f'{k} {v}' for k, v in summary['timings_s'].items())}; total {summary['seconds']} s.
 Per-question results: `eval/*.json`.
 """
-  path = os.path.join(workdir, "report.md")
-  with open(path, "w") as f:
-    f.write(text)
-  return path
+  from vaujax import files
+  return files.write_text(os.path.join(workdir, "report.md"), text)
 
 
 def _pick_videos(paths: dict, n: int) -> list[str]:

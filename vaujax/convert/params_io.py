@@ -20,11 +20,10 @@ METADATA = "vaujax.json"
 
 def write_params_dir(out_dir: str, params: Any, metadata: dict) -> None:
   import orbax.checkpoint as ocp
-  out_dir = os.path.abspath(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = files.makedirs(files.absolute(out_dir))   # a local folder or a gs:// URL
   meta_path = os.path.join(out_dir, METADATA)
-  if os.path.exists(meta_path):
-    os.remove(meta_path)  # the directory is incomplete until the new metadata lands
+  if files.exists(meta_path):
+    files.remove(meta_path)  # the directory is incomplete until the new metadata lands
   params = jax.tree_util.tree_map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.join(out_dir, "params"), params, force=True)
@@ -34,9 +33,9 @@ def write_params_dir(out_dir: str, params: Any, metadata: dict) -> None:
 def read_params_dir(path: str, target: Any = None) -> tuple[Any, dict]:
   """Restores (params, metadata). `target`: optional abstract tree with shardings."""
   import orbax.checkpoint as ocp
-  path = os.path.abspath(require_dir(path, "params directory"))
+  path = files.absolute(require_dir(path, "params directory"))
   meta_path = os.path.join(path, METADATA)
-  if not os.path.exists(meta_path):
+  if not files.exists(meta_path):
     raise InputError(path, f"not a vaujax params directory (no {METADATA}; incomplete conversion?)")
   metadata = files.read_json(meta_path)
   try:

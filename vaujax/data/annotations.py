@@ -157,7 +157,8 @@ def read_ucf_temporal_gt(path: str, fps: float = 30.0) -> dict[str, tuple[str, t
   require_file(path, "temporal annotation file")
   out = {}
   try:
-    with open(path, encoding="utf-8") as f:
+    from vaujax.files import open_file
+    with open_file(path, encoding="utf-8") as f:
       lines = f.readlines()
   except UnicodeDecodeError as e:
     raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from e

@@ -30,16 +30,18 @@ class BertTokenizer:
   def load(cls, path: str | os.PathLike, lowercase: bool = True) -> "BertTokenizer":
     """`path`: a WordPiece `vocab.txt` (one token per line) or a directory holding one."""
     from tokenizers import BertWordPieceTokenizer
+    from vaujax import files
     path = os.fspath(path)
-    if os.path.isdir(path):
+    if files.isdir(path):
       path = os.path.join(path, "vocab.txt")
     require_file(path, "BERT vocab file")
-    with open(path, encoding="utf-8") as f:
+    with files.open_file(path, encoding="utf-8") as f:
       vocab = [line.rstrip("\n") for line in f]
     missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in vocab]
     if missing:
       raise InputError(path, f"BERT vocab lacks the special tokens {missing}")
-    backend = BertWordPieceTokenizer(path, lowercase=lowercase)
+    backend = BertWordPieceTokenizer({t: i for i, t in enumerate(vocab)} if files.is_url(path)
+                                     else path, lowercase=lowercase)
     return cls(path, backend, vocab.index("[CLS]"), vocab.index("[SEP]"), vocab.index("[PAD]"))
 
   def encode(self, text: str, max_length: int = MAX_LENGTH) -> list[int]:

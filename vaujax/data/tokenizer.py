@@ -10,6 +10,7 @@ import dataclasses
 import os
 from typing import Any, Iterable, Sequence
 
+from vaujax import files
 from vaujax.errors import InputError, require_file
 
 SP_MODEL_NAME = "tokenizer.model"
@@ -32,9 +33,9 @@ class Tokenizer:
   def resolve_path(path: str | os.PathLike) -> str:
     """The tokenizer file `path` names: itself, or the model file in a directory."""
     path = os.fspath(path)
-    if os.path.isdir(path):
+    if files.isdir(path):
       for name in (SP_MODEL_NAME, HF_JSON_NAME):
-        if os.path.exists(os.path.join(path, name)):
+        if files.exists(os.path.join(path, name)):
           path = os.path.join(path, name)
           break
       else:
@@ -54,7 +55,7 @@ class Tokenizer:
     import sentencepiece as spm
     sp = spm.SentencePieceProcessor()
     try:
-      with open(path, "rb") as f:
+      with files.open_file(path, "rb") as f:   # bytes: also from a gs:// URL
         sp.LoadFromSerializedProto(f.read())
     except Exception as e:  # sentencepiece raises RuntimeError/OSError on bad protos
       raise InputError(path, f"not a SentencePiece model ({str(e).splitlines()[0]})") from e
@@ -70,7 +71,10 @@ class Tokenizer:
   def _load_hf(cls, path: str) -> "Tokenizer":
     from tokenizers import Tokenizer as HFTokenizer
     try:
-      tok = HFTokenizer.from_file(path)
+      if files.is_url(path):
+        tok = HFTokenizer.from_str(files.read_bytes(path, "tokenizer file").decode("utf-8"))
+      else:
+        tok = HFTokenizer.from_file(path)
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
       raise InputError(path, f"not a HF tokenizer.json ({str(e).splitlines()[0]})") from e
     ids = {s: tok.token_to_id(s) for s in ("<s>", "</s>", "<unk>", "<pad>")}
@@ -108,8 +112,7 @@ def train_sentencepiece(texts: Sequence[str], out_dir: str | os.PathLike,
   import io
 
   import sentencepiece as spm
-  out_dir = os.fspath(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = files.makedirs(out_dir)
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
@@ -117,8 +120,4 @@ def train_sentencepiece(texts: Sequence[str], out_dir: str | os.PathLike,
       character_coverage=1.0, hard_vocab_limit=False, split_digits=True,
       add_dummy_prefix=True, remove_extra_whitespaces=False, normalization_rule_name="identity",
       num_threads=1, minloglevel=2)
-  path = os.path.join(out_dir, SP_MODEL_NAME)
-  with open(path + ".tmp", "wb") as f:
-    f.write(model.getvalue())
-  os.replace(path + ".tmp", path)
-  return path
+  return files.write_bytes(os.path.join(out_dir, SP_MODEL_NAME), model.getvalue())

@@ -24,6 +24,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from vaujax import files
 from vaujax.errors import InputError, require_file
 
 # Longest side of a decoded frame. Frames up to full HD come out as decoded, bit for bit as
@@ -46,7 +47,9 @@ def _open(path: str):
   import av
   require_file(path, "video file")
   try:
-    container = av.open(path)
+    # PyAV cannot open a gs:// URL: it reads the object through a seekable file object (a
+    # block at a time, nothing staged whole)
+    container = av.open(files.open_file(path, "rb") if files.is_url(path) else path)
   except av.error.FFmpegError as e:
     raise InputError(path, f"not a readable video (corrupt, truncated or unsupported "
                      f"container: {e})") from e
@@ -230,6 +233,13 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
   h, w = frames.shape[1:3]
   if codec == "libx264" and (h % 2 or w % 2):
     raise ValueError(f"{path}: libx264 needs even frame sizes, got {w}x{h}")
+  if files.is_url(path):   # encoded to a local file, then uploaded whole
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="vaujax-video-") as local:
+      staged = os.path.join(local, "video" + os.path.splitext(path)[1])
+      write_video(staged, frames, fps, codec, options)
+      files.copy(staged, path)
+    return
   tmp = path + ".tmp" + os.path.splitext(path)[1]
   from fractions import Fraction
   with av.open(tmp, mode="w") as container:

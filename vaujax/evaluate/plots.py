@@ -14,8 +14,12 @@ from matplotlib.figure import Figure
 
 
 def _save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  import io
+  from vaujax import files
+  files.makedirs(os.path.dirname(files.absolute(path)))
+  png = io.BytesIO()   # rendered in memory, then written atomically (also to a gs:// URL)
+  fig.savefig(png, dpi=110, bbox_inches="tight", format=os.path.splitext(path)[1][1:] or "png")
+  files.write_bytes(path, png.getvalue())
   return path
 
 

@@ -84,13 +84,12 @@ def save(path: str, result: TETGResult) -> None:
 def frames_from_features(feature_dir: str, labels: dict) -> tuple[np.ndarray, np.ndarray]:
   """Class embeddings and 0/1 frame labels of every video in `labels`
   ({video_id: {"anomaly_intervals": [[s, e], ...]}}) that has a feature file."""
-  import os
-
+  from vaujax import files
   from vaujax.data import features
   xs, ys = [], []
   for video_id, truth in sorted(labels.items()):
     path = features.feature_path(feature_dir, video_id)
-    if not os.path.exists(path):
+    if not files.exists(path):
       continue
     feats = features.read_features(path, {"dino_cls": None, "timestamps": ()})
     xs.append(feats["dino_cls"])
