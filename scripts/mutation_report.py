@@ -44,6 +44,11 @@ _NONE_FLAG = "`supervised` is only tested for truth; None is false, like False"
 _TIE_ORDER = ("the order within a run of equal scores does not matter: precision and recall are "
               "read only at the last frame of each tie (and numpy reads kind names "
               "case-insensitively)")
+_RANK_TIES = ("every frame of a run of equal scores gets the run's average rank, so the order "
+              "within a tie does not matter (and numpy reads kind names case-insensitively)")
+_CAST_IN_MODEL = ("TETGClassifier casts its input to its float32 compute dtype first, so "
+                  "embeddings in float16, bfloat16 or float32 reach it unchanged either way, and "
+                  "float64 ones become float32 either way (64-bit mode is off)")
 _RINDEX = "LETTERS is \"ABCD\": each letter occurs once, so rindex == index"
 _POINT = ("the union is 0 only when both intervals are the same single point (start <= end, as "
           "parse_interval and the annotations guarantee), where every end is equal")
@@ -103,6 +108,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "vaujax.evaluate.metrics.x_average_precision__mutmut_12": ("kind=None", _TIE_ORDER),
     "vaujax.evaluate.metrics.x_average_precision__mutmut_14": ("np.argsort(-s, )", _TIE_ORDER),
     "vaujax.evaluate.metrics.x_average_precision__mutmut_17": ('kind="MERGESORT"', _TIE_ORDER),
+    "vaujax.models.tetg.x_tetg_loss__mutmut_7": (
+        "labels.astype(None)",
+        "JAX's astype(None) casts to the default float type, which is float32 while 64-bit mode "
+        "is off (vaujax never turns it on): the same labels as astype(float32)"),
+    "vaujax.models.tetg.x_frame_probabilities__mutmut_8": ("jnp.asarray(class_embeddings, None)",
+                                                          _CAST_IN_MODEL),
+    "vaujax.models.tetg.x_frame_probabilities__mutmut_10": ("jnp.asarray(class_embeddings, )",
+                                                           _CAST_IN_MODEL),
+    "vaujax.evaluate.metrics.x_roc_auc__mutmut_21": ("kind=None", _RANK_TIES),
+    "vaujax.evaluate.metrics.x_roc_auc__mutmut_23": ("np.argsort(s, )", _RANK_TIES),
+    "vaujax.evaluate.metrics.x_roc_auc__mutmut_25": ('kind="MERGESORT"', _RANK_TIES),
     "vaujax.data.conversation.x_render_prompt__mutmut_14": (
         "(text.endswith(\" ASSISTANT:\")) or True",
         "str.removesuffix already leaves a text without the suffix unchanged"),

@@ -236,3 +236,37 @@ def test_the_k_projection_is_hfs_k_projection():
       want = layer(torch.from_numpy(xin)).numpy()
       got = xin @ np.asarray(params["params"]["layers_1"]["self_attn"][proj]["kernel"])
       np.testing.assert_allclose(got, want, atol=1e-5, err_msg=proj)
+
+
+def test_tied_head_and_old_rotary_buffers():
+  """HF state dicts list a tied `lm_head.weight` beside the embeddings (one tensor, saved
+  twice): accepted when equal, refused when it differs, and exported once (as the embeddings).
+  Old checkpoints carry `rotary_emb.inv_freq` buffers, which are not weights; any other unknown
+  key under the prefix is still an error."""
+  cfg = llama.tiny_llama(tie_word_embeddings=True)
+  rng = np.random.RandomState(7)
+  params = jax.tree_util.tree_map(lambda s: rng.randn(*s.shape).astype(np.float32),
+                                  convert.abstract_params(cfg))
+  p = "model.llm."
+  sd = convert.params_to_state_dict({"params": params}, cfg, prefix=p)
+  assert p + "lm_head.weight" not in sd and p + "model.embed_tokens.weight" in sd
+  full = {**sd, p + "lm_head.weight": sd[p + "model.embed_tokens.weight"].copy(),
+          p + "model.layers.0.self_attn.rotary_emb.inv_freq": np.ones(4, np.float32)}
+  back, used = convert.params_from_state_dict(full, cfg, prefix=p, source="ckpt")
+  assert used == set(sd)
+  assert "lm_head" not in back["params"]
+  np.testing.assert_array_equal(back["params"]["embed_tokens"]["embedding"],
+                                params["embed_tokens"]["embedding"])
+  differs = {**full, p + "lm_head.weight": full[p + "lm_head.weight"] + 1}
+  with pytest.raises(InputError, match=r"^ckpt: config ties word embeddings but "
+                                       r"'model.llm.lm_head.weight' differs from the input "
+                                       r"embeddings$"):
+    convert.params_from_state_dict(differs, cfg, prefix=p, source="ckpt")
+  other = {**full, p + "model.layers.0.self_attn.rotary_emb.freq": np.ones(4, np.float32)}
+  with pytest.raises(InputError, match=r"^state dict: unknown key 'model.llm.model.layers.0."
+                                       r"self_attn.rotary_emb.freq' \(1 unknown in all\)$"):
+    convert.params_from_state_dict(other, cfg, prefix=p)           # the default source name
+  _, used = convert.params_from_state_dict(other, cfg, prefix=p, strict=False)
+  assert used == set(sd)                                            # not strict: left unread
+  _, used = convert.params_from_state_dict(sd, cfg, prefix=p)       # no lm_head copy at all
+  assert used == set(sd)

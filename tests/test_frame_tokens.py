@@ -92,3 +92,15 @@ def test_sharded_equals_unsharded(mesh8):
                                              sharding.batch_sharding(mesh8, 4)))(
         jax.device_put(params, shard), patches, queries)
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
+
+
+def test_every_param_is_stored_in_param_dtype():
+  """param_dtype is the storage type of all five projectors' kernels and biases (bf16 weights
+  for a bf16 checkpoint), whatever the compute dtype. Shapes only: nothing is allocated."""
+  model = FrameTokens(CFG, dtype=jnp.float32, param_dtype=jnp.bfloat16)
+  patches, queries = _inputs(b=1, t=1, n=4, q=2)
+  shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), patches, queries))["params"]
+  leaves = jax.tree_util.tree_leaves_with_path(shapes)
+  assert len(leaves) == 10                                     # 5 Dense layers x (kernel, bias)
+  for path, leaf in leaves:
+    assert leaf.dtype == jnp.bfloat16, jax.tree_util.keystr(path)

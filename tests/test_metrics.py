@@ -67,3 +67,17 @@ def test_errors_say_what_is_wrong():
   with pytest.raises(ValueError, match=r"^average precision needs at least one anomalous "
                                        r"frame$"):
     metrics.average_precision([0, 0], [0.2, 0.3])
+
+
+def test_unsigned_and_boolean_scores_rank_as_numbers():
+  """A detector that emits uint8 (0-255) or thresholded bool scores: the highest score still
+  ranks first. Frames 3 2 1 0 for labels 1 0 1 0: hits at ranks 1 and 3 -> AP = (1/1 + 2/3) / 2;
+  3 of the 4 (anomalous, normal) pairs are ordered right -> AUC 3/4. (Negating uint8 scores
+  without converting them wraps around: -1 == 255.)"""
+  y = [1, 0, 1, 0]
+  s = np.array([3, 2, 1, 0], np.uint8)
+  assert metrics.average_precision(y, s) == pytest.approx((1 + 2 / 3) / 2, abs=1e-15)
+  assert metrics.roc_auc(y, s) == 0.75
+  b = np.array([True, False, True, False])        # both anomalous frames flagged, tied first
+  assert metrics.average_precision(y, b) == 1.0
+  assert metrics.roc_auc(y, b) == 1.0
