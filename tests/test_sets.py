@@ -222,3 +222,45 @@ def test_select_indices_top_k_in_spatial_order():
   np.testing.assert_array_equal(sets.select_indices(scores, 3), [[1, 2, 3], [0, 1, 2]])
   assert sets.select_indices(scores, 1).tolist() == [[1], [0]]        # tie: lower index
   assert sets.select_indices(scores, 3).dtype == jnp.int32
+
+
+def test_grid_map_cells_are_half_open_and_finer_cells_copy_their_parent():
+  """Each destination cell d covers [d/dst, (d+1)/dst) of the image along each axis, so a source
+  centre on a boundary belongs to the cell on its right only, and every source patch is counted
+  once; a destination cell with no source centre copies the source patch under its own centre.
+  3x3 onto 2x2: source centres 1/6, 1/2, 5/6 per axis -> cell 0 takes {0}, cell 1 takes {1, 2}."""
+  rows = [[1, 0, 0, 0, 0, 0, 0, 0, 0],
+          [0, .5, .5, 0, 0, 0, 0, 0, 0],
+          [0, 0, 0, .5, 0, 0, .5, 0, 0],
+          [0, 0, 0, 0, .25, .25, 0, .25, .25]]
+  m = sets.grid_map((3, 3), (2, 2))
+  assert m.dtype == np.float32
+  np.testing.assert_array_equal(m, rows)
+  # 1x2 onto 1x6: source centres 1/4 and 3/4; cells 1 and 4 contain one, the others take the
+  # patch under their centre (1/12, 5/12 -> 0; 7/12, 11/12 -> 1)
+  np.testing.assert_array_equal(sets.grid_map((1, 2), (1, 6)),
+                                [[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [0, 1]])
+  # 2x2 onto 4x4, the whole matrix: each fine cell copies the coarse patch it lies in
+  fine = sets.grid_map((2, 2), (4, 4))
+  parent = [(r // 2) * 2 + c // 2 for r in range(4) for c in range(4)]
+  np.testing.assert_array_equal(fine, np.eye(4)[parent])
+
+
+def test_kept_count_ignores_float_noise_below_1e_9():
+  """k = ceil(K * N) with K * N first rounded to 9 decimals: float noise in the product
+  (0.07 * 100 = 7.000000000000001) adds no patch, and neither does any excess under 5e-10;
+  a real excess does."""
+  assert 0.07 * 100 > 7 and sets.num_kept(100, 0.07) == 7
+  assert sets.num_kept(10, 0.2 + 4e-11) == 2           # 2.0000000004 -> 2
+  assert sets.num_kept(10, 0.2 + 1e-9) == 3            # 2.00000001 -> 3
+
+
+def test_distances_are_float32_for_numpy_and_jax_inputs_alike():
+  """float64 numpy features are rounded to float32 before the distance, as JAX rounds them when
+  they become an array, so both inputs select the same patches. Patch 0 moves by 2^-30 (1.0 and
+  1 + 2^-30 are the same float32), patch 1 by 2^-20."""
+  f = np.ones((2, 2, 1))
+  f[1, 0], f[1, 1] = 1 + 2.0 ** -30, 1 + 2.0 ** -20
+  want = [[0.0, 2.0 ** -20]] * 2
+  np.testing.assert_array_equal(sets.frame_differences(f), want)
+  np.testing.assert_array_equal(sets.frame_differences(jnp.asarray(f)), want)
