@@ -4,6 +4,7 @@ answer schema, and the inference CLI on a real (synthetic) video file."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -74,6 +75,69 @@ def test_grade_mc_known_accuracies():
   s = qa.summarize_mc(results)   # q1 is a tie -> wrong
   assert s["total_acc"] == pytest.approx(4 / 5) and s["type_acc"] == pytest.approx(2 / 3)
   assert s["temporal_acc"] == 1.0
+
+
+# 2, 3, 4 and 5 options in one benchmark: (options, answer, log-likelihood pick, generated text)
+MIXED = [(["Explosion", "Arson"], "B", 1, "B"),                                   # right, right
+         (["Explosion", "Arson", "Fighting"], "C", 2, "D"),                       # right, none
+         (["Explosion", "Arson", "Fighting"], "A", 1, "The answer is C"),         # wrong, wrong
+         (OPTIONS, "D", 3, "D. Arson"),                                           # right, right
+         (OPTIONS + ["Shooting"], "E", 4, "E"),                                   # right, right
+         (["Stealing", "Arson"], "A", 1, "The answer is Arson")]                  # wrong, wrong
+
+
+class _ScoresByQuestion:
+  """Stands in for an Assistant: log-likelihood scores that pick MIXED's choice, texts as
+  MIXED's; a batch must hold one option count (the real model scores a [B, K] array)."""
+
+  identity = None
+  config = None
+
+  def score_options(self, chats, feats, options, rows=0):
+    assert len({len(o) for o in options}) == 1, "a batch mixes option counts"
+    total = np.array([[0.0 if k == self.pick[c[0]["value"]] else -1.0 for k in range(len(o))]
+                      for c, o in zip(chats, options)])
+    return total, total
+
+  def generate(self, chats, feats, max_new_tokens=24, rows=0):
+    return [self.text[c[0]["value"]] for c in chats]
+
+
+def test_mc_questions_with_two_to_five_options(tmp_path):
+  from vaujax.data import benchmark_files
+  from vaujax.errors import InputError
+  items = [{"id": f"q{i}", "video": "v0.mp4", "question": f"Which {i}?", "options": o,
+            "answer": a, "category": "type"} for i, (o, a, _, _) in enumerate(MIXED)]
+  bench = tmp_path / "mixed.json"
+  bench.write_text(json.dumps(items))
+  assert benchmark_files.read_mc(str(bench)) == items
+  for options, answer, problem in [
+      (["Explosion", "Arson", "Fighting"], "D", "answer 'D' is not one of ['A', 'B', 'C']"),
+      (["Explosion"], "A", "'options' must be 2 to 8 non-empty strings"),
+      ([f"o{i}" for i in range(9)], "A", "'options' must be 2 to 8 non-empty strings")]:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**items[0], "options": options, "answer": answer}]))
+    with pytest.raises(InputError, match=re.escape(f"item q0: {problem}")):
+      benchmark_files.read_mc(str(bad))
+  assert "E. Shooting\n" in benchmark_files.mc_prompt(items[4])
+  feature_dir = tmp_path / "features"
+  feature_dir.mkdir()
+  np.savez(feature_dir / "v0.npz", tower_patches=np.zeros((1, 1, 1), np.float32),
+           timestamps=np.array([0.5]), dino_cls=np.zeros((1, 2), np.float32))
+  fake = _ScoresByQuestion()
+  prompts = [qa.mc_chat(item)[0]["value"] for item in items]
+  fake.pick = {p: pick for p, (_, _, pick, _) in zip(prompts, MIXED)}
+  fake.text = {p: text for p, (*_, text) in zip(prompts, MIXED)}
+  rows, s = qa.evaluate_mc(fake, items, str(feature_dir), method="loglik", batch_size=2,
+                           progress=False)
+  assert [r["predicted"] for r in rows] == ["B", "C", "B", "D", "E", "B"]
+  assert s["total_acc"] == pytest.approx(4 / 6) and s["num_questions"] == 6
+  rows, s = qa.evaluate_mc(fake, items, str(feature_dir), method="generate", batch_size=2,
+                           progress=False)
+  assert [r["predicted"] for r in rows] == ["B", None, "C", "D", "E", "B"]
+  assert s["total_acc"] == pytest.approx(3 / 6) and s["no_answer"] == 1
+  with pytest.raises(ValueError, match="option index 3 for a question with 3 options"):
+    qa.grade_choice(items[1], 3)
 
 
 def test_grade_open_known_accuracies_and_iou_boundary():

@@ -250,11 +250,11 @@ def test_an_mc_answer_is_exactly_one_option_letter(tmp_path, answer):
                           "['A', 'B', 'C', 'D']")
 
 
-@pytest.mark.parametrize("options", ["wxyz", ["a", "b", "c"], ["a", "b", "c", 4], {"A": "a"},
-                                     ["a", "b", "c", " "], None])
-def test_mc_options_are_four_strings(tmp_path, options):
+@pytest.mark.parametrize("options", ["wxyz", ["a"], ["a", "b", "c", 4], {"A": "a"},
+                                     ["a", "b", "c", " "], None, list("abcdefghi")])
+def test_mc_options_are_two_to_eight_strings(tmp_path, options):
   path = _write(tmp_path / "mc.json", [_mc(3, options=options)])
-  with pytest.raises(InputError, match=r"item q3: 'options' must be 4 non-empty strings"):
+  with pytest.raises(InputError, match=r"item q3: 'options' must be 2 to 8 non-empty strings"):
     benchmark_files.read_mc(path)
 
 

@@ -1,9 +1,11 @@
 """Benchmark builders: the UCF-Crime QA set (in-domain) and XD-Violence-style 4-option multiple
 choice (cross-domain), from annotations with classes and anomaly intervals.
 
-MC item: {"id", "video", "question", "options": [4 strings], "answer": "A".."D",
-"category": "type" | "temporal", "gt_interval": [s, e] | None, "label"}. Exactly one option is
-correct; options are shuffled with a seeded RNG (per item, so items are independent of order).
+MC item: {"id", "video", "question", "options": [2..8 strings], "answer": "A".. (one of the
+item's own letters: "D" is no answer to a 3-option question), "category": "type" | "temporal",
+"gt_interval": [s, e] | None, "label"}. Exactly one option is correct. The builders here make 4
+options, shuffled with a seeded RNG (per item, so items are independent of order); benchmark
+files read may mix option counts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from vaujax.data.annotations import NORMAL, VideoAnnotation
 from vaujax.errors import InputError
 from vaujax.data.instructions import FINAL_QUESTION, anomaly_answer, clips_of, readable
 
-LETTERS = "ABCD"
+LETTERS = "ABCDEFGH"   # option letters; a question has 2 to len(LETTERS) options
+MIN_OPTIONS = 2
 TYPE_QUESTION = "Which type of anomaly happens in the video?"
 TEMPORAL_QUESTION = "When does the anomaly happen in the video?"
 NO_ANOMALY = "There is no anomaly."
@@ -133,7 +136,8 @@ def read_mc(path: str) -> list[dict]:
   """Reads and validates a multiple-choice benchmark file (a JSON list of MC items).
 
   Every item needs a unique id (a repeated one would leave a question unscored and the counts
-  wrong), `options` as 4 distinct non-empty strings, and `answer` exactly one of their letters.
+  wrong), `options` as 2 to 8 distinct non-empty strings, and `answer` exactly one of their
+  letters (the question's own count: "D" is not an answer to a 3-option question).
   """
   items = _read_list(path)
   seen = set()
@@ -177,9 +181,10 @@ def _check_id(path: str, item: dict, i: int, seen: set) -> None:
 
 
 def _check_options(path: str, where: str, options) -> None:
-  if (not isinstance(options, list) or len(options) != len(LETTERS)
+  if (not isinstance(options, list) or not MIN_OPTIONS <= len(options) <= len(LETTERS)
       or not all(isinstance(o, str) and o.strip() for o in options)):
-    raise InputError(path, f"{where}: 'options' must be {len(LETTERS)} non-empty strings")
+    raise InputError(path, f"{where}: 'options' must be {MIN_OPTIONS} to {len(LETTERS)} "
+                     "non-empty strings")
   if len(set(options)) != len(options):
     raise InputError(path, f"{where}: options repeat, so the answer is ambiguous")
 

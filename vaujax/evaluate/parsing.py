@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from typing import Optional, Sequence
 
-LETTERS = "ABCD"
+from vaujax.data.benchmark_files import LETTERS   # a question's own count bounds the letter
 
-_BARE = re.compile(r"^\(?([A-D])\)?[.):]?$")
-_PREFIX = re.compile(r"^\(?([A-D])[.):]\s")
-_ANSWER_IS = re.compile(r"[Tt]he answer is \(?([A-D])\)?")
+_BARE = re.compile(rf"^\(?([{LETTERS}])\)?[.):]?$")
+_PREFIX = re.compile(rf"^\(?([{LETTERS}])[.):]\s")
+_ANSWER_IS = re.compile(rf"[Tt]he answer is \(?([{LETTERS}])(?![A-Za-z])\)?")
 _INTERVAL = re.compile(r"from\s+(-?\d+(?:\.\d+)?)\s*(?:s|sec|seconds)?\s+to\s+(-?\d+(?:\.\d+)?)",
                        re.IGNORECASE)
 

@@ -41,7 +41,12 @@ TEMPORAL_IOU = 0.5
 # -- grading (pure) ------------------------------------------------------------------------------
 
 def grade_choice(item: dict, predicted: Optional[int], **extra) -> dict:
-  """One MC result: predicted option index (None = no answer) against the item's letter."""
+  """One MC result: predicted option index (None = no answer) against the item's letter. The
+  index must name one of the item's own options (2 to 8 of them)."""
+  count = len(item["options"]) if "options" in item else len(LETTERS)
+  if predicted is not None and not 0 <= predicted < count:
+    raise ValueError(f"item {item['id']}: option index {predicted} for a question with {count} "
+                     "options")
   letter = None if predicted is None else LETTERS[predicted]
   return {"id": item["id"], "category": item.get("category"), "answer": item["answer"],
           "predicted": letter, "correct": letter == item["answer"], **extra}
@@ -97,8 +102,13 @@ def frame_metrics(scores: dict[str, np.ndarray], labels: dict[str, np.ndarray]) 
 
 # -- running a model -----------------------------------------------------------------------------
 
-def _batches(items: Sequence[dict], size: int, progress: bool, desc: str) -> Iterable[list]:
-  chunks = [list(items[i:i + size]) for i in range(0, len(items), size)]
+def _batches(items: Sequence[dict], size: int, progress: bool, desc: str,
+             group: Callable[[dict], object] = lambda item: None) -> Iterable[list]:
+  """Chunks of `size` items, each chunk within one `group` (in order of first appearance)."""
+  groups = {}
+  for item in items:
+    groups.setdefault(group(item), []).append(item)
+  chunks = [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
   if progress:
     from tqdm import tqdm
     chunks = tqdm(chunks, desc=desc, unit="batch")
@@ -284,7 +294,9 @@ def evaluate_mc(assistant, items: Sequence[dict], feature_dir: str, *, method: s
   cache = {}
   partial = _Partial(resume_path, evaluation_identity(assistant, items, method,
                                                       benchmark_identity))
-  for batch in _batches(partial.todo(items), batch_size, progress, f"MC ({method})"):
+  # a batch scores one [B, K] array: questions with the same number of options K go together
+  for batch in _batches(partial.todo(items), batch_size, progress, f"MC ({method})",
+                        group=lambda item: len(item["options"])):
     feats = [_features(feature_dir, item, cache) for item in batch]
     chats = [mc_chat(item, instruction) for item in batch]
     rows = []
