@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vaujax import sharding
+from vaujax import files, sharding
 from vaujax.data import pipeline
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.models import vagpt
@@ -158,12 +158,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def _prepare_workdir(workdir: str, config, overwrite: bool) -> None:
   """Creates WORKDIR (checking it is writable) and refuses to resume a run of another config."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
+  try:   # files.*: a local folder or a gs:// URL
+    files.makedirs(workdir)
     probe = os.path.join(workdir, f".write_probe_{os.getpid()}")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
+    files.write_bytes(probe, b"")
+    files.remove(probe)
   except OSError as e:
     raise InputError(workdir, f"cannot write to the workdir ({e.strerror or e})") from e
   if jax.process_index() != 0:
@@ -206,10 +205,10 @@ def _truncate_log(path: str, step: int) -> None:
   A process killed inside a write can leave a torn last line (the kernel checks for SIGKILL
   between pages of one write); it goes to the side file too, with a warning, not fatal.
   """
-  if not os.path.exists(path) or jax.process_index() != 0:
+  if jax.process_index() != 0 or not files.exists(path):
     return
   kept, moved, torn = [], [], 0
-  with open(path, errors="replace") as f:
+  with files.open_file(path, errors="replace") as f:
     for line in f:
       line = line if line.endswith("\n") else line + "\n"
       try:
@@ -407,4 +406,6 @@ def _tensorboard(workdir):
   if jax.process_index() != 0:
     return None
   from tensorboardX import SummaryWriter
+  if files.is_url(workdir):   # event files through the path layer, not tensorboardX's own client
+    files.register_tensorboard_writer(workdir.split("://")[0])
   return SummaryWriter(os.path.join(workdir, "tensorboard"))
