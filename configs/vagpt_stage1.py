@@ -40,6 +40,11 @@ def get_config(arg=None):
   # get slots for their real frames only); frame_times: none | text (each frame's time before
   # its slots, "3.0s"). Both shape features and prompts: recorded in the run
   # (vaujax/data/frame_layout.py).
+  # imgsp: LLaMA-VID's multi-turn layout (its imgsp_v1 recipe): every question gets its own video
+  # placeholder and Q-Former prompt, so each question's context tokens come from its own text;
+  # at most imgsp_turns questions per example (VA-GPT's data has 3). Recorded in the run.
+  c.data.imgsp = args.size == "paper"
+  c.data.imgsp_turns = 3
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
       total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,

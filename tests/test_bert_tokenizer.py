@@ -46,5 +46,6 @@ def test_bad_vocab_and_question_text(tmp_path):
     BertTokenizer.load(str(bad))
   with pytest.raises(InputError, match="nope"):
     BertTokenizer.load(str(tmp_path / "nope"))
+  # LLaMA-VID's guided prompt: `<image>` and newlines removed, words not re-spaced
   assert question_text([{"from": "human", "value": "<video>\nAre there\nany anomalies?"}]) == \
-      "Are there any anomalies?"
+      "Are thereany anomalies?"

@@ -268,6 +268,7 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
                              + words) + "\n")
   c = vagpt_stage1.get_config("size=tiny,frames=4,steps=8")
   c.model.qformer = True
+  c.data.imgsp = True        # the paper default: a placeholder and a Q-Former prompt per question
   c.data.train_json, c.data.feature_dir = paths["train_json"], paths["features"]
   c.data.tokenizer, c.data.bert_vocab, c.data.batch_size = paths["tokenizer"], str(vocab), 4
   c.progress, c.ckpt_every = False, 8
@@ -277,11 +278,18 @@ def test_tiny_run_with_qformer_trains_and_answers(tmp_path):
   assert np.isfinite(losses).all() and np.mean(losses[-3:]) < np.mean(losses[:3])
   a = Assistant.from_run(str(tmp_path / "run"))   # the run carries the BERT vocab too
   assert a.model.config.qformer is not None and a.bert is not None
+  assert a.config.data.imgsp is True    # read from the run: evaluate and infer need no flag
   from vaujax.data import features
   vid = sorted(os.listdir(paths["features"]))[0]
   feats = [features.read_features(os.path.join(paths["features"], vid))]
   chat = [[{"from": "human", "value": "<video>\nAre there any anomalies?"}]]
   total, _ = a.score_options(chat, feats, [["Yes.", "No.", "Maybe.", "A fire."]])
+  later = [chat[0] + [{"from": "gpt", "value": "Yes."}, {"from": "human", "value": "When?"}]]
+  (ids, _, _, _, q_ids, q_mask), _ = a._batch(later, feats)
+  assert (ids[0] == vagpt.VIDEO_TOKEN_ID).sum() == 2 * a.model.config.num_video_tokens
+  assert q_ids.shape[:2] == (a.mesh.size, 3)          # rows to the mesh, data.imgsp_turns prompts
+  assert q_mask[0, :2].any(axis=1).all() and not q_mask[0, 2].any()   # two questions, a pad row
+  assert np.isfinite(a.score_options(later, feats, [["At 1 s.", "Never."] * 2])[0]).all()
   assert total.shape == (1, 4) and np.isfinite(total).all()
   assert isinstance(a.generate(chat, feats, max_new_tokens=4)[0], str)
 

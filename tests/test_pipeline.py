@@ -179,6 +179,42 @@ def test_qformer_question_ids_and_truncation(data, tmp_path, caplog):
   assert "Q-Former question of" in caplog.text and "qformer_max_length" in caplog.text
 
 
+def test_imgsp_gives_every_question_a_placeholder_and_its_own_qformer_prompt(data, tmp_path):
+  """imgsp: the three questions of an example each get the video slots and a Q-Former row of
+  their own text (LLaMA-VID's guided prompts), in order; the sides are fixed per example; more
+  questions than data.imgsp_turns is an error naming the example."""
+  import re
+
+  from vaujax.data.bert_tokenizer import BertTokenizer
+  root, items, tok, cfg = data
+  words = sorted(set(re.findall(r"[a-z0-9]+", json.dumps(items).lower())))
+  (tmp_path / "vocab.txt").write_text(
+      "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'"] + words))
+  bert = BertTokenizer.load(str(tmp_path / "vocab.txt"))
+  source, _ = pipeline.json_source(str(root / "train.json"))
+  imgsp = pipeline.PipelineConfig(**{**cfg.__dict__, "qformer_max_length": 24, "imgsp": True,
+                                     "imgsp_turns": 4})
+  prep = pipeline.Prepare(imgsp, tok, bert_tokenizer=bert)
+  out = prep.map(source[0])
+  assert (out["input_ids"] == conv.VIDEO_TOKEN_ID).sum() == 3 * cfg.num_video_tokens
+  assert out["qformer_ids"].shape == out["qformer_mask"].shape == (4, 24)
+  questions = [t["value"].replace("<video>", "").replace("\n", "")
+               for t in source[0]["conversations"] if t["from"] == "human"]
+  for row, question in enumerate(questions):
+    want = bert.encode(question)
+    assert out["qformer_ids"][row, :len(want)].tolist() == want
+    assert out["qformer_mask"][row].sum() == len(want)
+  assert not out["qformer_mask"][3].any()                            # a padding row
+  np.testing.assert_array_equal(prep.map(source[0])["input_ids"], out["input_ids"])
+  plain = pipeline.Prepare(pipeline.PipelineConfig(**{**cfg.__dict__, "qformer_max_length": 24}),
+                           tok, bert_tokenizer=bert).map(source[0])
+  assert (plain["input_ids"] == conv.VIDEO_TOKEN_ID).sum() == cfg.num_video_tokens
+  np.testing.assert_array_equal(plain["qformer_ids"], out["qformer_ids"][0])
+  with pytest.raises(InputError, match=r"3 questions, more than data.imgsp_turns=2"):
+    pipeline.Prepare(pipeline.PipelineConfig(**{**imgsp.__dict__, "imgsp_turns": 2}), tok,
+                     bert_tokenizer=bert).map(source[0])
+
+
 def test_missing_or_bad_features_error_or_skip(data, tmp_path):
   root, items, tok, cfg = data
   source, _ = pipeline.json_source(str(root / "train.json"))

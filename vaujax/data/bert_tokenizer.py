@@ -63,7 +63,8 @@ class BertTokenizer:
 
 
 def question_text(conversations) -> str:
-  """The Q-Former's text for an example: the first human turn without the video placeholder
-  (LLaMA-VID: `<image>` and newlines removed)."""
+  """The Q-Former's text for an example's first human turn, as LLaMA-VID builds its guided
+  prompt: the placeholder and newlines removed, nothing else changed (`conversation.prepare`
+  gives one per question)."""
   first = conversations[0]["value"]
-  return " ".join(first.replace("<video>", " ").replace("<image>", " ").split())
+  return first.replace("<video>", "").replace("<image>", "").replace("\n", "")

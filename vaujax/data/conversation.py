@@ -18,6 +18,7 @@ prefix of its training example.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -163,6 +164,67 @@ def tokenize_prompt(conversations: Sequence[Mapping], tokenizer: Tokenizer, *,
   `tokenize_conversation`)."""
   return _encode(conversations, tokenizer, num_video_tokens, True, video_ids,
                  placeholder_per_turn)[0]
+
+
+def has_placeholder(text: str) -> bool:
+  return VIDEO_PLACEHOLDER in text or IMAGE_PLACEHOLDER in text
+
+
+def normalize_video_turns(conversations: Sequence[Mapping]) -> list[dict]:
+  """LLaMA-VID's `preprocess_multimodal`: a turn holding the placeholder becomes
+  `"<video>\n" + its text without placeholders, stripped` (a trailing or inline placeholder
+  moves to the front; text around it loses its outer spaces and newlines)."""
+  out = []
+  for turn in conversations:
+    turn = dict(turn) if isinstance(turn, Mapping) else turn
+    value = turn.get("value") if isinstance(turn, dict) else None
+    if isinstance(value, str) and has_placeholder(value):
+      rest = value.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip()
+      turn["value"] = f"{VIDEO_PLACEHOLDER}\n{rest}".strip()
+    out.append(turn)
+  return out
+
+
+def qformer_text(question: str) -> str:
+  """A question as the Q-Former reads it (LLaMA-VID's guided prompt): placeholders and
+  newlines removed, nothing else changed."""
+  return question.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").replace("\n", "")
+
+
+def add_turn_placeholders(conversations: Sequence[Mapping],
+                          rng: Optional[np.random.Generator] = None) -> list[dict]:
+  """LLaMA-VID's `imgsp` layout: every human turn after the first placeholder gets its own,
+  `"<video>\n" + q` or `q + "\n<video>"` at random when `rng` is given (its training), else
+  in front (its inference form)."""
+  out, seen = [dict(t) for t in conversations], False
+  for turn in out:
+    seen = seen or has_placeholder(turn["value"])
+    if turn["from"] == "human" and seen and not has_placeholder(turn["value"]):
+      front = rng is None or rng.integers(2) == 0
+      turn["value"] = (f"{VIDEO_PLACEHOLDER}\n{turn['value']}" if front
+                       else f"{turn['value']}\n{VIDEO_PLACEHOLDER}")
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  conversations: list[dict]     # what `tokenize_conversation` / `tokenize_prompt` get
+  qformer_texts: list[str]      # the Q-Former's question per placeholder, in order
+
+
+def prepare(conversations: Sequence[Mapping], *, hint: str = "", imgsp: bool = False,
+            rng: Optional[np.random.Generator] = None) -> Prepared:
+  """A conversation as VA-GPT's model sees it, in LLaMA-VID's order: placeholder turns
+  normalised (`normalize_video_turns`), the TETG hint after the placeholder, the Q-Former
+  questions taken (one per human turn with `imgsp`, else the first), then with `imgsp` a
+  placeholder in every later human turn (`add_turn_placeholders`). Training, evaluation and
+  inference all call it, so their prompts agree token for token."""
+  _turns(conversations)   # ConversationError for a malformed one, before anything else
+  out = insert_hint(normalize_video_turns(conversations), hint)
+  questions = [qformer_text(t["value"]) for t in out if t["from"] == "human"]
+  if imgsp:
+    out = add_turn_placeholders(out, rng)
+  return Prepared(out, questions if imgsp else questions[:1])
 
 
 def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:

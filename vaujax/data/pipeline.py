@@ -42,6 +42,10 @@ class PipelineConfig:
   seed: int = 0
   shuffle: bool = True
   qformer_max_length: int = 0    # > 0: emit the Q-Former's question ids/mask, padded to this
+  # LLaMA-VID's imgsp layout: a placeholder and a Q-Former prompt per question, at most
+  # imgsp_turns questions (the Q-Former ids are [imgsp_turns, Lq]).
+  imgsp: bool = False
+  imgsp_turns: int = 1
   # Batches prepared ahead by grain threads (0 = auto, see `read_options`; read_threads -1 =
   # none, examples are prepared in the training loop). The threads share the host's cores
   # with the train step (benchmarks/input_pipeline.py).
@@ -141,9 +145,7 @@ class Prepare(grain.transforms.Map):
   def map(self, item):
     cfg = self.cfg
     feats = self._features(item)
-    conv = item["conversations"]
-    if self.hint_fn is not None:
-      conv = conversation.insert_hint(conv, self.hint_fn(video_key(item), feats))
+    hint = self.hint_fn(video_key(item), feats) if self.hint_fn is not None else ""
     video = None
     if cfg.variable_frames or cfg.frame_times != "none":
       video = frame_layout.video_ids(feats["timestamps"], cfg.num_video_tokens // cfg.num_frames,
@@ -151,9 +153,13 @@ class Prepare(grain.transforms.Map):
     if cfg.variable_frames:
       feats = frame_layout.pad_frames(feats, cfg.num_frames)
     try:
-      ids, labels = conversation.tokenize_conversation(conv, self.tokenizer,
-                                                       num_video_tokens=cfg.num_video_tokens,
-                                                       video_ids=video)
+      # imgsp's placeholder sides: random as in LLaMA-VID's training, fixed per example
+      rng = np.random.default_rng([cfg.seed, max(0, int(item.get("_index", 0)))])
+      prepared = conversation.prepare(item["conversations"], hint=hint, imgsp=cfg.imgsp,
+                                      rng=rng if cfg.imgsp else None)
+      ids, labels = conversation.tokenize_conversation(
+          prepared.conversations, self.tokenizer, num_video_tokens=cfg.num_video_tokens,
+          video_ids=video, placeholder_per_turn=cfg.imgsp)
     except conversation.ConversationError as e:
       raise InputError(item.get("id"), str(e)) from e
     if len(ids) > cfg.max_length:
@@ -171,11 +177,26 @@ class Prepare(grain.transforms.Map):
            "attention_mask": np.pad(np.ones(len(ids), np.int32), (0, pad)),
            "example_index": np.int64(item.get("_index", -1))}
     if self.bert is not None and cfg.qformer_max_length:
-      from vaujax.data.bert_tokenizer import question_text
-      question = question_text(conv)
-      q_ids, q_mask = self.bert.batch([question], cfg.qformer_max_length,
-                                      pad_to=cfg.qformer_max_length)
-      if q_mask[0, -1]:   # filled to the brim: was anything cut off the front?
+      out.update(self._qformer_ids(item, prepared.qformer_texts))
+    for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
+      if key in feats:
+        out[key] = feats[key].astype(np.float32)
+    if "frame_mask" in feats:
+      out["frame_mask"] = feats["frame_mask"]
+    return out
+
+  def _qformer_ids(self, item, questions: Sequence[str]) -> dict:
+    """The Q-Former's question ids/mask padded to qformer_max_length: [Lq] of the first
+    question, or with imgsp [imgsp_turns, Lq], one row per question (padding rows masked)."""
+    cfg = self.cfg
+    rows = cfg.imgsp_turns if cfg.imgsp else 1
+    if len(questions) > rows:
+      raise InputError(item.get("id"), f"{len(questions)} questions, more than data.imgsp_turns="
+                       f"{rows} (each question gets its own Q-Former prompt)")
+    q_ids, q_mask = self.bert.batch(questions, cfg.qformer_max_length,
+                                    pad_to=cfg.qformer_max_length)
+    for question, mask in zip(questions, q_mask):
+      if mask[-1]:   # filled to the brim: was anything cut off the front?
         full = len(self.bert.encode(question, 1 << 30))
         if full > cfg.qformer_max_length:
           self.questions_truncated += 1
@@ -183,13 +204,11 @@ class Prepare(grain.transforms.Map):
             logging.warning("example %s: Q-Former question of %d tokens keeps its last %d (%d "
                             "so far; raise model.qformer_max_length)", item.get("id"), full,
                             cfg.qformer_max_length, self.questions_truncated)
-      out["qformer_ids"], out["qformer_mask"] = q_ids[0], q_mask[0]
-    for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
-      if key in feats:
-        out[key] = feats[key].astype(np.float32)
-    if "frame_mask" in feats:
-      out["frame_mask"] = feats["frame_mask"]
-    return out
+    pad = ((0, rows - len(questions)), (0, 0))
+    q_ids = np.pad(q_ids, pad, constant_values=self.bert.pad_id)
+    q_mask = np.pad(q_mask, pad)
+    return {"qformer_ids": q_ids if cfg.imgsp else q_ids[0],
+            "qformer_mask": q_mask if cfg.imgsp else q_mask[0]}
 
 
 def json_source(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:

@@ -122,15 +122,19 @@ class Assistant:
   def _batch(self, chats: Sequence[Sequence[dict]], feats: Sequence[dict], rows: int = 0,
              views: Optional[Sequence[Optional[TETGView]]] = None):
     cfg = self.model.config
-    prompts, hinted = [], []
+    prompts, questions = [], []
     views = views if views is not None else [self.tetg_view(f) for f in feats]
     layout = frame_layout.FrameSettings.of_run(self.config)
+    imgsp = bool(run_dir.config_value(self.config, "data.imgsp", False))
     for chat, view, f in zip(chats, views, feats):
-      chat = conversation.insert_hint(chat, view.hint) if view is not None else chat
+      # the training pipeline's preparation (placeholder turns normalised, hint, imgsp)
+      prepared = conversation.prepare(chat, hint=view.hint if view is not None else "",
+                                      imgsp=imgsp)
       prompts.append(conversation.tokenize_prompt(
-          chat, self.tokenizer, num_video_tokens=cfg.num_video_tokens,
-          video_ids=layout.video_ids(f["timestamps"], cfg, self.tokenizer)).tolist())
-      hinted.append(chat)
+          prepared.conversations, self.tokenizer, num_video_tokens=cfg.num_video_tokens,
+          video_ids=layout.video_ids(f["timestamps"], cfg, self.tokenizer),
+          placeholder_per_turn=imgsp).tolist())
+      questions.append(prepared.qformer_texts)
     feats = [layout.pad(f, cfg) for f in feats]
     longest = max(len(p) for p in prompts)
     ids, mask = left_pad(prompts, self.tokenizer.pad_id, _round_up(longest, self.length_bucket))
@@ -138,9 +142,9 @@ class Assistant:
     dino = np.stack([f["dino_patches"] for f in feats]).astype(np.float32)
     arrays = [np.asarray(ids), np.asarray(mask), tower, dino]
     if self.bert is not None:
-      from vaujax.data.bert_tokenizer import question_text
-      arrays += list(self.bert.batch([question_text(c) for c in hinted],
-                                     self.config.model.qformer_max_length))
+      turns = int(run_dir.config_value(self.config, "data.imgsp_turns", 1)) if imgsp else 0
+      arrays += list(qformer_batch(self.bert, questions, self.config.model.qformer_max_length,
+                                   turns))
     return _pad_rows(arrays, self.mesh.size, rows if self.length_bucket > 1 else 0)
 
   def _shard(self, *arrays):
@@ -222,6 +226,24 @@ def validate_answer(answer: dict) -> None:
   import jsonschema
   with open(SCHEMA_PATH) as f:
     jsonschema.validate(answer, json.load(f))
+
+
+def qformer_batch(bert, questions: Sequence[Sequence[str]], max_length: int, turns: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The Q-Former's ids and mask of each prompt's questions: [B, Lq] of the first ones, or
+  with imgsp (`turns` > 0) [B, P, Lq], P = max(turns, most questions), padding rows masked."""
+  if not turns:
+    return bert.batch([q[0] for q in questions], max_length)
+  ids, mask = bert.batch([q for qs in questions for q in qs], max_length)
+  p = max(turns, *map(len, questions))
+  out_ids = np.full((len(questions), p, ids.shape[1]), bert.pad_id, np.int32)
+  out_mask = np.zeros(out_ids.shape, np.int32)
+  start = 0
+  for b, qs in enumerate(questions):
+    rows = slice(start, start + len(qs))
+    out_ids[b, :len(qs)], out_mask[b, :len(qs)] = ids[rows], mask[rows]
+    start += len(qs)
+  return out_ids, out_mask
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -79,10 +79,12 @@ def splice_visual_tokens(text_embeds: Array, input_ids: Array, visual: Array) ->
   """Writes visual tokens into the VIDEO_TOKEN_ID slots of a sequence, in order.
 
   text_embeds [B, L, D], input_ids [B, L], visual [B, V, D]: the k-th slot of row b receives
-  visual[b, k]. Static shapes; rows with no slots are returned unchanged.
+  visual[b, k mod V], so a prompt with one placeholder per question (`imgsp`) gets the same V
+  tokens in each, or each question its own when `visual` holds P * V (`VAGPT.frame_tokens` with
+  per-question Q-Former prompts). Static shapes; rows with no slots are returned unchanged.
   """
   is_slot = input_ids == VIDEO_TOKEN_ID
-  slot = jnp.clip(jnp.cumsum(is_slot, axis=1) - 1, 0, visual.shape[1] - 1)      # [B, L]
+  slot = jnp.maximum(jnp.cumsum(is_slot, axis=1) - 1, 0) % visual.shape[1]     # [B, L]
   gathered = jnp.take_along_axis(visual, slot[..., None], axis=1)               # [B, L, D]
   return jnp.where(is_slot[..., None], gathered.astype(text_embeds.dtype), text_embeds)
 
@@ -138,9 +140,24 @@ class VAGPT(nn.Module):
   def frame_tokens(self, tower_patches: Array, dino_patches: Optional[Array] = None,
                    qformer_ids: Optional[Array] = None,
                    qformer_mask: Optional[Array] = None) -> Array:
-    """[B, T, N, Dv] (+ DINOv2 [B, T, M, Dd], question [B, Lq]) -> visual tokens [B, V, D]."""
-    cfg = self.config
+    """[B, T, N, Dv] (+ DINOv2 [B, T, M, Dd], question [B, Lq]) -> visual tokens [B, V, D].
+
+    With one Q-Former prompt per question (LLaMA-VID's `imgsp`: ids and mask [B, P, Lq]) each
+    prompt gets its own frame tokens, in order: [B, P * V, D] for the P placeholders (rows of
+    padding prompts fill no slot).
+    """
     kept = self.select_tokens(tower_patches, dino_patches)
+    if qformer_ids is not None and qformer_ids.ndim == 3:
+      b, p = qformer_ids.shape[:2]
+      flat = lambda x: None if x is None else x.reshape(b * p, *x.shape[2:])  # noqa: E731
+      tokens = self._frame_tokens_of(jnp.repeat(kept, p, axis=0), flat(qformer_ids),
+                                     flat(qformer_mask))                       # [B*P, V, D]
+      return tokens.reshape(b, p * tokens.shape[1], tokens.shape[2])
+    return self._frame_tokens_of(kept, qformer_ids, qformer_mask)
+
+  def _frame_tokens_of(self, kept: Array, qformer_ids: Optional[Array],
+                       qformer_mask: Optional[Array]) -> Array:
+    cfg = self.config
     queries = None
     if cfg.frame_tokens.mode == "context_content":
       queries = self.queries(kept, qformer_ids, qformer_mask)

@@ -26,6 +26,8 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       frame_times=frame_layout.FrameSettings.of_run(config).frame_times,
       num_epochs=config.data.num_epochs if train else 1, seed=config.seed, shuffle=train,
       qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
+      imgsp=bool(config.data.get("imgsp", False)),
+      imgsp_turns=int(config.data.get("imgsp_turns", 1)),
       read_threads=config.data.get("read_threads", 0),
       prefetch_buffer=config.data.get("prefetch_buffer", 0))
 
@@ -50,6 +52,8 @@ def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, toke
 
 def dummy_batch(cfg: vagpt.VAGPTConfig, config: ml_collections.ConfigDict, batch: int) -> dict:
   t, length = cfg.num_frames, config.data.max_length
+  prompts = (int(config.data.get("imgsp_turns", 1)),) if config.data.get("imgsp") else ()
+  q_shape = (batch, *prompts, config.model.get("qformer_max_length", 0))   # imgsp: [B, P, Lq]
   return {"input_ids": np.zeros((batch, length), np.int32),
           "labels": np.zeros((batch, length), np.int32),
           "attention_mask": np.ones((batch, length), np.int32),
@@ -57,8 +61,8 @@ def dummy_batch(cfg: vagpt.VAGPTConfig, config: ml_collections.ConfigDict, batch
                                     np.float32),
           "dino_patches": np.zeros((batch, t, cfg.dino_patches, config.model.dino_dim),
                                    np.float32),
-          **({"qformer_ids": np.zeros((batch, config.model.qformer_max_length), np.int32),
-              "qformer_mask": np.ones((batch, config.model.qformer_max_length), np.int32)}
+          **({"qformer_ids": np.zeros(q_shape, np.int32),
+              "qformer_mask": np.ones(q_shape, np.int32)}
              if cfg.qformer is not None else {})}
 
 
