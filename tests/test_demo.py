@@ -29,9 +29,12 @@ def _check_report(workdir):
 
 def test_demo_smoke(tmp_path):
   c = demo.DemoConfig(num_videos=16, stage1_steps=4, stage2_steps=2, mc_copies=1, batch_size=4,
-                      frames=4)
+                      frames=4, out_of_range_videos=3, dinov2="tiny")
   summary = demo.run_demo(str(tmp_path), c, log=lambda s: None)
   report = _check_report(str(tmp_path))
+  assert set(summary["held_out"]) == {"in_range", "shorter", "longer", "larger", "xd"}
+  for name, held in summary["held_out"].items():
+    assert held["results"]["mc_loglik"]["num_questions"] > 0, name
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options |" in report
   assert summary["results"]["mc_loglik"]["num_questions"] > 0
   assert os.path.exists(tmp_path / "summary.json")
@@ -95,7 +98,7 @@ def test_a_small_demo_learns_above_chance_and_its_run_reproduces_alone(tmp_path)
 def test_ablation_runs_every_variant(tmp_path):
   from vaujax.app import ablation
   c = demo.DemoConfig(num_videos=16, stage1_steps=3, stage2_steps=2, mc_copies=1, batch_size=4,
-                      frames=4)
+                      frames=4, out_of_range_videos=3, dinov2="tiny")
   rows = ablation.run_ablation(str(tmp_path), c, k_sweep=(0.25,), log=lambda s: None)
   assert [r["name"] for r in rows] == ["none", "SETS", "TETG", "SETS + TETG",
                                        "SETS + TETG, K=0.25"]
@@ -110,7 +113,7 @@ def test_demo_repeats_bit_for_bit(tmp_path):
   `video.X264_OPTIONS`.)"""
   import numpy as np
   c = demo.DemoConfig(num_videos=12, stage1_steps=3, stage2_steps=2, mc_copies=1, batch_size=4,
-                      frames=4)
+                      frames=4, out_of_range_videos=2)
   runs = [demo.run_demo(str(tmp_path / name), c, log=lambda s: None) for name in ("a", "b")]
   features = sorted(os.listdir(tmp_path / "a" / "data" / "features"))
   assert features == sorted(os.listdir(tmp_path / "b" / "data" / "features"))

@@ -382,10 +382,18 @@ def test_ablation_variants_and_table():
   assert [r["name"] for r in rows][:4] == ["none", "SETS", "TETG", "SETS + TETG"]
   assert [r["sets"] for r in rows] == [None, 0.5, None, 0.5, 0.1, 0.9]
   s = {"total_acc": 0.5, "temporal_acc": float("nan")}
-  text = ablation.table([{**r, "mc": s, "open_qa": s} for r in rows])
+  q = {"total_acc": 0.25, "temporal_acc": 1.0}
+  by_set = {"in_range": {"mc": s, "open_qa": q}, "longer": {"mc": q, "open_qa": s}}
+  text = ablation.table([{**r, "mc": s, "open_qa": q, "sets_by_name": by_set} for r in rows])
   lines = text.splitlines()
-  assert len(lines) == 2 + len(rows) and "| ✓ | ✓ | 0.1 | 50.00 | n/a |" in text
-  assert lines[2].startswith("|  |  | - |")
+  assert len(lines) == 2 + len(rows)
+  assert lines[0] == ("| SETS | TETG | K | paper Total / Temporal | in_range: MC | in_range: QA "
+                      "| longer: MC | longer: QA |")
+  # the paper's numbers beside ours: K=0.1 is 23.61 / 29.03 in its K sweep
+  assert "| ✓ | ✓ | 0.1 | 23.61 / 29.03 | 50.0 / n/a | 25.0 / 100.0 | 25.0 / 100.0 | " \
+         "50.0 / n/a |" in text
+  assert lines[2].startswith("|  |  | - | 14.83 / 26.70 |")
+  assert ablation.paper_row({"name": "SETS + TETG, K=0.25", "sets": 0.25}) is None
 
 
 def _mc_for_run(run):

@@ -6,9 +6,12 @@
 --encoder is `tiny` / `tiny:SEED` (the demo's seeded random towers) or two params directories
 converted with `vaujax convert-vision`: the vision tower's, then DINOv2's. Extraction resumes:
 finished videos are skipped, and a video that fails to decode is reported and counted (exit
-status 1 at the end), not fatal. Only the folder's own videos are read (not its subfolders);
-feature files are named by the video's name without extension, so two videos that differ
-only in it (`001.mp4`, `001.avi`) are an error before anything is extracted. Frames larger
+status 1 at the end), not fatal. Every video under the folder is read, subfolders too (links
+to folders are not followed); each gets its own feature file, named by its path without the
+extension, folders kept (`cam1/001.mp4` -> OUT/cam1/001.npz, beside OUT/cam2/001.npz); two
+videos of one folder that differ only in the extension keep it (`001.mp4.npz`,
+`001.avi.npz`). Training and evaluation find a video's file by its path (a folder keyed by
+the bare video name, as written before, is still read). Frames larger
 than full HD are scaled down while decoding. (`python -m vaujax.data.features` runs the same
 command.)
 """
@@ -24,13 +27,17 @@ from vaujax.errors import InputError, require_dir
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("videos", None, "folder of video files (.mp4, .avi, .mkv, ...)",
                       flag_values=fv)
-  flags.DEFINE_string("out", None, "output folder of <video>.npz feature files", flag_values=fv)
+  flags.DEFINE_string("out", None, "output folder of <folders>/<video>.npz feature files",
+                      flag_values=fv)
   flags.DEFINE_string("encoder", None, "frozen towers: 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR' "
                       "(params directories from `vaujax convert-vision`)", flag_values=fv)
   flags.DEFINE_float("fps", None, "frames sampled per second of video (default: every frame, "
                      "or --num_frames)", lower_bound=0, flag_values=fv)
   flags.DEFINE_integer("num_frames", None, "frames sampled uniformly per video", lower_bound=1,
                        flag_values=fv)
+  flags.DEFINE_integer("max_frames", None, "with --fps: at most this many frames, sampled "
+                       "uniformly when --fps would give more (a run's data.sample_fps and "
+                       "model.num_frames)", lower_bound=1, flag_values=fv)
 
 
 def encoder(spec: str):
@@ -54,7 +61,7 @@ def main(fv: flags.FlagValues) -> dict:
   cli.require(fv, "videos", "out", "encoder")
   require_dir(fv.videos, "video directory")
   from vaujax.data import features
-  report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps,
+  report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps, max_frames=fv.max_frames,
                                    num_frames=fv.num_frames)
   if report["failed"]:
     raise SystemExit(1)
