@@ -101,7 +101,8 @@ def main(fv: flags.FlagValues) -> dict:
     view = assistant.tetg_view(feats)
     plots.video_figure(fv.figure, feats, frames, view and view.scores, view and view.interval,
                        gt, config.model.sets_ratio,
-                       title=os.path.basename(fv.video or fv.features))
+                       title=os.path.basename(fv.video or fv.features), answer=answer,
+                       question=fv.question)
     print(f"figure: {fv.figure}")
   return answer
 
