@@ -281,13 +281,14 @@ def _out_of_range_settings() -> dict:
 
 def _answer_figure(fig_dir, name, vid, feats, frames, label, truth, assistant, ratio) -> dict:
   """The inference figure of one held-out video (what `vaujax infer --figure` draws)."""
-  answer = assistant.ask(feats)
+  from vaujax.inference.assistant import FINAL_QUESTION
+  answer = assistant.ask(feats, FINAL_QUESTION)
   view = assistant.tetg_view(feats)
   path = plots.video_figure(
       os.path.join(fig_dir, f"answer_{name}_{vid}.png"), feats, frames,
       view and view.scores, view and view.interval, truth, ratio,
       title=f"{SET_NAMES.get(name, name)}: {vid}", answer=answer, truth_class=label,
-      question="Are there any anomalies?")
+      question=FINAL_QUESTION)
   return {"set": name, "id": vid, "path": path}
 
 
@@ -344,8 +345,10 @@ true interval (green); the frames with SETS's kept patches (bottom).
 
 ## Training
 
-Raw loss faint, its moving average solid; the dashed line is where stage two (SETS) starts
-from stage one's weights; markers: held-out MC accuracy measured during training.
+Raw loss faint, its exponential moving average solid; the dashed line is where stage two
+(SETS) starts from stage one's weights (a short stage two is also shown zoomed in, right);
+markers, right axis: held-out MC accuracy measured during training (filled: Total Acc, open:
+Temporal Acc).
 
 ![loss curves]({figures['loss']})
 
