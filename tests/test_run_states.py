@@ -15,8 +15,12 @@ byte-identical unless --overwrite was asked for.
 import errno
 import glob
 import hashlib
+import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -294,3 +298,168 @@ def test_config_validation_before_any_work(base, tmp_path, key, value, problem):
   with pytest.raises(InputError, match=f"--config.{key}: {problem}"):
     loop.train_and_evaluate(c, str(tmp_path / "never"))
   assert not os.path.exists(tmp_path / "never")
+
+
+# -- disk full: a real EFBIG from the kernel, in a subprocess --------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# Runs `python -m <module> <args>` with every write past <limit> bytes of a file failing as on a
+# full disk: RLIMIT_FSIZE (Python ignores SIGXFSZ, so the write returns EFBIG instead of killing
+# the process). Set in the child itself: a preexec_fn would fork the multithreaded test process.
+_LIMITED = ("import resource, runpy, sys; "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY));"
+            " target = sys.argv[2]; sys.argv = [target] + sys.argv[3:]; "
+            "runpy.run_path(target, run_name='__main__') if target.endswith('.py') else "
+            "runpy.run_module(target, run_name='__main__', alter_sys=True)")
+
+
+def _command(module, args, limit):
+  """`python -m module args` (or `python script.py args`) with writes limited to `limit` bytes
+  a file; -> (exit code, non-empty stderr lines, stdout)."""
+  env = dict(os.environ, PYTHONPATH=REPO)
+  cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  if cache and os.path.isdir(cache):   # a linked copy: under the limit JAX leaves truncated
+    private = os.path.join(tempfile.mkdtemp(prefix="no-room-"), "cache")   # entries behind
+    shutil.copytree(cache, private, copy_function=os.link)
+    env.update(JAX_COMPILATION_CACHE_DIR=private, VAUJAX_COMPILATION_CACHE=private)
+  r = subprocess.run([sys.executable, "-c", _LIMITED, str(limit), module, *args], cwd=REPO,
+                     capture_output=True, text=True, env=env, timeout=600)
+  return r.returncode, [l for l in r.stderr.splitlines() if l.strip()], r.stdout
+
+
+def _train_flags(paths, workdir, steps):
+  return [f"--config=configs/vagpt_stage1.py:size=tiny,frames=4,steps={steps}",
+          f"--workdir={workdir}", f"--config.data.train_json={paths['train_json']}",
+          f"--config.data.feature_dir={paths['features']}",
+          f"--config.data.tokenizer={paths['tokenizer']}",
+          f"--config.data.tetg_params={paths['tetg']}", "--config.data.batch_size=2",
+          "--config.data.max_length=384", "--config.mesh.data=1", "--config.mesh.fsdp=1",
+          "--config.mesh.tensor=1", "--config.mesh.devices=1", f"--config.ckpt_every={EVERY}",
+          "--config.keep=10", "--config.progress=False"]
+
+
+def _whole_lines(path):
+  with open(path, "rb") as f:
+    data = f.read()
+  assert data.endswith(b"\n"), f"{path} ends in a torn line"
+  return [json.loads(l) for l in data.splitlines()]
+
+
+@pytest.mark.slow
+def test_disk_full_during_training_stops_in_one_line_and_the_rerun_resumes(base, tmp_path):
+  """State "disk full" x resume: the checkpoint of step 8 cannot be written (its data files
+  are larger than the writes allowed). One line `error: <dir>: ...`, exit 2; checkpoints 2, 4,
+  6 and every metrics line byte-identical, no half-written step folder; with space back the
+  same command resumes from step 6 and finishes."""
+  workdir = _state("finished", base, tmp_path)
+  before, before_records = _snapshot(workdir)
+  code, lines, _ = _command("vaujax.train", _train_flags(base["paths"], workdir, STEPS + 4),
+                         100_000)
+  assert code == 2 and len(lines) == 1, lines
+  assert lines[0].startswith(f"error: {workdir}/checkpoints: writing the checkpoint of step "
+                             f"{STEPS + 2} failed (File too large); training stopped. The last "
+                             f"complete checkpoint is step {STEPS}"), lines
+  after = _snapshot(workdir)[0]
+  assert {k: v for k, v in after.items() if k.startswith("checkpoints")} == {
+      k: v for k, v in before.items() if k.startswith("checkpoints")}
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4", "6"]
+  records = [json.dumps(r) for r in _whole_lines(os.path.join(workdir, "metrics.jsonl"))]
+  assert records[:len(before_records)] == before_records
+  _train(base, workdir, steps=STEPS + 4)     # space is back
+  assert checkpoint_lib.complete_steps(os.path.join(workdir, "checkpoints"))[-1] == STEPS + 4
+  assert [r["step"] for r in _whole_lines(os.path.join(workdir, "metrics.jsonl"))] == list(
+      range(1, STEPS + 5))
+  missing = [r for r in before_records if r not in _snapshot(workdir)[1]]
+  assert not missing
+
+
+@pytest.mark.slow
+def test_disk_full_during_evaluation_keeps_whole_answers_and_the_rerun_finishes(base, tmp_path):
+  """State "disk full" x evaluate: the partial-results file cannot grow past 1500 bytes. One
+  line `error: <partial file>: cannot write (File too large)...`, exit 2; every line in it
+  whole; the rerun resumes and gives what an uninterrupted evaluation gives."""
+  from vaujax.evaluate import evaluators
+  from vaujax.inference.assistant import Assistant
+  paths, workdir = base["paths"], base["finished"]
+  videos = sorted(os.listdir(paths["features"]))
+  options = ["Explosion", "Road accident", "There is no anomaly.", "Arson"]
+  bench = str(tmp_path / "bench.json")
+  with open(bench, "w") as f:
+    json.dump([{"id": f"q{i}", "video": os.path.splitext(videos[i % len(videos)])[0] + ".mp4",
+                "question": "Which?", "options": options, "answer": "ABCD"[i % 4],
+                "category": "type"} for i in range(12)], f)
+  out = str(tmp_path / "eval")
+  code, lines, _ = _command("vaujax.evaluate", [
+      f"--run={workdir}", f"--benchmark={bench}", f"--feature_dir={paths['features']}",
+      f"--out={out}", "--method=loglik", "--batch_size=2"], 1500)
+  partial = os.path.join(out, "bench_loglik.partial.jsonl")
+  errors = [l for l in lines if l.startswith("error:")]
+  assert code == 2 and not any("Traceback" in l for l in lines), lines
+  assert errors == [f"error: {partial}: cannot write (File too large): free disk space (or "
+                    "raise the file-size limit) and rerun the same command; nothing written "
+                    "before was lost"]
+  kept = _whole_lines(partial)[1:]
+  assert 0 < len(kept) < 12 and sorted(os.listdir(out)) == ["bench_loglik.partial.jsonl"]
+  assistant = Assistant.from_run(workdir)
+  resumed = evaluators.evaluate_benchmark(assistant, bench, paths["features"], out,
+                                          method="loglik", batch_size=2, progress=False)
+  fresh = evaluators.evaluate_benchmark(assistant, bench, paths["features"],
+                                        str(tmp_path / "fresh"), method="loglik", batch_size=2,
+                                        progress=False)
+  assert json.dumps(resumed) == json.dumps(fresh)       # (NaN: no temporal questions)
+  assert resumed["bench_loglik"]["num_questions"] == 12
+  rows = json.load(open(os.path.join(out, "bench_loglik.json")))["results"]
+  assert [r["id"] for r in rows] == [f"q{i}" for i in range(12)]
+  assert rows[:len(kept)] == kept                     # the answers written before, kept
+
+
+_WRITERS = r"""
+import json, os, sys
+from vaujax import files
+from vaujax.errors import InputError
+from vaujax.runs import run_dir
+root = sys.argv[1]
+out = {}
+def attempt(name, fn):
+  try:
+    fn()
+    out[name] = "ok"
+  except InputError as e:
+    out[name] = str(e)
+log = os.path.join(root, "metrics.jsonl")
+attempt("append", lambda: files.append_lines(log, ["x" * 100] * 3))   # 300 + 303 > 500
+attempt("json", lambda: files.write_json(os.path.join(root, "config.json"), {"k": "v" * 600}))
+attempt("copy", lambda: run_dir._copy(os.path.join(root, "src"), os.path.join(root, "dst")))
+attempt("same", lambda: run_dir._copy(os.path.join(root, "small"), os.path.join(root, "same")))
+print(json.dumps(out))   # a pipe: no size limit
+"""
+
+
+def test_a_write_that_finds_no_room_leaves_no_torn_or_half_written_file(tmp_path):
+  """files.append_lines, files.write_json and the run artifact's copy under a real EFBIG: the
+  error names the file; an appended log is cut back to its whole lines, a replaced file keeps
+  its old content, no temporary file is left; a copy whose content is there already writes
+  nothing."""
+  root = tmp_path / "root"
+  root.mkdir()
+  (root / "metrics.jsonl").write_text('{"step": 1}\n' * 25)                  # 300 bytes
+  (root / "config.json").write_text('{"old": 1}')
+  os.makedirs(root / "src")
+  (root / "src" / "big.bin").write_bytes(b"\1" * 2000)
+  (root / "small").write_bytes(b"s" * 100)
+  (root / "same").write_bytes(b"s" * 100)
+  before = {p: open(root / p, "rb").read() for p in ("metrics.jsonl", "config.json", "same")}
+  script = tmp_path / "writers.py"
+  script.write_text(_WRITERS)
+  code, lines, stdout = _command(str(script), [str(root)], 500)
+  assert code == 0, lines
+  result = json.loads(stdout)
+  no_room = "cannot write (File too large): free disk space"
+  assert result["append"].startswith(f"{root}/metrics.jsonl: {no_room}")
+  assert result["json"].startswith(f"{root}/config.json: {no_room}")
+  assert result["copy"].startswith(f"{root}/dst: {no_room}")
+  assert result["same"] == "ok"
+  assert {p: open(root / p, "rb").read() for p in before} == before
+  assert sorted(os.listdir(root)) == ["config.json", "metrics.jsonl", "same", "small", "src"]

@@ -4,10 +4,17 @@ through these names the file in its error and never leaves a half-written file b
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+from typing import Optional
 
 from vaujax.errors import InputError, require_file
+
+# A write that failed for want of room: the disk or a quota is full, or the process's file-size
+# limit (RLIMIT_FSIZE, `ulimit -f`) was reached.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 # The largest JSON file read (parsed JSON takes several times its size in memory): instruction
@@ -39,27 +46,93 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", kind: type = dic
   return obj
 
 
+def no_room(e: BaseException) -> Optional[int]:
+  """The errno (ENOSPC, EDQUOT, EFBIG) if `e`, or an exception it was raised from, is a write
+  that found no room; else None. Libraries that re-raise such an error as text (shutil's
+  copytree, tensorstore under orbax) are read from their message."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in NO_ROOM:
+      return e.errno
+    found = re.search(r"\[Errno (\d+)\]|os_error_code='(\d+)'", str(e))
+    if found and int(found.group(1) or found.group(2)) in NO_ROOM:
+      return int(found.group(1) or found.group(2))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def no_room_error(path: str | os.PathLike, e: BaseException) -> InputError:
+  """The one-line error for a write to `path` that found no room."""
+  return InputError(path, f"cannot write ({os.strerror(no_room(e) or errno.ENOSPC)}): free "
+                    "disk space (or raise the file-size limit) and rerun the same command; "
+                    "nothing written before was lost")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike):
+  """Turns a write under this block that found no room (disk full, quota, file-size limit)
+  into the one-line InputError naming the file (`path` if the error does not say)."""
+  try:
+    yield
+  except InputError:
+    raise
+  except Exception as e:  # noqa: BLE001 - only the no-room kind is converted
+    if not no_room(e):
+      raise
+    raise no_room_error(getattr(e, "filename", None) or path, e) from e
+
+
+def _write_through_temporary(path: str, write) -> str:
+  """Calls `write(file)` on `path`.tmp, then renames it over `path` (atomic). A failed write
+  removes the temporary file and leaves `path` as it was."""
+  if is_url(path):   # an object is uploaded whole: no temporary name needed
+    return _write_object(path, write)
+  tmp = path + ".tmp"
+  try:
+    with writing(path):
+      with open(tmp, "w", encoding="utf-8") as f:
+        write(f)
+        f.flush()
+      os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+  return path
+
+
 def write_json(path: str | os.PathLike, obj, indent: int = 1) -> str:
   """Writes `obj` as JSON under a temporary name, then renames it over `path` (atomic)."""
-  path = os.fspath(path)
-  if is_url(path):   # an object is uploaded whole: no temporary name needed
-    return _write_object(path, lambda f: json.dump(obj, f, indent=indent))
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=indent)
-  os.replace(tmp, path)
-  return path
+  return _write_through_temporary(os.fspath(path), lambda f: json.dump(obj, f, indent=indent))
 
 
 def write_text(path: str | os.PathLike, text: str) -> str:
   """Writes `text` atomically (temporary name, then rename)."""
+  return _write_through_temporary(os.fspath(path), lambda f: f.write(text))
+
+
+def append_lines(path: str | os.PathLike, lines, *, sync: bool = False) -> None:
+  """Appends whole lines to `path` (and fsyncs them when `sync`). A write cut short (no room)
+  is undone: the file is cut back to its length before, so no torn last line is left."""
   path = os.fspath(path)
+  text = "".join(l if l.endswith("\n") else l + "\n" for l in lines)
   if is_url(path):
-    return _write_object(path, lambda f: f.write(text))
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-  return path
+    return _append_object(path, text)
+  data = memoryview(text.encode())
+  with writing(path):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      start = os.lseek(fd, 0, os.SEEK_END)
+      try:
+        while data:
+          data = data[os.write(fd, data):]
+        if sync:
+          os.fsync(fd)
+      except BaseException:
+        with contextlib.suppress(OSError):
+          os.ftruncate(fd, start)
+        raise
+    finally:
+      os.close(fd)
 
 
 # ---- The path layer: local paths and URLs (gs://bucket/...) through one set of functions ----

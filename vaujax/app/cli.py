@@ -18,6 +18,7 @@ process) never collide on flag names.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import textwrap
 from typing import Callable, Optional, Sequence
@@ -63,6 +64,29 @@ def quiet_logs(verbose: bool) -> None:
   absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.ERROR)
   for name in ("absl", "orbax", "jax._src.xla_bridge", "jax._src.compiler"):
     logging.getLogger(name).setLevel(level)
+  # orbax logs each failed async write with its traceback; the failure itself reaches vaujax
+  # and is printed as one `error:` line (a full disk: runs.checkpoint)
+  # and a full disk fails JAX's compilation-cache writes too (a warning each) and leaves
+  # tensorstore callbacks on orbax's closed event loops (a traceback each): noise after the line
+  if verbose:
+    logging.getLogger("absl").removeFilter(_not_from_orbax)
+  else:
+    logging.getLogger("absl").addFilter(_not_from_orbax)
+    import warnings
+    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache")
+    if sys.unraisablehook is sys.__unraisablehook__:
+      sys.unraisablehook = _quiet_closed_loops
+
+
+def _quiet_closed_loops(unraisable) -> None:
+  """sys.unraisablehook: drops "Event loop is closed" (see quiet_logs), prints the rest."""
+  value = unraisable.exc_value
+  if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+    sys.__unraisablehook__(unraisable)
+
+
+def _not_from_orbax(record: logging.LogRecord) -> bool:
+  return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
 def run(doc: str, define_flags: Callable[[flags.FlagValues], None],

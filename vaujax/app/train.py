@@ -44,14 +44,13 @@ def main(fv: flags.FlagValues):
   if config.get("task", "vagpt") == "tetg":
     from vaujax.train import tetg_trainer
     return tetg_trainer.run(config, fv.workdir)
-  from vaujax.runs.checkpoint import CheckpointError
   from vaujax.train import loop
-  try:
+  try:   # a failed checkpoint write (disk full) is an InputError: one line, exit 2
     return loop.train_and_evaluate(config, fv.workdir, overwrite=fv.overwrite)
   except loop.Preempted as e:
     print(f"vaujax train: {e}", flush=True)
     raise SystemExit(143)   # 128 + SIGTERM: schedulers read this as "preempted, retry"
-  except (loop.NonFiniteLoss, CheckpointError) as e:
+  except loop.NonFiniteLoss as e:
     raise SystemExit(f"error: {e}")
 
 

@@ -255,11 +255,8 @@ class _Partial:
   def add(self, rows):
     for r in rows:
       self.done[r["id"]] = r
-    if self.path:
-      with open(self.path, "a") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-        f.flush()
-        os.fsync(f.fileno())
+    if self.path:   # whole lines or none: a write cut short (disk full) is undone
+      files.append_lines(self.path, [json.dumps(r) for r in rows], sync=True)
 
   def ordered(self, items):
     return [self.done[i["id"]] for i in items]
@@ -351,11 +348,6 @@ def write_results(out_dir: str, name: str, results: Sequence[dict], summary: dic
                   identity: Optional[dict] = None) -> str:
   """`<name>.json` = {"identity", "summary", "results"} (identity: whose answers, on which
   benchmark; `evaluation_identity`), written atomically; returns its path."""
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f"{name}.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump({"identity": _normalized(identity), "summary": summary, "results": list(results)},
-              f, indent=1)
-  os.replace(tmp, path)
-  return path
+  files.makedirs(out_dir)
+  return files.write_json(os.path.join(out_dir, f"{name}.json"), {
+      "identity": _normalized(identity), "summary": summary, "results": list(results)})

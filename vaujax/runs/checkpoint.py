@@ -17,17 +17,23 @@ from typing import Any, Optional
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vaujax import files
 from vaujax.errors import InputError
 
 
-class CheckpointError(RuntimeError):
-  """A checkpoint could not be written; earlier checkpoints are untouched."""
+class CheckpointError(InputError):
+  """A checkpoint could not be written (disk full, permissions); earlier checkpoints are
+  untouched. An InputError, so that the CLI prints it as one line `error: <dir>: ...`, exit 2."""
 
   def __init__(self, directory: str, step: int, complete: list, cause: Exception):
     last = f"step {complete[-1]}" if complete else "none"
-    super().__init__(f"{directory}: writing the checkpoint of step {step} failed "
-                     f"({type(cause).__name__}: {cause}); training stopped. The last complete "
-                     f"checkpoint is {last}; free space and rerun to resume from it.")
+    code = files.no_room(cause)
+    reason = os.strerror(code) if code else \
+        f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:300]}"
+    of_step = f" of step {step}" if step >= 0 else ""
+    super().__init__(directory, f"writing the checkpoint{of_step} failed ({reason}); training "
+                     f"stopped. The last complete checkpoint is {last}; free space and rerun "
+                     "to resume from it.")
 
 
 class Checkpointer:
@@ -37,12 +43,13 @@ class Checkpointer:
     if best_metric:
       policies.append(ocp.checkpoint_managers.BestN(
           get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min", n=1))
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.directory = os.path.join(files.absolute(workdir), "checkpoints")   # or a gs:// URL
     self.manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(
             save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(every_steps),
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=True))
+    self._pending = -1   # the step of the async save in flight, if any
 
   def save(self, step: int, state: Any, data_state: Optional[dict], metrics: Optional[dict] = None,
            force: bool = False) -> bool:
@@ -51,15 +58,26 @@ class Checkpointer:
     args = {"state": ocp.args.StandardSave(state)}
     if data_state is not None:
       args["data"] = ocp.args.JsonSave(data_state)
+    self.wait()   # the previous (async) save: its failure names its own step
     try:
-      return self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics,
-                               force=force)
+      saved = self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics,
+                                force=force)
     except (OSError, ValueError) as e:
-      # Let earlier async writes land first, so that the error names every complete step; one
-      # that failed too is simply not complete.
-      with contextlib.suppress(CheckpointError):
-        self.wait()
-      raise CheckpointError(self.directory, step, self.complete_steps(), e) from e
+      self._failed(step, e)
+    if saved:
+      self._pending = step
+    return saved
+
+  def _failed(self, step: int, cause: Exception):
+    """Lets the other writes land, removes the failed step's temporary folders (half-written,
+    never read as a checkpoint, but they hold the space) and raises CheckpointError."""
+    with contextlib.suppress(Exception):
+      self.manager.wait_until_finished()
+    for name in files.listdir(self.directory) if files.isdir(self.directory) else ():
+      if name.startswith(f"{step}.") and "tmp" in name:
+        with contextlib.suppress(OSError):
+          files.rmtree(os.path.join(self.directory, name))
+    raise CheckpointError(self.directory, step, self.complete_steps(), cause) from cause
 
   def complete_steps(self) -> list[int]:
     """Steps with a finished checkpoint (orbax writes to a temporary name, then renames)."""
@@ -94,19 +112,18 @@ class Checkpointer:
 
   def _set_aside(self, step: int) -> str:
     """Moves a damaged step folder to WORKDIR/damaged_checkpoints/<step>[-n]; returns it."""
-    aside = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
-    os.makedirs(aside, exist_ok=True)
-    target, n = os.path.join(aside, str(step)), 1
-    while os.path.exists(target):
-      target, n = os.path.join(aside, f"{step}-{n}"), n + 1
-    os.replace(os.path.join(self.directory, str(step)), target)
-    return target
+    return files.move_aside(os.path.join(self.directory, str(step)),
+                            os.path.join(os.path.dirname(self.directory), "damaged_checkpoints"),
+                            str(step))
 
   def wait(self):
+    """Waits for the async save in flight; its failure is a CheckpointError naming its step."""
     try:
       self.manager.wait_until_finished()
     except (OSError, ValueError) as e:   # an async write failed
-      raise CheckpointError(self.directory, -1, self.complete_steps(), e) from e
+      step, self._pending = self._pending, -1
+      self._failed(step, e)
+    self._pending = -1
 
   def close(self):
     self.manager.wait_until_finished()
@@ -116,8 +133,11 @@ class Checkpointer:
 def complete_steps(directory: str) -> list[int]:
   """Steps with a finished checkpoint in a `checkpoints/` folder (orbax writes each under a
   temporary name and renames it when complete)."""
-  if not os.path.isdir(directory):
+  if not files.isdir(directory):
     return []
+  if files.is_url(directory):   # there orbax writes a step in place, then its commit file
+    return sorted(int(n) for n in files.listdir(directory) if n.isdigit() and files.exists(
+        os.path.join(directory, n, "commit_success.txt")))
   return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
 
 
@@ -133,7 +153,7 @@ def restore_params_only(path: str, abstract_params: Any) -> Any:
   """
   import jax
   from vaujax.convert import params_io
-  if os.path.exists(os.path.join(os.path.abspath(path), params_io.METADATA)):
+  if files.exists(os.path.join(files.absolute(path), params_io.METADATA)):
     loaded, meta = params_io.read_params_dir(path)
     kind = meta.get("kind")
     if kind == "vagpt":
@@ -146,7 +166,7 @@ def restore_params_only(path: str, abstract_params: Any) -> Any:
     _check_like(tree, abstract_params, path)
     return jax.tree_util.tree_map(lambda target, value: np.asarray(value).astype(target.dtype),
                                   abstract_params, tree)
-  if not os.path.isdir(os.path.join(os.path.abspath(path), "checkpoints")):
+  if not files.isdir(os.path.join(files.absolute(path), "checkpoints")):
     raise InputError(path, "no checkpoints/ directory (nor vaujax.json) to initialise from")
   params = read_run_params(path)
   return jax.tree_util.tree_map(lambda target, value: value.astype(target.dtype),
@@ -161,10 +181,10 @@ def read_run_params(checkpoint: str) -> Any:
   machine does not have.
   """
   import jax
-  path = os.path.abspath(checkpoint)
-  if not os.path.exists(path):
+  path = files.absolute(checkpoint)
+  if not files.exists(path):
     raise InputError(checkpoint, "checkpoint path does not exist")
-  ckpt_dir = os.path.join(path, "checkpoints") if os.path.isdir(
+  ckpt_dir = os.path.join(path, "checkpoints") if files.isdir(
       os.path.join(path, "checkpoints")) else path
   try:
     manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(

@@ -42,7 +42,7 @@ COPIED = {"data.tokenizer": "tokenizer", "data.bert_vocab": "bert_vocab.txt",
 
 
 def artifact_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), ARTIFACT)
+  return os.path.join(files.absolute(workdir), ARTIFACT)
 
 
 def config_value(config, dotted: str, default=None):
@@ -66,31 +66,67 @@ def _set(config, dotted: str, value) -> None:
 def _sha256(path: str) -> str:
   """Content hash of a file, or of a directory tree (relative names and contents, sorted)."""
   h = hashlib.sha256()
-  if os.path.isfile(path):
-    with open(path, "rb") as f:
+  if files.isfile(path):   # files.*: a local path or a gs:// URL
+    with files.open_file(path, "rb") as f:
       for block in iter(lambda: f.read(1 << 20), b""):
         h.update(block)
     return h.hexdigest()
-  for root, dirs, names in os.walk(path):
-    dirs.sort()
-    for name in sorted(names):
-      full = os.path.join(root, name)
-      h.update(os.path.relpath(full, path).encode() + b"\0" + _sha256(full).encode())
+  for name in files.walk_files(path):   # sorted relative names, as os.walk gave them
+    h.update(name.encode() + b"\0" + _sha256(os.path.join(path, name)).encode())
   return h.hexdigest()
 
 
 def _copy(src: str, dst: str) -> None:
-  """Copies a file or a directory tree to `dst` through a temporary name (replaces `dst`)."""
+  """Copies a file or a directory tree to `dst` through a temporary name (replaces `dst`).
+
+  A `dst` with the content of `src` already is left alone (a rerun writes nothing); a copy that
+  fails (disk full) removes its temporary and leaves `dst` as it was."""
+  if files.exists(dst) and files.isdir(src) == files.isdir(dst) \
+      and _sha256(src) == _sha256(dst):
+    return
+  if files.is_url(src) or files.is_url(dst):   # an object is uploaded whole: no temporary
+    with files.writing(dst):
+      if files.exists(dst):
+        _remove(dst)
+      files.copy(src, dst)
+    return
   tmp = dst + ".tmp"
-  if os.path.isdir(tmp):
-    shutil.rmtree(tmp)
-  if os.path.isdir(src):
-    shutil.copytree(src, tmp)
-  else:
-    shutil.copyfile(src, tmp)
-  if os.path.isdir(dst):
-    shutil.rmtree(dst)
+  _remove(tmp)
+  try:
+    with files.writing(dst):
+      if os.path.isdir(src):
+        shutil.copytree(src, tmp)
+      else:
+        shutil.copyfile(src, tmp)
+  except BaseException:
+    _remove(tmp)
+    raise
+  _remove(dst)
   os.replace(tmp, dst)
+
+
+def _remove(path: str) -> None:
+  if files.is_url(path):
+    if files.isdir(path):
+      files.rmtree(path)
+    elif files.exists(path):
+      files.remove(path)
+    return
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.remove(path)
+
+
+def _write_json_if_changed(path: str, obj) -> None:
+  """`files.write_json` unless `path` holds `obj` already (a rerun of a run writes nothing)."""
+  if files.isfile(path):
+    try:
+      if files.read_json(path) == json.loads(json.dumps(obj)):
+        return
+    except InputError:
+      pass
+  files.write_json(path, obj)
 
 
 def _tokenizer_source(path: str) -> str:
@@ -140,7 +176,7 @@ def changes_against_saved(workdir: str, config: ml_collections.ConfigDict) -> li
   WORKDIR has no saved run."""
   out = artifact_dir(workdir)
   path = os.path.join(out, CONFIG)
-  if not os.path.exists(path):
+  if not files.exists(path):
     return []
   saved = config_from_json(files.read_json(path, "run config"))
   changes = [c for c in diff_configs(saved, recorded_config(config))
@@ -152,7 +188,7 @@ def changes_against_saved(workdir: str, config: ml_collections.ConfigDict) -> li
       continue
     src = _tokenizer_source(src) if key == "data.tokenizer" else src
     copied = [n for n in manifest.get("files", {}) if n == name or n.startswith(name + "/")]
-    if os.path.exists(src) and copied and _sha256(src) != manifest["files"][copied[0]]:
+    if files.exists(src) and copied and _sha256(src) != manifest["files"][copied[0]]:
       changes.append(f"{key}: the content of {src} differs from the run's copy")
   return changes
 
@@ -160,19 +196,18 @@ def changes_against_saved(workdir: str, config: ml_collections.ConfigDict) -> li
 def set_aside(workdir: str) -> Optional[str]:
   """Moves a run's checkpoints, metrics, TensorBoard logs and run/ into
   WORKDIR/superseded/<n>/ (nothing is deleted); returns that folder, or None if empty."""
-  workdir = os.path.abspath(workdir)
+  workdir = files.absolute(workdir)
   names = [n for n in ("checkpoints", "damaged_checkpoints", "metrics.jsonl",
                        "metrics.superseded.jsonl", "tensorboard", ARTIFACT, "eval")
-           if os.path.exists(os.path.join(workdir, n))]
+           if files.exists(os.path.join(workdir, n))]
   if not names:
     return None
   n = 1
-  while os.path.exists(os.path.join(workdir, SUPERSEDED, str(n))):
+  while files.exists(os.path.join(workdir, SUPERSEDED, str(n))):
     n += 1
-  target = os.path.join(workdir, SUPERSEDED, str(n))
-  os.makedirs(target)
+  target = files.makedirs(os.path.join(workdir, SUPERSEDED, str(n)))
   for name in names:
-    os.replace(os.path.join(workdir, name), os.path.join(target, name))
+    files.replace(os.path.join(workdir, name), os.path.join(target, name))
   return target
 
 
@@ -182,8 +217,7 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
 
   A rerun rewrites it; keys whose values changed since the last write are listed on the log.
   """
-  out = artifact_dir(workdir)
-  os.makedirs(out, exist_ok=True)
+  out = files.makedirs(artifact_dir(workdir))
   recorded = recorded_config(config)
   manifest = {"files": {}, "sources": {}}
   for key, name in COPIED.items():
@@ -191,16 +225,16 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
     if not src or (key == "data.tetg_params"
                    and not config_value(config, "model.use_tetg", True)):
       continue
-    src = os.path.abspath(_tokenizer_source(src) if key == "data.tokenizer" else src)
-    if not os.path.exists(src):
+    src = files.absolute(_tokenizer_source(src) if key == "data.tokenizer" else src)
+    if not files.exists(src):
       raise InputError(f"--config.{key}", f"{src} does not exist")
     dst = os.path.join(out, name)
     if key == "data.tokenizer":   # under the name Tokenizer.load looks for in a directory
       from vaujax.data.tokenizer import HF_JSON_NAME, SP_MODEL_NAME
-      os.makedirs(dst, exist_ok=True)
+      files.makedirs(dst)
       canonical = HF_JSON_NAME if src.endswith(".json") else SP_MODEL_NAME
       dst, name = os.path.join(dst, canonical), os.path.join(name, canonical)
-    if os.path.abspath(src) != os.path.abspath(dst):
+    if files.absolute(src) != files.absolute(dst):
       _copy(src, dst)
     manifest["files"][name] = _sha256(dst)
     manifest["sources"][key] = src
@@ -208,15 +242,15 @@ def write_artifact(workdir: str, config: ml_collections.ConfigDict,
   if encoder and not encoder.startswith("tiny"):
     for part in encoder.split(","):   # converted towers: referenced by path and metadata hash
       meta = os.path.join(part, "vaujax.json")
-      if os.path.exists(meta):
+      if files.exists(meta):
         manifest["sources"][f"encoder:{part}"] = _sha256(meta)
   previous = os.path.join(out, CONFIG)
-  if os.path.exists(previous):
+  if files.exists(previous):
     changed = diff_configs(config_from_json(files.read_json(previous)), recorded)
     if changed:
       log(f"{out}: config changed since the last run: " + "; ".join(changed))
-  files.write_json(os.path.join(out, MANIFEST), manifest)
-  files.write_json(previous, config_to_json(recorded))   # last: its presence marks a whole run/
+  _write_json_if_changed(os.path.join(out, MANIFEST), manifest)
+  _write_json_if_changed(previous, config_to_json(recorded))   # last: marks a whole run/
   return recorded
 
 
@@ -230,10 +264,10 @@ class Run:
 
 def load_run(workdir: str, check_hashes: bool = True) -> Run:
   """The run in WORKDIR (a training workdir), with every copied path resolved into run/."""
-  workdir = os.path.abspath(require_dir(workdir, "run directory"))
+  workdir = files.absolute(require_dir(workdir, "run directory"))
   out = artifact_dir(workdir)
   path = os.path.join(out, CONFIG)
-  if not os.path.exists(path):
+  if not files.exists(path):
     raise InputError(workdir, f"not a vaujax run: no {ARTIFACT}/{CONFIG} (runs written by "
                      "`vaujax train` have one)")
   config = config_from_json(files.read_json(path, "run config"))
@@ -241,7 +275,7 @@ def load_run(workdir: str, check_hashes: bool = True) -> Run:
   if check_hashes:
     for name, digest in manifest.get("files", {}).items():
       full = os.path.join(out, name)
-      if not os.path.exists(full):
+      if not files.exists(full):
         raise InputError(full, "missing from the run (listed in its manifest)")
       if _sha256(full) != digest:
         raise InputError(full, "content differs from the run's manifest (modified or damaged)")

@@ -70,6 +70,15 @@ def _rules(config):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        hooks: Sequence[Callable] = (), *, overwrite: bool = False) -> list[dict]:
+  """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints); see
+  `_train_and_evaluate`. A write that finds no room (disk full, quota, file-size limit) is an
+  InputError naming the file; every checkpoint and metrics line written before stays whole."""
+  with files.writing(workdir):
+    return _train_and_evaluate(config, workdir, hooks, overwrite=overwrite)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        hooks: Sequence[Callable] = (), *, overwrite: bool = False) -> list[dict]:
   """Trains to `config.total_steps` (resuming from `workdir` if it has checkpoints).
 
   Every `config.eval.every` steps the held-out loss on `config.eval.json` is computed and each
@@ -82,12 +91,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   metrics line.
   """
   config_checks.check_vagpt(config)
+  config_checks.check_batch_against_mesh(config, jax.device_count(), jax.process_count())
   _prepare_workdir(workdir, config, overwrite)
   mesh, rules = _mesh(config), _rules(config)
-  shards = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.data.batch_size % shards:
-    raise ValueError(f"config.data.batch_size={config.data.batch_size} is not divisible by the "
-                     f"data x fsdp mesh axes ({shards})")
   for name, spec in (config.get("evals") or {}).items():
     from vaujax.evaluate import evaluators
     evaluators.check_spec(name, spec)
@@ -225,14 +231,12 @@ def _truncate_log(path: str, step: int) -> None:
   if torn:
     print(f"warning: {path}: {torn} unreadable line(s) (a write cut short by a kill) moved to "
           "metrics.superseded.jsonl", flush=True)
-  if moved and any(m.strip() for m in moved):
-    with open(os.path.join(os.path.dirname(path), "metrics.superseded.jsonl"), "a") as f:
-      f.writelines(m for m in moved if m.strip())
-      f.flush()
-      os.fsync(f.fileno())
-  with open(path + ".tmp", "w") as f:
-    f.writelines(kept)
-  os.replace(path + ".tmp", path)
+  if not moved:
+    return   # nothing to take out: the log is left as it is (no write on a full disk)
+  if any(m.strip() for m in moved):   # first, so that a failure below loses no line
+    files.append_lines(os.path.join(os.path.dirname(path), "metrics.superseded.jsonl"),
+                       [m for m in moved if m.strip()], sync=True)
+  files.write_text(path, "".join(kept))
 
 
 def _evaluator(config, tokenizer, cfg, compute_loss, param_sh, batch_sh, hooks):
@@ -322,7 +326,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
   bucket = config.data.get("length_bucket", 0)
   writer = _tensorboard(workdir)
   history = []
-  log = open(log_path, "a") if jax.process_index() == 0 else None
+  log = jax.process_index() == 0   # lines appended whole (a write cut short is undone)
   bar = tqdm(range(start, config.total_steps), initial=start, total=config.total_steps,
              disable=jax.process_index() != 0 or not config.get("progress", True),
              desc="train", dynamic_ncols=True)
@@ -363,8 +367,7 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
         metrics.update(benchmarks(step + 1, state["params"]))
       history.append(metrics)
       if log:
-        log.write(json.dumps(metrics) + "\n")
-        log.flush()
+        files.append_lines(log_path, [json.dumps(metrics)])
       if writer:
         for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time",
                     "data_time"):
@@ -387,8 +390,6 @@ def _run(config, workdir, start, state, step_fn, data_it, batch_sh, ckpt, log_pa
   finally:
     sigterm.restore()
     ckpt.close()
-    if log:
-      log.close()
     if writer:
       writer.close()
   return history
