@@ -183,6 +183,40 @@ def test_direct_calls_record_the_items_and_method(tmp_path, feature_dir):
     qa.evaluate_mc(FakeAssistant(), items[:3], feature_dir, resume_path=partial, progress=False)
 
 
+def test_a_finished_result_of_another_evaluation_is_never_overwritten(tmp_path, feature_dir):
+  """No partial file left, but `<tag>.json` in --out was written by another checkpoint or
+  benchmark: refused, naming the file and both identities; the same evaluation rerun is a
+  no-op (nothing asked, the file untouched)."""
+  a = _write(tmp_path / "a" / "test_mc.json", [_mc(i) for i in range(6)])
+  b = _write(tmp_path / "b" / "test_mc.json", [_mc(i, question="Another?") for i in range(6)])
+  out = str(tmp_path / "eval")
+  first = evaluators.evaluate_benchmark(FakeAssistant(identity=RUN_A), a, feature_dir, out,
+                                        method="loglik", progress=False)
+  result = os.path.join(out, "test_mc_loglik.json")
+  before = open(result, "rb").read()
+  other = FakeAssistant(identity={**RUN_A, "step": 12})
+  with pytest.raises(InputError) as e:
+    evaluators.evaluate_benchmark(other, a, feature_dir, out, method="loglik", progress=False)
+  message = str(e.value)
+  assert message.startswith(result + ": holds the finished results of another evaluation")
+  assert "run /runs/a step 6 " in message and "run /runs/a step 12 " in message
+  assert "model.step: 6 in the file, 12 now" in message and "another --out" in message
+  assert other.asked == 0 and open(result, "rb").read() == before
+  with pytest.raises(InputError, match="benchmark.sha256"):   # another benchmark, same tag
+    evaluators.evaluate_benchmark(FakeAssistant(identity=RUN_A), b, feature_dir, out,
+                                  method="loglik", progress=False)
+  with pytest.raises(InputError, match="finished results of another evaluation"):
+    evaluators.check_resumable(out, b, RUN_A, method="loglik")   # before a model is loaded
+  assert open(result, "rb").read() == before
+  same = FakeAssistant(identity=dict(RUN_A))
+  evaluators.check_resumable(out, a, RUN_A, method="loglik")
+  again = evaluators.evaluate_benchmark(same, a, feature_dir, out, method="loglik",
+                                        progress=False)
+  assert same.asked == 0 and open(result, "rb").read() == before
+  assert json.dumps(again) == json.dumps(first)   # (NaN: no temporal questions)
+  assert sorted(os.listdir(out)) == ["test_mc_loglik.json"]
+
+
 # -- 2. a damaged line in the middle loses only itself --------------------------------------------
 
 def test_a_corrupt_middle_line_keeps_every_valid_answer(tmp_path, feature_dir, capsys):

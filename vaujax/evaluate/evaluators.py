@@ -51,9 +51,9 @@ def benchmark_identity(path: str, tag: str, method: str) -> dict:
   tag its results are written under and the method (`file` is shown, not compared: the same
   bytes elsewhere are the same benchmark). Two benchmarks that share a file name (and so a
   tag) still differ here."""
-  with open(path, "rb") as f:
+  with files.open_file(path, "rb") as f:   # a local file or a gs:// object
     digest = hashlib.sha256(f.read()).hexdigest()
-  return {"file": os.path.abspath(path), "sha256": digest, "tag": tag, "method": method}
+  return {"file": files.absolute(path), "sha256": digest, "tag": tag, "method": method}
 
 
 def result_tags(kind: str, name: str, method: str = "both") -> dict[str, str]:
@@ -67,13 +67,15 @@ def result_tags(kind: str, name: str, method: str = "both") -> dict[str, str]:
 def check_resumable(out_dir: str, benchmark: str, model_identity: Optional[dict], *,
                     method: str = "both", name: Optional[str] = None) -> None:
   """Raises InputError when a partial-results file in `out_dir` that this evaluation would
-  resume holds another evaluation's answers (another run, checkpoint, config or benchmark):
-  the `evaluate` command checks this before loading the model."""
+  resume, or a finished `<tag>.json` it would write, holds another evaluation's answers
+  (another run, checkpoint, config or benchmark): the `evaluate` command checks this before
+  loading the model."""
   kind, _ = read_benchmark(benchmark)
   name = name or default_name(benchmark)
   for tag, m in result_tags(kind, name, method).items():
-    qa.check_partial(os.path.join(out_dir, tag + ".partial.jsonl"),
-                     {"model": model_identity, "benchmark": benchmark_identity(benchmark, tag, m)})
+    identity = {"model": model_identity, "benchmark": benchmark_identity(benchmark, tag, m)}
+    qa.check_partial(os.path.join(out_dir, tag + ".partial.jsonl"), identity)
+    qa.check_finished(os.path.join(out_dir, tag + ".json"), identity)
 
 
 def default_name(benchmark: str) -> str:
@@ -94,7 +96,7 @@ def read_frame_truth(labels: str, items: Optional[list[dict]], feature_dir: str
       raise InputError(labels, "labels none of the benchmark's videos, so there are no frames "
                        "to score")
   else:
-    vids = sorted(v for v in truth if os.path.exists(os.path.join(feature_dir, v + ".npz")))
+    vids = sorted(v for v in truth if files.exists(os.path.join(feature_dir, v + ".npz")))
     if not vids:
       raise InputError(labels, f"none of its videos has a feature file in {feature_dir}")
   return truth, vids
@@ -113,7 +115,7 @@ def check_spec(name: str, spec: Mapping) -> None:
   if spec.get("method", "loglik") not in METHODS:
     raise InputError(where, f"method {spec.get('method')!r} is not one of {METHODS}")
   for key in ("benchmark", "labels", "feature_dir"):
-    if spec.get(key) and not os.path.exists(spec[key]):
+    if spec.get(key) and not files.exists(spec[key]):
       raise InputError(spec[key], f"does not exist ({where}.{key})")
   if spec.get("benchmark"):        # a malformed file fails now, not at the first evaluation
     read_benchmark(spec["benchmark"])
@@ -135,6 +137,10 @@ def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None
   _, items = read_benchmark(spec["benchmark"])
   method = spec.get("method", "loglik") if kind == "mc" else "open"
   bench = benchmark_identity(spec["benchmark"], name, method)
+  identity = qa.evaluation_identity(assistant, items, method, bench)
+  saved = qa.check_finished(os.path.join(out_dir, name + ".json"), identity) if out_dir else None
+  if saved is not None:   # never overwritten; the same evaluation's is its answer
+    return saved["summary"]
   if kind == "mc":
     rows, summary = qa.evaluate_mc(assistant, items, feature_dir, method=method,
                                    batch_size=batch_size, progress=progress,
@@ -144,8 +150,7 @@ def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None
     rows, summary = qa.evaluate_open(assistant, items, feature_dir, batch_size=batch_size,
                                      progress=progress, benchmark_identity=bench)
   if out_dir:
-    qa.write_results(out_dir, name, rows, summary,
-                     qa.evaluation_identity(assistant, items, method, bench))
+    qa.write_results(out_dir, name, rows, summary, identity)
   return summary
 
 
@@ -165,19 +170,37 @@ def evaluate_benchmark(assistant, benchmark: str, feature_dir: str, out_dir: str
   `labels`, frame AUC / AP of TETG's scores over the benchmark's videos. Writes
   `<out_dir>/<name>_<method>.json` (MC) or `<out_dir>/<name>.json` (open QA), each
   {"identity", "summary", "results"}; finished questions go to `<tag>.partial.jsonl` as they
-  complete, so a killed evaluation resumes. A partial file of another identity (another run,
-  checkpoint, config, benchmark file or method) is refused with an InputError, never resumed
-  or overwritten. Returns {tag: summary}.
+  complete, so a killed evaluation resumes. A partial or finished file of another identity
+  (another run, checkpoint, config, benchmark file or method) is refused with an InputError,
+  never resumed or overwritten; a finished file of this identity is kept and its summary
+  returned (a rerun is a no-op). A write that finds no room (disk full) is an InputError naming
+  the file; the lines written before stay whole and the rerun resumes. Returns {tag: summary}.
   """
+  with files.writing(out_dir):
+    return _evaluate_benchmark(assistant, benchmark, feature_dir, out_dir, method=method,
+                               labels=labels, batch_size=batch_size, name=name,
+                               progress=progress)
+
+
+def _evaluate_benchmark(assistant, benchmark, feature_dir, out_dir, *, method, labels,
+                        batch_size, name, progress) -> dict[str, dict]:
   kind, items = read_benchmark(benchmark)
   name = name or default_name(benchmark)
   frames = (read_frame_truth(labels, items, feature_dir)         # a bad labels file fails now
             if labels and assistant.tetg is not None else None)
-  os.makedirs(out_dir, exist_ok=True)
+  files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
   summaries = {}
   for tag, m in result_tags(kind, name, method).items():
     partial = os.path.join(out_dir, tag + ".partial.jsonl")
     bench = benchmark_identity(benchmark, tag, m)
+    identity = qa.evaluation_identity(assistant, items, m, bench)
+    qa.check_partial(partial, identity)
+    saved = qa.check_finished(os.path.join(out_dir, tag + ".json"), identity)
+    if saved is not None:   # this evaluation finished before: nothing to do
+      summaries[tag] = saved["summary"]
+      if files.exists(partial):   # of this identity (checked): a kill before its removal
+        files.remove(partial)
+      continue
     if kind == "mc":
       rows, summaries[tag] = qa.evaluate_mc(
           assistant, items, feature_dir, method=m, batch_size=batch_size,
@@ -187,9 +210,8 @@ def evaluate_benchmark(assistant, benchmark: str, feature_dir: str, out_dir: str
       rows, summaries[tag] = qa.evaluate_open(assistant, items, feature_dir,
                                               batch_size=batch_size, resume_path=partial,
                                               progress=progress, benchmark_identity=bench)
-    qa.write_results(out_dir, tag, rows, summaries[tag],
-                     qa.evaluation_identity(assistant, items, m, bench))
-    os.remove(partial)
+    qa.write_results(out_dir, tag, rows, summaries[tag], identity)
+    files.remove(partial)
   if frames is not None:
     truth, vids = frames
     summaries["frames"] = qa.evaluate_frames(assistant.frame_scores, truth, feature_dir, vids)

@@ -141,7 +141,8 @@ def _normalized(identity: Optional[dict]) -> Optional[dict]:
     return identity
   model = identity.get("model")
   if isinstance(model, dict) and isinstance(model.get("run"), str):
-    model = {**model, "run": os.path.realpath(model["run"])}
+    model = {**model, "run": model["run"] if files.is_url(model["run"])
+             else os.path.realpath(model["run"])}
   return {**identity, "model": model}
 
 
@@ -192,7 +193,7 @@ def _read_partial(path: str) -> tuple[Optional[dict], list[bytes]]:
   """(header, the other non-empty raw lines) of an existing partial-results file; (None, [])
   for an empty one. A first line that is no header raises InputError: whose answers the file
   holds is unknown, so resuming from it could mix two evaluations."""
-  with open(path, "rb") as f:
+  with files.open_file(path, "rb") as f:   # a local file or a gs:// object
     lines = [l for l in f.read().split(b"\n") if l.strip()]
   if not lines:
     return None, []
@@ -208,7 +209,7 @@ def check_partial(path: str, identity: Optional[dict]) -> list[bytes]:
   evaluation (another run, checkpoint, config, benchmark file or method); a missing or empty
   file is fine. Returns its result lines (raw). The `evaluate` command calls it before loading
   the model."""
-  if not os.path.exists(path):
+  if not files.exists(path):
     return []
   header, lines = _read_partial(path)
   if header is None:
@@ -218,6 +219,38 @@ def check_partial(path: str, identity: Optional[dict]) -> list[bytes]:
     raise InputError(path, "holds answers of another evaluation (" + "; ".join(differences)
                      + "), so it is not resumed; " + HOW_TO_PROCEED)
   return lines
+
+
+def _describe(identity: Optional[dict]) -> str:
+  """An evaluation's identity in a few words: whose answers, on which benchmark."""
+  identity = identity if isinstance(identity, dict) else {}
+  model = identity.get("model") if isinstance(identity.get("model"), dict) else {}
+  bench = identity.get("benchmark") if isinstance(identity.get("benchmark"), dict) else {}
+  who = (f"run {model.get('run')} step {model.get('step')} config "
+         f"{_short(model.get('config_sha256'))}" if model else "a model not loaded from a run")
+  what = bench.get("file") or f"items {_short(bench.get('items_sha256'))}"
+  return (f"{who} on {what} (sha256 {_short(bench.get('sha256'))}, method "
+          f"{bench.get('method')})" if "sha256" in bench else f"{who} on {what} (method "
+          f"{bench.get('method')})")
+
+
+def check_finished(path: str, identity: Optional[dict]) -> Optional[dict]:
+  """A finished result file (`write_results`) at `path`: None when there is none; its content
+  when this same evaluation wrote it (a rerun is then a no-op); an InputError naming the file
+  and both identities when another evaluation (run, checkpoint, config, benchmark, method) did,
+  so that it is never overwritten."""
+  if not files.exists(path):
+    return None
+  saved = files.read_json(path, "evaluation result")
+  differences = identity_differences(saved.get("identity"), identity) \
+      if saved.get("identity") else ["identity: none recorded"]
+  if differences or not isinstance(saved.get("summary"), dict):
+    raise InputError(path, "holds the finished results of another evaluation ("
+                     + _describe(saved.get("identity")) + "; this one is "
+                     + _describe(_normalized(identity)) + "; differing: "
+                     + "; ".join(differences) + "), so it is not overwritten; pass another "
+                     "--out, or move this file away")
+  return saved
 
 
 class _Partial:
