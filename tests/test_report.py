@@ -66,6 +66,13 @@ def test_sets_overlay_keeps_kept_patches_and_dims_dropped_ones():
   np.testing.assert_array_equal(dropped[0, 0], (3, 30, 76))   # 0.3 x (10, 100, 255), truncated
 
 
+def test_keep_pixels_on_a_frame_the_grid_does_not_divide():
+  keep = plots.keep_pixels(np.array([True, False, False, False]), (2, 2), (5, 5))
+  expected = np.zeros((5, 5), bool)
+  expected[:3, :3] = True                      # pixel i lies in cell i * 2 // 5
+  np.testing.assert_array_equal(keep, expected)
+
+
 def test_crop_like_is_the_towers_centre_crop():
   from vaujax.data import preprocess
   wide = np.arange(2 * 6 * 10 * 3, dtype=np.uint8).reshape(2, 6, 10, 3)

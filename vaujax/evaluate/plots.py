@@ -169,15 +169,19 @@ DIM = 0.3   # dropped patches keep this fraction of their brightness in the SETS
 def sets_overlay(frame: np.ndarray, mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
   """uint8 frame [H, W, 3] with kept patches (mask [h*w] on `grid`) as they are and dropped ones
   dimmed to `DIM` of their brightness. The frame must be the tower's view (`_crop_like`)."""
-  h, w = frame.shape[:2]
-  gh, gw = grid
-  m = np.asarray(mask, bool).reshape(gh, gw)
-  ys = np.minimum((np.arange(h) * gh) // h, gh - 1)
-  xs = np.minimum((np.arange(w) * gw) // w, gw - 1)
-  keep = m[ys][:, xs]
+  keep = keep_pixels(mask, grid, frame.shape[:2])
   out = frame.astype(np.float32)
   out[~keep] *= DIM
   return out.clip(0, 255).astype(np.uint8)
+
+
+def keep_pixels(mask: np.ndarray, grid: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+  """bool [H, W]: the pixels of the kept patches (mask [h*w] on `grid`, row-major)."""
+  (h, w), (gh, gw) = shape, grid
+  m = np.asarray(mask, bool).reshape(gh, gw)
+  ys = np.minimum((np.arange(h) * gh) // h, gh - 1)
+  xs = np.minimum((np.arange(w) * gw) // w, gw - 1)
+  return m[ys][:, xs]
 
 
 def in_interval(timestamps, interval) -> np.ndarray:
@@ -195,6 +199,9 @@ def sets_strip(ax_row, frames: np.ndarray, masks: np.ndarray, timestamps, grid,
   inside = in_interval(timestamps, truth)
   for ax, frame, mask, t, red in zip(ax_row, _crop_like(frames), masks, timestamps, inside):
     ax.imshow(sets_overlay(frame, mask, grid))
+    keep = keep_pixels(mask, grid, frame.shape[:2])
+    if keep.any() and not keep.all():   # outlined too: on a dark scene bright and dim are close
+      ax.contour(keep.astype(np.float32), levels=[0.5], colors="yellow", linewidths=0.6)
     ax.set_title(f"{t:.1f} s", fontsize=8, color="red" if red else "black")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -219,7 +226,7 @@ def sets_key(ratio: float, grid: tuple[int, int]) -> str:
 
 def _sets_legend(fig, ratio: float, grid: tuple[int, int], y: float) -> None:
   from matplotlib.patches import Patch
-  handles = [Patch(facecolor="0.9", edgecolor="0.4", label="kept (bright)"),
+  handles = [Patch(facecolor="0.9", edgecolor="yellow", lw=1.5, label="kept (bright, outlined)"),
              Patch(facecolor="0.27", edgecolor="0.4", label=f"dropped (dimmed to {DIM:g}x)"),
              Patch(facecolor="none", edgecolor="red", lw=2.5, label="inside true interval")]
   fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.01, y), fontsize=8,
