@@ -431,20 +431,22 @@ def pipeline_symlink_outside(tmp):
 
 def instr_key_collision(tmp):
   from vaujax.data import pipeline
+  _features_of(tmp, "001.npz", 1)           # a folder keyed by the bare name
   conv = [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]
-  pipeline.json_source(_json(tmp, "train.json", [
+  path = _json(tmp, "train.json", [
       {"id": "a", "video": "cam1/001.mp4", "conversations": conv},
       {"id": "a2", "video": "./cam1/001.mp4", "conversations": conv},
-      {"id": "b", "video": "cam2/001.mp4", "conversations": conv}]))
+      {"id": "b", "video": "cam2/001.mp4", "conversations": conv}])
+  pipeline.check_unique_keys(pipeline.json_source(path)[0], path, str(tmp))
 
 
-def extract_stem_collision(tmp):
-  from vaujax.data import features
-  os.makedirs(tmp / "videos")
-  for name in ("001.mp4", "001.avi"):
-    _write(tmp / "videos" / name, b"never decoded")
-  features.extract_folder(str(tmp / "videos"), str(tmp / "out"), lambda frames: {},
-                          log=lambda s: None)
+def eval_key_collision(tmp):
+  from vaujax.evaluate import evaluators
+  _features_of(tmp, "001.npz", 1)
+  item = {"question": "Which?", "options": ["a", "b"], "answer": "A"}
+  evaluators.read_benchmark(_json(tmp, "bench.json", [
+      {"id": "q0", "video": "x/001.mp4", **item}, {"id": "q1", "video": "x/001.avi", **item}]),
+      str(tmp))
 
 
 def infer_zero_frames(tmp):
@@ -601,12 +603,13 @@ ROWS = [
     ("pipe-symlink", "pipeline.Prepare", "feature file linking outside the feature dir",
      pipeline_symlink_outside, InputError, ["v.npz", "secret.npz",
                                             "outside the feature directory"]),
-    ("instr-collision", "pipeline.json_source", "videos cam1/001.mp4 and cam2/001.mp4",
-     instr_key_collision, InputError, ["train.json", "'cam1/001.mp4'", "'cam2/001.mp4'",
-                                       "share the feature file 001.npz"]),
-    ("extract-collision", "features.extract_folder", "001.mp4 and 001.avi in one folder",
-     extract_stem_collision, InputError, ["videos", "'001.avi' and '001.mp4'",
-                                          "would share the feature file 001.npz"]),
+    ("instr-collision", "pipeline.check_unique_keys", "videos cam1/001.mp4 and cam2/001.mp4, "
+     "features keyed by the bare name", instr_key_collision, InputError,
+     ["train.json", "'cam1/001.mp4'", "'cam2/001.mp4'", "would both read the feature file",
+      "001.npz"]),
+    ("eval-collision", "evaluators.read_benchmark(feature_dir)", "x/001.mp4 and x/001.avi, "
+     "features keyed by the bare name", eval_key_collision, InputError,
+     ["bench.json", "'x/001.mp4' and 'x/001.avi'", "would both read the feature file"]),
     ("infer-zero", "vaujax infer --features", "a feature file with zero frames",
      infer_zero_frames, InputError, ["zero.npz: has zero frames"]),
     ("json-deep", "files.read_json", "100000 nested brackets", json_too_deep, InputError,

@@ -112,20 +112,59 @@ def _umask():
   return mask
 
 
-def test_extension_collisions_are_refused_before_anything_is_extracted(dataset, tmp_path):
+def test_videos_sharing_a_name_each_get_their_own_feature_file(dataset, tmp_path):
+  """cam1/001.mp4, cam2/001.mp4 and x/001.avi beside x/001.mp4 used to share 001.npz: each now
+  has its own file (folders mirrored; the extension kept where one folder holds both), and a
+  video path finds its own file, also written from another root (`videos/cam1/001.mp4`)."""
   import shutil
+  from vaujax.data import pipeline
   videos = tmp_path / "videos"
-  videos.mkdir()
-  source = sorted((dataset / "videos").glob("*.mp4"))[0]
-  for name in ("001.mp4", "001.avi", "002.mp4"):
+  sources = sorted((dataset / "videos").glob("*.mp4"))[:3]
+  layout = {"cam1/001.mp4": sources[0], "cam2/001.mp4": sources[1], "x/001.mp4": sources[2],
+            "x/001.avi": sources[0], "002.mp4": sources[1]}
+  for name, source in layout.items():
+    (videos / name).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, videos / name)
-  (videos / "cam2").mkdir()                      # subfolders are not extracted at all
-  shutil.copy(source, videos / "cam2" / "002.mp4")
-  with pytest.raises(InputError, match=r"videos: videos '001.avi' and '001.mp4' would share the "
-                                       r"feature file 001.npz; rename one of them"):
-    features.extract_folder(str(videos), str(tmp_path / "f"), features.tiny_encoder(),
-                            num_frames=4, log=lambda s: None)
-  assert not list((tmp_path / "f").iterdir())
+  out = tmp_path / "f"
+  report = features.extract_folder(str(videos), str(out), features.tiny_encoder(),
+                                   num_frames=3, log=lambda s: None)
+  assert report["written"] == 5 and not report["failed"]
+  written = sorted(str(p.relative_to(out)) for p in out.rglob("*.npz"))
+  assert written == ["002.npz", "cam1/001.npz", "cam2/001.npz", "x/001.avi.npz",
+                     "x/001.mp4.npz"]
+  by_source = {s: features.read_features(str(out / "cam1/001.npz" if s == sources[0] else
+                                                 out / "cam2/001.npz" if s == sources[1] else
+                                                 out / "x/001.mp4.npz")) for s in sources}
+  cfg = dataclasses.make_dataclass("Cfg", ["feature_dir", "feature_shapes", "variable_frames",
+                                           "num_frames"])(str(out), None, False, 3)
+  for video, source in [*layout.items(), ("videos/cam1/001.mp4", sources[0]),
+                        ("cam2/./001.mp4", sources[1])]:
+    path, feats = pipeline._read_example_features(cfg, {"id": video, "video": video})
+    np.testing.assert_array_equal(feats["dino_cls"], by_source[source]["dino_cls"])
+  assert not np.array_equal(by_source[sources[0]]["dino_cls"], by_source[sources[1]]["dino_cls"])
+  items = [{"id": v, "video": v} for v in layout]
+  pipeline.check_unique_keys(items, "train.json", str(out))        # one file per video
+  again = features.extract_folder(str(videos), str(out), features.tiny_encoder(), num_frames=3,
+                                  log=lambda s: None)
+  assert again["skipped"] == 5 and again["written"] == 0
+
+
+def test_a_folder_keyed_by_the_bare_name_still_works(tmp_path):
+  """Feature folders written before (the demo's, fixtures, UCF-Crime's flat folders): a video
+  path finds `<name>.npz` at the last step of the rule, unchanged."""
+  flat = tmp_path / "flat"
+  flat.mkdir()
+  for name in ("001", "Arson004_x264"):
+    features.write_features(str(flat / f"{name}.npz"),
+                            {"dino_cls": np.full((2, 4), len(name), np.float32)})
+  for video, name in [("001.mp4", "001"), ("videos/001.mp4", "001"), ("a/b/001.avi", "001"),
+                      ("Arson/Arson004_x264.mp4", "Arson004_x264")]:
+    assert features.video_feature_path(str(flat), video) == str(flat / f"{name}.npz")
+  assert features.feature_keys("videos/cam1/001.mp4") == [
+      "videos/cam1/001.mp4", "videos/cam1/001", "cam1/001.mp4", "cam1/001", "001.mp4", "001"]
+  # nothing there: the error names the mirrored path extraction would write
+  with pytest.raises(InputError, match=r"f/cam3/009.npz: feature file does not exist"):
+    features.read_features(features.video_feature_path(str(tmp_path / "f"), "cam3/009.mp4"))
 
 
 def _fake_dataset(root, frames_per_video):
@@ -180,9 +219,16 @@ def test_a_feature_file_linking_outside_the_feature_dir_is_refused(tmp_path):
                       f"outside the feature directory {tmp_path}/feats"]
 
 
-def test_instruction_files_with_colliding_videos_are_refused(tmp_path):
+def test_videos_that_would_read_one_feature_file_are_refused(tmp_path):
+  """With a folder keyed by the bare name, cam1/001.mp4 and cam2/001.mp4 (or x/001.avi) would
+  both read 001.npz: refused, naming both examples and the file; the same video written from
+  another root is one video."""
   import json
   from vaujax.data import pipeline
+  flat = tmp_path / "flat"
+  flat.mkdir()
+  for name in ("001", "002"):
+    features.write_features(str(flat / f"{name}.npz"), {"dino_cls": np.zeros((1, 2))})
   conv = [{"from": "human", "value": "<video>\nQ?"}, {"from": "gpt", "value": "A"}]
   same = [{"id": "a", "video": "cam1/001.mp4", "conversations": conv},
           {"id": "b", "video": "cam1/./001.mp4", "conversations": conv},   # the same video,
@@ -194,12 +240,22 @@ def test_instruction_files_with_colliding_videos_are_refused(tmp_path):
   (tmp_path / "ok.json").write_text(json.dumps(same))
   items, problems = pipeline.json_source(str(tmp_path / "ok.json"))
   assert len(items) == 6 and problems == []
+  pipeline.check_unique_keys(items, "ok.json", str(flat))
   for other in ("cam2/001.mp4", "cam1/001.avi", "x/001.avi"):
-    (tmp_path / "bad.json").write_text(json.dumps(same + [dict(same[0], id="z", video=other)]))
-    for skip_bad in (False, True):
-      with pytest.raises(InputError, match=rf"bad.json: examples a and z: videos 'cam1/001.mp4' "
-                                           rf"and '{other}' share the feature file 001.npz"):
-        pipeline.json_source(str(tmp_path / "bad.json"), skip_bad=skip_bad)
+    with pytest.raises(InputError, match=rf"bad.json: examples a and z: videos 'cam1/001.mp4' "
+                                         rf"and '{other}' would both read the feature file "
+                                         rf"{flat}/001.npz"):
+      pipeline.check_unique_keys(same + [dict(same[0], id="z", video=other)], "bad.json",
+                                 str(flat))
+    mirrored = tmp_path / "mirrored"          # one file each: accepted
+    for video in ("cam1/001.mp4", other):
+      key = features.feature_keys(video)[1] if other != "cam1/001.avi" else video
+      (mirrored / key).parent.mkdir(parents=True, exist_ok=True)
+      features.write_features(str(mirrored / f"{key}.npz"), {"dino_cls": np.zeros((1, 2))})
+    if other == "cam1/001.avi":
+      features.write_features(str(mirrored / "cam1/001.mp4.npz"), {"dino_cls": np.zeros((1, 2))})
+    pipeline.check_unique_keys(same[:1] + [dict(same[0], id="z", video=other)], "ok.json",
+                               str(mirrored))
 
 
 def test_zero_frame_feature_files(tmp_path):

@@ -29,7 +29,8 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   cli.define_run_flags(fv, argv)
   flags.DEFINE_string("benchmark", None, "MC or open-QA benchmark JSON", flag_values=fv)
   flags.DEFINE_string("feature_dir", None, "directory of the benchmark videos' feature files "
-                      "(<video>.npz, made with the run's encoder)", flag_values=fv)
+                      "(made with the run's encoder by `vaujax features`: <folders>/<video>.npz;"
+                      " a folder keyed by the bare video name works too)", flag_values=fv)
   flags.DEFINE_string("labels", None, "labels JSON {video: {anomaly_intervals}}: adds frame "
                       "AUC / AP of TETG's scores", flag_values=fv)
   flags.DEFINE_string("out", None, "output directory (default: <run>/eval)", flag_values=fv)
@@ -47,7 +48,7 @@ def main(fv: flags.FlagValues) -> dict:
   if fv.labels:
     require_file(fv.labels, "labels file")
   # Malformed inputs fail before the model is loaded.
-  _, items = evaluators.read_benchmark(fv.benchmark)
+  _, items = evaluators.read_benchmark(fv.benchmark, fv.feature_dir)
   if fv.labels:
     evaluators.read_frame_truth(fv.labels, items, fv.feature_dir)
   if fv.batch_size < 1:

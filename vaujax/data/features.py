@@ -15,6 +15,17 @@ before any of its data is, so a small crafted file (a deflated zip bomb, a heade
 
 Extraction is resumable: finished videos are skipped, each file is written under a temporary
 name and renamed, and a video that fails to decode is reported and counted, not fatal.
+
+Names. A video's feature file is keyed by its path relative to the video folder, folders kept:
+`cam1/001.mp4` -> `cam1/001.npz`, so `cam1/001.mp4` and `cam2/001.mp4` get a file each; two
+videos of one folder that differ only in the extension keep it (`x/001.mp4.npz`,
+`x/001.avi.npz`). A `video` field (relative to the dataset root, e.g. `videos/cam1/001.mp4`)
+finds its file as the longest tail of its path that has one (`video_feature_path`), each tail
+with its extension first: `videos/cam1/001.mp4.npz`, `videos/cam1/001.npz`, `cam1/001.mp4.npz`,
+`cam1/001.npz`, `001.mp4.npz`, `001.npz`. A folder keyed by the bare name (the demo's, UCF-Crime's
+flat folders, features from before) is found at the last step, unchanged. Two different videos
+that would read one file (a flat folder, `cam1/001.mp4` and `cam2/001.mp4`) are refused by
+`pipeline.check_unique_keys`.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import dataclasses
 import io
 import math
 import os
+import posixpath
 import threading
 import uuid
 import zipfile
@@ -35,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vaujax import files
 from vaujax.data import preprocess, safe_pickle
 from vaujax.data import video as video_io
 from vaujax.errors import InputError, require_file
@@ -94,6 +107,32 @@ def frame_count(feats: Mapping[str, np.ndarray]) -> int:
 def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None, *,
                   frames: Optional[int] = None,
                   max_bytes: Optional[int] = None) -> dict[str, np.ndarray]:
+def feature_keys(video: str) -> list[str]:
+  """The keys a video's feature file may have, most specific first (see the module's rule):
+  each tail of its relative path, with its extension, then without."""
+  parts = posixpath.normpath(str(video).replace("\\", "/")).split("/")
+  keys = []
+  for i in range(len(parts)):
+    tail = "/".join(parts[i:])
+    for key in (tail, posixpath.splitext(tail)[0]):
+      if key not in keys:
+        keys.append(key)
+  return keys
+
+
+def video_feature_path(feature_dir: str, video: str, ext: str = ".npz") -> str:
+  """The feature file of `video` (a path relative to the dataset root): the most specific of
+  `feature_keys` that exists (a link out of `feature_dir` refused, as in `feature_path`); when
+  none does, the mirrored path extraction would write (`<dir>/<path without extension>.npz`),
+  so the error names it."""
+  keys = feature_keys(video)
+  for key in keys:
+    candidate = os.path.join(feature_dir, key + ext)
+    if files.exists(candidate) if files.is_url(candidate) else os.path.lexists(candidate):
+      return feature_path(feature_dir, key, ext)
+  return feature_path(feature_dir, keys[1] if len(keys) > 1 else keys[0], ext)
+
+
   """Reads a feature file and checks it.
 
   `expected`: {key: trailing shape} (None entries unchecked), e.g. {"tower_patches": (16, 32)}.
@@ -299,27 +338,27 @@ def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
                    log: Callable[[str], None] = print) -> dict:
-  """Encodes every video of `video_dir` (not its subfolders) into `out_dir/<name>.npz`;
-  returns a report. Two videos whose names differ only in the extension (`001.mp4`, `001.avi`)
-  would share one feature file: that is an InputError naming both, before anything is encoded.
-  A video that fails (unreadable, or a file-system error writing its features) is reported and
-  counted; the videos after it are still extracted."""
+  """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
+  into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
+  Two videos of one folder whose names differ only in the extension (`001.mp4`, `001.avi`)
+  keep it in their file names (`001.mp4.npz`, `001.avi.npz`). A video that fails (unreadable,
+  or a file-system error writing its features) is reported and counted; the videos after it
+  are still extracted."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
-  os.makedirs(out_dir, exist_ok=True)
-  names = sorted(n for n in os.listdir(video_dir) if n.lower().endswith(VIDEO_EXTS))
-  _check_unique_stems(video_dir, names)
+  files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
   report = {"written": 0, "skipped": 0, "failed": []}
-  for name in names:
-    out = os.path.join(out_dir, os.path.splitext(name)[0] + ".npz")
-    if os.path.exists(out):
+  for name, key in video_files(video_dir):
+    out = os.path.join(out_dir, key + ".npz")
+    if files.exists(out):
       report["skipped"] += 1
       continue
     try:
       frames, stamps = video_io.read_video(os.path.join(video_dir, name), fps=fps,
-                                           num_frames=num_frames)
+                                           num_frames=num_frames, max_frames=max_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
+                   max_frames: Optional[int] = None,
     except (InputError, ValueError, OSError) as e:
       report["failed"].append((name, str(e)))
       log(f"skipped {name}: {e}")
@@ -328,16 +367,27 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
   return report
 
 
-def _check_unique_stems(video_dir: str, names: list[str]) -> None:
-  """Feature files are named by the video's name without its extension: refuses two videos
-  that would write the same one."""
-  seen: dict[str, str] = {}
-  for name in names:
-    stem = os.path.splitext(name)[0]
-    if stem in seen:
-      raise InputError(video_dir, f"videos {seen[stem]!r} and {name!r} would share the feature "
-                       f"file {stem}.npz; rename one of them")
-    seen[stem] = name
+def video_files(video_dir: str) -> list[tuple[str, str]]:
+  """(relative path, feature key) of every video under `video_dir`, sorted: the key is the path
+  without its extension, or with it where another video of that folder has the same stem."""
+  found = []
+  walk = os.walk(video_dir)
+  if files.is_url(video_dir):   # a bucket: its objects grouped by folder, as os.walk gives them
+    folders = collections.defaultdict(list)
+    for rel in files.walk_files(video_dir):
+      folders[posixpath.dirname(rel)].append(posixpath.basename(rel))
+    walk = [(posixpath.join(video_dir, f) if f else video_dir, [], n) for f, n in folders.items()]
+  for root, dirs, names in walk:
+    dirs.sort()
+    rel = os.path.relpath(root, video_dir)
+    videos = sorted(n for n in names if n.lower().endswith(VIDEO_EXTS))
+    stems = collections.Counter(os.path.splitext(n)[0] for n in videos)
+    for n in videos:
+      stem = os.path.splitext(n)[0]
+      path = n if rel == "." else posixpath.join(rel.replace(os.sep, "/"), n)
+      found.append((path, path if stems[stem] > 1 else posixpath.splitext(path)[0]))
+  return sorted(found)
+      files.makedirs(os.path.dirname(out))
 
 
 def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:

@@ -61,42 +61,50 @@ class PipelineConfig:
   frame_times: str = "none"
 
 
-def video_key(item: Mapping) -> str:
-  """Feature file stem of an example: the video file name without folders or extension.
-
-  The `video` path is relative to the dataset root: absolute paths and `..` are refused, so an
-  annotation file cannot point the pipeline outside the dataset.
-  """
+def video_path(item: Mapping) -> str:
+  """An example's `video`, normalised: a path relative to the dataset root (absolute paths and
+  `..` are refused, so an annotation file cannot point the pipeline outside the dataset)."""
   video = str(item["video"])
   parts = video.replace("\\", "/").split("/")
   if os.path.isabs(video) or ".." in parts or not parts[-1]:
     raise InputError(item.get("id"), f"video path {video!r} escapes the dataset root")
-  return os.path.splitext(parts[-1])[0]
+  return posixpath.normpath("/".join(parts))
 
 
-def check_unique_keys(items: Sequence[Mapping], source: str) -> None:
-  """Feature files are keyed by the video's file name alone (`video_key`), so `cam1/001.mp4`,
-  `cam2/001.mp4` and `x/001.avi` would all read `001.npz`: raises InputError naming the two
-  videos of the first such pair. Paths that agree on all the folders both name are taken as
-  one video written from different roots (`videos/001.mp4` and `001.mp4`, as the instruction
-  builders write them). Items whose `video` is missing or escapes the dataset root are left to
-  the checks that report them."""
+def video_key(item: Mapping) -> str:
+  """An example's video id: its file name without folders or extension (what labels and TETG
+  hints are keyed by). Its feature file is found by the whole path
+  (`features.video_feature_path`)."""
+  return posixpath.splitext(posixpath.basename(video_path(item)))[0]
+
+
+def check_unique_keys(items: Sequence[Mapping], source: str, feature_dir: str) -> None:
+  """Refuses two different videos that would read one feature file of `feature_dir`
+  (`cam1/001.mp4` and `cam2/001.mp4` with a folder keyed by the bare name, `001.npz`): one would
+  train on, or be graded by, the other's features. The InputError names both examples, their
+  videos and the file. Paths that agree on all the folders both name are taken as one video
+  written from different roots (`videos/001.mp4` and `001.mp4`, as the instruction builders
+  write them). Items whose `video` is missing or escapes the dataset root are left to the
+  checks that report them."""
+  by_video: dict[str, str] = {}
   seen: dict[str, list[tuple]] = {}
   for item in items:
     if not isinstance(item, Mapping) or not item.get("video"):
       continue
     try:
-      key = video_key(item)
+      video = video_path(item)
     except InputError:
       continue
-    parts = tuple(posixpath.normpath(str(item["video"]).replace("\\", "/")).split("/"))
-    known = seen.setdefault(key, [])
+    if video not in by_video:
+      by_video[video] = features.video_feature_path(feature_dir, video)
+    path, parts = by_video[video], tuple(video.split("/"))
+    known = seen.setdefault(path, [])
     for other, other_id in known:
       if not _same_video(parts, other):
         raise InputError(source, f"examples {other_id} and {item.get('id')}: videos "
-                         f"{'/'.join(other)!r} and {'/'.join(parts)!r} share the feature file "
-                         f"{key}.npz (feature files are named by the video's file name alone); "
-                         "rename one of the videos")
+                         f"{'/'.join(other)!r} and {'/'.join(parts)!r} would both read the "
+                         f"feature file {path}; extract features with `vaujax features` (it "
+                         "keeps the folders: one file per video) or rename one of the videos")
     if all(p != parts for p, _ in known):
       known.append((parts, item.get("id")))
 
@@ -110,7 +118,7 @@ def _same_video(a: tuple, b: tuple) -> bool:
 def _read_example_features(cfg: PipelineConfig, item: Mapping) -> tuple[str, dict]:
   """(path, features) of an example: a feature file that links outside `cfg.feature_dir`, or
   whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it."""
-  path = features.feature_path(cfg.feature_dir, video_key(item))
+  path = features.video_feature_path(cfg.feature_dir, video_path(item))
   return path, features.read_features(path, cfg.feature_shapes,
                                       frames=None if cfg.variable_frames else cfg.num_frames)
 
@@ -212,12 +220,10 @@ class Prepare(grain.transforms.Map):
 
 
 def json_source(path: str, *, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
-  """(items, problems) of an instruction file; two different videos that would share a
-  feature file are an InputError even with `skip_bad` (one of them would train on the other's
-  features)."""
+  """(items, problems) of an instruction file. Two different videos that would read one
+  feature file are refused by `check_unique_keys` once the feature directory is known."""
   from vaujax.data.instructions import read_instructions
   items, problems = read_instructions(path, skip_bad=skip_bad)
-  check_unique_keys(items, path)
   return [dict(item, _index=i) for i, item in enumerate(items)], problems
 
 

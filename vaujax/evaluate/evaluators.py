@@ -36,13 +36,15 @@ def mc_instruction(config) -> str:
   return benchmark_files.INSTRUCTIONS[name]
 
 
-def read_benchmark(path: str) -> tuple[str, list[dict]]:
-  """(kind, validated items) of a benchmark file: MC items have `options`, open QA not."""
+def read_benchmark(path: str, feature_dir: Optional[str] = None) -> tuple[str, list[dict]]:
+  """(kind, validated items) of a benchmark file: MC items have `options`, open QA not. With
+  `feature_dir`, two different videos that would read one feature file are refused."""
   raw = files.read_json(path, "benchmark file", list)
   is_mc = any(isinstance(i, dict) and "options" in i for i in raw)
   items = (benchmark_files.read_mc if is_mc else benchmark_files.read_ucf_qa)(path)
-  from vaujax.data.pipeline import check_unique_keys
-  check_unique_keys(items, path)   # two videos that would read one feature file
+  if feature_dir:
+    from vaujax.data.pipeline import check_unique_keys
+    check_unique_keys(items, path, feature_dir)
   return ("mc" if is_mc else "open_qa"), items
 
 
@@ -134,7 +136,7 @@ def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None
     items = read_benchmark(spec["benchmark"])[1] if spec.get("benchmark") else None
     labels, vids = read_frame_truth(spec["labels"], items, feature_dir)
     return qa.evaluate_frames(assistant.frame_scores, labels, feature_dir, vids)
-  _, items = read_benchmark(spec["benchmark"])
+  _, items = read_benchmark(spec["benchmark"], feature_dir)
   method = spec.get("method", "loglik") if kind == "mc" else "open"
   bench = benchmark_identity(spec["benchmark"], name, method)
   identity = qa.evaluation_identity(assistant, items, method, bench)
@@ -184,7 +186,7 @@ def evaluate_benchmark(assistant, benchmark: str, feature_dir: str, out_dir: str
 
 def _evaluate_benchmark(assistant, benchmark, feature_dir, out_dir, *, method, labels,
                         batch_size, name, progress) -> dict[str, dict]:
-  kind, items = read_benchmark(benchmark)
+  kind, items = read_benchmark(benchmark, feature_dir)
   name = name or default_name(benchmark)
   frames = (read_frame_truth(labels, items, feature_dir)         # a bad labels file fails now
             if labels and assistant.tetg is not None else None)

@@ -296,11 +296,12 @@ class _Partial:
 
 
 def _features(feature_dir: str, item: dict, cache: dict) -> dict:
-  from vaujax.data.pipeline import video_key
-  key = video_key(item)
-  if key not in cache:
-    cache[key] = features.read_features(features.feature_path(feature_dir, key))
-  return cache[key]
+  """The item's video's features (found by its whole path: `features.video_feature_path`)."""
+  from vaujax.data.pipeline import video_path
+  path = features.video_feature_path(feature_dir, video_path(item))
+  if path not in cache:
+    cache[path] = features.read_features(path)
+  return cache[path]
 
 
 def mc_chat(item: dict, instruction: str = benchmark_files.LETTER_INSTRUCTION) -> list[dict]:

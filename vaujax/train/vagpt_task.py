@@ -38,6 +38,7 @@ def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, toke
   ids: training data and held-out loss data are built the same way."""
   source, problems = pipeline.json_source(json_path, skip_bad=config.data.skip_bad or not train)
   pcfg = pipeline_config(config, cfg, train=train)
+  pipeline.check_unique_keys(source, json_path, pcfg.feature_dir)   # one feature file per video
   if config.data.skip_bad or not train:
     source, missing = pipeline.drop_examples_without_features(source, pcfg)
     problems += missing
