@@ -133,3 +133,36 @@ def check_tetg(config: ml_collections.ConfigDict) -> None:
   n(config, "extend", low=0, required=False)
   _file(config, "data.feature_dir", "feature directory", directory=True)
   _file(config, "data.labels_json", "labels file")
+
+
+def check_batch_against_mesh(config: ml_collections.ConfigDict, num_devices: int,
+                             num_processes: int = 1) -> None:
+  """`data.batch_size` is the global batch: it must split evenly over the mesh's data x fsdp
+  axes (each row on one of their shards) and over the processes (each reads
+  batch_size / num_processes examples of its own shard of the data), and data x fsdp must be a
+  multiple of the process count (a process feeds the rows of its own devices only). Checked
+  before any work; the message names the key and the sizes that would work."""
+  shape = [_get(config, f"mesh.{axis}") for axis in ("data", "fsdp", "tensor")]
+  shape = [1 if s is _MISSING else s for s in shape]
+  devices = _get(config, "mesh.devices")
+  if isinstance(devices, int) and devices > 0:
+    num_devices = min(num_devices, devices)
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if num_devices % known:
+      raise InputError(_flag("mesh"), f"{num_devices} devices do not divide into mesh axes "
+                       f"{dict(zip(('data', 'fsdp', 'tensor'), shape))}")
+    shape[shape.index(-1)] = num_devices // known
+  rows = shape[0] * shape[1]
+  batch = _get(config, "data.batch_size")
+  if rows % num_processes:
+    raise InputError(_flag("mesh.fsdp"), f"mesh.data x mesh.fsdp = {rows} is not a multiple of "
+                     f"the {num_processes} processes (each process feeds its own devices' rows); "
+                     "give data x fsdp more of the devices, tensor fewer")
+  step = rows * num_processes // math.gcd(rows, num_processes)
+  if isinstance(batch, int) and batch % step:
+    raise InputError(_flag("data.batch_size"), f"{batch} (the global batch) must be a multiple "
+                     f"of mesh.data x mesh.fsdp = {rows} on {num_devices} devices"
+                     + (f" and of the {num_processes} processes" if num_processes > 1 else "")
+                     + ": e.g. " + " or ".join(str(b) for b in sorted(
+                         {batch // step * step, (batch // step + 1) * step} - {0})))
