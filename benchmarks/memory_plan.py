@@ -16,6 +16,7 @@ both unrolled is compiled at a reduced depth (an unrolled 32-layer compile takes
   VAUJAX_PLAN_REMAT_POLICY=dots python -m benchmarks --only=memory_plan   # the main plan's policy
   VAUJAX_PLAN_BATCH=32 python -m benchmarks --only=memory_plan   # global batch (default 8)
   python -m benchmarks.memory_plan --layers=8 --remat_policy=dots --batch=32   # the same, as flags
+  python -m benchmarks.memory_plan --rentals    # 8 GPUs fsdp=8, TPU v5e-16, v4-8: batch per chip
 """
 
 import dataclasses
@@ -40,13 +41,15 @@ DEVICES = 8
 
 def plan(layers: int, batch: int = 8, seq: int = 2048, frames: int = 64, remat: bool = True,
          qformer_remat: bool = True, question_len: Optional[int] = None,
-         scan_layers: bool = True, remat_policy: str = "full"):
+         scan_layers: bool = True, remat_policy: str = "full", mesh_shape=(1, -1, 1)):
+  """The compiled train step's memory on a (data, fsdp, tensor) = `mesh_shape` mesh of this
+  process's devices; `batch` is the global batch."""
   from configs import vagpt as model_configs
   from vaujax import sharding
   from vaujax.models import vagpt
   from vaujax.train import loop, optimizer, vagpt_task
 
-  mesh = sharding.make_mesh(data=1, fsdp=-1, tensor=1)
+  mesh = sharding.make_mesh(*mesh_shape)
   cd = model_configs.get_config(f"size=paper,frames={frames},sets=false")
   if question_len:                       # the Q-Former's padded question: [B*T, Q + this]
     cd.qformer_max_length = question_len
@@ -146,12 +149,51 @@ def rows(layers: int = 32, unrolled_layers: int = 4, remat_policy: str = "full",
                compile_s=scanned["compile_s"], reference_compile_s=unrolled["compile_s"])]
 
 
-def _in_child(**settings) -> list[dict]:
-  """rows(**settings) in a child process whose CPU client has DEVICES devices."""
-  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={DEVICES}"
+def _in_child(devices: int = DEVICES, **settings) -> list[dict]:
+  """rows(**settings) in a child process whose CPU client has `devices` devices."""
+  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
   return json_from_child("benchmarks.memory_plan", "--child",
                          *(f"--{name}={value}" for name, value in settings.items()), echo=True,
                          env={"XLA_FLAGS": xla_flags.strip(), "JAX_PLATFORMS": "cpu"})
+
+
+# The meshes users rent: (name, devices, (data, fsdp, tensor), GiB per device a step may use).
+# GPUs: an 80 GB A100/H100 leaves about 78 GiB to XLA (XLA_PYTHON_CLIENT_MEM_FRACTION=.97; the
+# default .75 leaves 60). TPU v5e: 16 GiB HBM per chip, one JAX device per chip; TPU v4: 32 GiB
+# per chip, one JAX device per chip (megacore), so a v4-8 is 4 devices.
+RENTALS = (("8 GPUs, 80 GB each", 8, (1, 8, 1), 78.0),
+           ("TPU v5e-16", 16, (1, 16, 1), 16.0),
+           ("TPU v4-8", 4, (1, 4, 1), 32.0))
+
+
+def rental(index: int, layers: int = 32) -> dict:
+  """The paper step on RENTALS[index] at 1 and 2 sequences per device (run where the CPU client
+  has that many devices): per-device GiB (temp + arguments) is affine in the per-device batch,
+  so the two plans give the largest batch per device that fits the device's memory."""
+  name, devices, shape, budget = RENTALS[index]
+  one, two = (plan(layers, batch=b * devices, mesh_shape=shape) for b in (1, 2))
+  total = lambda r: r["temp_gib"] + r["arguments_gib"]  # noqa: E731
+  per_sequence = total(two) - total(one)
+  fixed = total(one) - per_sequence
+  fits = int((budget - fixed) // per_sequence) if per_sequence > 0 else 0
+  return dict(mesh=name, devices=devices, mesh_shape=list(shape), budget_gib=budget,
+              layers=layers, gib_at_1=total(one), gib_at_2=total(two),
+              params_adam_gib=one["params_gib_per_device"] + one["adam_gib_per_device"],
+              temp_gib_at_1=one["temp_gib"], per_sequence_gib=per_sequence, fixed_gib=fixed,
+              max_batch_per_device=max(fits, 0),
+              compile_s=one["compile_s"] + two["compile_s"])
+
+
+def rental_rows(layers: int = 32) -> list[dict]:
+  """`rental` for every mesh of RENTALS, each in a child process with its device count."""
+  out = []
+  for index, (_, devices, _, _) in enumerate(RENTALS):
+    out += _in_child(devices, rental=index, layers=layers)
+  for r in out:
+    print(f"{r['mesh']}: {r['gib_at_1']:.2f} GiB/device at 1 sequence, {r['gib_at_2']:.2f} at 2 "
+          f"({r['per_sequence_gib']:.2f} per sequence over {r['fixed_gib']:.2f}); fits "
+          f"{r['max_batch_per_device']} per device in {r['budget_gib']:g} GiB", flush=True)
+  return out
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -165,14 +207,24 @@ def define_flags(fv: flags.FlagValues) -> None:
                       "or dots (env VAUJAX_PLAN_REMAT_POLICY)", flag_values=fv)
   flags.DEFINE_integer("batch", s["batch"], "global batch, sequences of 2048 tokens "
                        "(env VAUJAX_PLAN_BATCH)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_bool("rentals", False, "plan the meshes users rent instead (RENTALS: 8 GPUs "
+                    "fsdp=8, TPU v5e-16, TPU v4-8) at 1 and 2 sequences per device",
+                    flag_values=fv)
+  flags.DEFINE_integer("rental", -1, "internal: plan RENTALS[this] in this process",
+                       flag_values=fv)
   flags.DEFINE_bool("child", False, "internal: this is the child process with the simulated "
                     "devices; print the rows as JSON", flag_values=fv)
   common.define_json_flag(fv)
 
 
 def _rows(fv: flags.FlagValues) -> list[dict]:
-  out = rows(layers=fv.layers, unrolled_layers=fv.unrolled_layers,
-             remat_policy=fv.remat_policy, batch=fv.batch)
+  if fv.rental >= 0:
+    out = [rental(fv.rental, layers=fv.layers)]
+  elif fv.rentals:
+    out = rental_rows(layers=fv.layers)
+  else:
+    out = rows(layers=fv.layers, unrolled_layers=fv.unrolled_layers,
+               remat_policy=fv.remat_policy, batch=fv.batch)
   if fv.child:
     print(json.dumps(out))
   return out

@@ -13,13 +13,15 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.task = "tetg"
   c.data = ml_collections.ConfigDict(dict(feature_dir="", labels_json=""))
+  # [paper] a 3-layer MLP on each frame's class embedding; [ours] widths 512 and 256
   c.hidden = (512, 256)
-  c.learning_rate = 1e-3
-  c.momentum = args.momentum
-  c.batch_size = 32
-  c.num_epochs = args.epochs
-  c.seed = 0
-  # interval extraction (see vaujax/models/tetg.py)
+  c.learning_rate = 1e-3          # [paper] SGD, lr 1e-3 (as the project brief quotes it)
+  c.momentum = args.momentum      # [paper] plain SGD: 0
+  c.batch_size = 32               # [paper] batch 32 (as the project brief quotes it)
+  c.num_epochs = args.epochs      # [ours] the paper gives no length
+  c.seed = 0                      # [ours]
+  # interval extraction (see vaujax/models/tetg.py): [paper] "high-confidence frames" give
+  # <a-start> and <a-end>; [ours] the threshold, smoothing, merging and extension below
   c.threshold = 0.5
   c.smooth = 1
   c.merge_gap = 0

@@ -14,18 +14,27 @@ from configs.common import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, size="tiny", frames=8, steps=200)
+  args = parse_arg(arg, size="tiny", frames=0, steps=200)   # frames=0: tiny 8, paper 64
   c = ml_collections.ConfigDict()
   c.task = "vagpt"
   c.seed = 0
   c.model = model_configs.get_config(f"size={args.size},frames={args.frames},sets=false")
-  c.dtype = "float32" if args.size == "tiny" else "bfloat16"   # compute; params and Adam fp32
+  # compute dtype ([LLaMA-VID] --bf16 True for paper); params and Adam moments fp32
+  c.dtype = "float32" if args.size == "tiny" else "bfloat16"
   c.data = ml_collections.ConfigDict(dict(
       train_json="", feature_dir="", tokenizer="", max_length=256 if args.size == "tiny" else 2048,
       batch_size=8, num_epochs=1000,
       skip_bad=True, tetg_params="", classes="", mc_instruction="letter", encoder="",
       bert_vocab="", read_threads=0, prefetch_buffer=0,
-      length_bucket=0 if args.size == "tiny" else 256, sample_fps=0.0, frame_times="none"))
+      length_bucket=0 if args.size == "tiny" else 256,
+      sample_fps=0.0 if args.size == "tiny" else 1.0, frame_times="none"))
+  # Sources of the size=paper values ([paper] / [LLaMA-VID] / [ours], as in configs/vagpt.py;
+  # BUILD.md has the table): max_length 2048 [LLaMA-VID --model_max_length 2048]; batch_size
+  # is the GLOBAL batch, split over the processes and the mesh's data x fsdp devices, checked
+  # before any work (train/config_checks.py): 8 [ours, sized for 8 devices; LLaMA-VID's stage 2
+  # takes 128 = 4 per GPU x 4 accumulation x 8 GPUs]; sample_fps 1 [LLaMA-VID --video_fps 1],
+  # at most model.num_frames (64 [ours]) frames, uniformly beyond; num_epochs: a bound only,
+  # total_steps ends the run [LLaMA-VID trains 1 epoch]; length_bucket: exact, speed only [ours]
   # classes: the TETG hint's class list, comma-separated ("" = UCF-Crime's 13;
   # --config.data.classes=Arson,Fighting); mc_instruction: how MC questions ask for the answer
   # (letter: "Answer with the option's letter ..." | text: "... the text of the correct option");
@@ -45,6 +54,13 @@ def get_config(arg=None):
   # at most imgsp_turns questions per example (VA-GPT's data has 3). Recorded in the run.
   c.data.imgsp = args.size == "paper"
   c.data.imgsp_turns = 3
+  # Paper: learning_rate 2e-5 [LLaMA-VID stage 2, whose "all but the vision tower" matches the
+  # paper's stage one]; warmup 1/30 of the steps, then cosine to 0 [LLaMA-VID --warmup_ratio
+  # 0.03 --lr_scheduler_type cosine]; AdamW b1 0.9, b2 0.999, eps 1e-8 (train/optimizer.py)
+  # [LLaMA-VID adamw_torch defaults]; weight_decay 0 [LLaMA-VID]; grad_clip 1.0 [LLaMA-VID: HF
+  # Trainer's default max_grad_norm]; trainable: everything but the towers [paper: all but the
+  # visual encoder; the towers' features are pre-extracted]; steps 200 [ours: the paper gives
+  # no stage-one length, LLaMA-VID one epoch = ceil(examples / batch) steps]; seed 0 [ours].
   c.optim = ml_collections.ConfigDict(dict(
       learning_rate=3e-3 if args.size == "tiny" else 2e-5, warmup_steps=max(1, args.steps // 30),
       total_steps=args.steps, weight_decay=0.0, grad_clip=1.0, accumulate=1,
