@@ -78,6 +78,12 @@ def write_features(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   for key, value in arrays.items():
     if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
       raise ValueError(f"{path}: feature {key!r} contains NaN or Inf; not written")
+  if files.is_url(path):   # an object is uploaded whole: no temporary name
+    import io
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    files.write_bytes(path, buffer.getvalue())
+    return
   tmp = os.path.join(os.path.dirname(path), f".{uuid.uuid4().hex[:16]}.tmp.npz")
   try:
     with open(tmp, "xb") as f:
@@ -93,20 +99,14 @@ def feature_path(feature_dir: str, key: str, ext: str = ".npz") -> str:
   """`feature_dir/<key><ext>`, refused when it is a link that resolves outside `feature_dir`
   (checking the path text alone would let a dataset point the reader at any file)."""
   path = os.path.join(feature_dir, key + ext)
+  if files.is_url(path):   # an object store has no links
+    return path
   root, real = os.path.realpath(feature_dir), os.path.realpath(path)
   if os.path.commonpath([root, real]) != root:
     raise InputError(path, f"resolves to {real}, outside the feature directory {feature_dir}")
   return path
 
 
-def frame_count(feats: Mapping[str, np.ndarray]) -> int:
-  """Frames of a feature dict (0 for an empty one)."""
-  return min((np.shape(v)[0] if np.ndim(v) else 0 for v in feats.values()), default=0)
-
-
-def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None, *,
-                  frames: Optional[int] = None,
-                  max_bytes: Optional[int] = None) -> dict[str, np.ndarray]:
 def feature_keys(video: str) -> list[str]:
   """The keys a video's feature file may have, most specific first (see the module's rule):
   each tail of its relative path, with its extension, then without."""
@@ -133,6 +133,14 @@ def video_feature_path(feature_dir: str, video: str, ext: str = ".npz") -> str:
   return feature_path(feature_dir, keys[1] if len(keys) > 1 else keys[0], ext)
 
 
+def frame_count(feats: Mapping[str, np.ndarray]) -> int:
+  """Frames of a feature dict (0 for an empty one)."""
+  return min((np.shape(v)[0] if np.ndim(v) else 0 for v in feats.values()), default=0)
+
+
+def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None, *,
+                  frames: Optional[int] = None,
+                  max_bytes: Optional[int] = None) -> dict[str, np.ndarray]:
   """Reads a feature file and checks it.
 
   `expected`: {key: trailing shape} (None entries unchecked), e.g. {"tower_patches": (16, 32)}.
@@ -144,7 +152,7 @@ def video_feature_path(feature_dir: str, video: str, ext: str = ".npz") -> str:
   """
   path = require_file(path, "feature file")
   if max_bytes is None:
-    max_bytes = max(EXPANSION_RATIO * os.path.getsize(path), MAX_EXPANDED_BYTES)
+    max_bytes = max(EXPANSION_RATIO * files.getsize(path), MAX_EXPANDED_BYTES)
   if path.endswith(".pkl"):
     feats, _ = safe_pickle.load_llamavid_features(path)
     _check_shapes(path, {"tower_patches": feats.shape}, expected, frames)
@@ -191,13 +199,13 @@ class _Member:
 
 
 def _read_npz(path: str, expected, frames, max_bytes: int) -> dict[str, np.ndarray]:
-  with open(path, "rb") as f:
+  with files.open_file(path, "rb") as f:   # files.*: a local file or a gs:// object
     if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
       raise InputError(path, "not a readable feature file: a single .npy array, not an .npz "
                        "archive of named features (np.savez)")
   try:
     _check_member_count(path)
-    with zipfile.ZipFile(path) as z:
+    with zipfile.ZipFile(files.open_file(path, "rb") if files.is_url(path) else path) as z:
       members = [_npy_member(path, z, info) for info in z.infolist()]
       _check_members(path, members, max_bytes)
       _check_shapes(path, {m.key: m.shape for m in members}, expected, frames)
@@ -211,7 +219,7 @@ def _read_npz(path: str, expected, frames, max_bytes: int) -> dict[str, np.ndarr
 def _check_member_count(path: str) -> None:
   """Refuses an archive of more than MAX_MEMBERS entries from its end record, before zipfile
   builds an object per entry (a 1 MB zip can list 20000 of them)."""
-  with open(path, "rb") as f:
+  with files.open_file(path, "rb") as f:
     end = zipfile._EndRecData(f)   # the end-of-central-directory record, as zipfile reads it
   if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_MEMBERS:
     raise InputError(path, f"not a readable feature file: {end[zipfile._ECD_ENTRIES_TOTAL]} "
@@ -269,7 +277,7 @@ def _check_members(path: str, members: list[_Member], max_bytes: int) -> None:
   total = sum(m.nbytes for m in members)
   if total > max_bytes:
     raise InputError(path, f"declares {total} bytes of arrays, more than the {max_bytes} bytes "
-                     f"allowed for a {os.path.getsize(path)}-byte file (a compressed file may "
+                     f"allowed for a {files.getsize(path)}-byte file (a compressed file may "
                      f"expand at most {EXPANSION_RATIO}-fold; pass max_bytes to read more)")
 
 
@@ -337,6 +345,7 @@ def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
 
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
+                   max_frames: Optional[int] = None,
                    log: Callable[[str], None] = print) -> dict:
   """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
   into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
@@ -354,11 +363,11 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
       report["skipped"] += 1
       continue
     try:
+      files.makedirs(os.path.dirname(out))
       frames, stamps = video_io.read_video(os.path.join(video_dir, name), fps=fps,
                                            num_frames=num_frames, max_frames=max_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
-                   max_frames: Optional[int] = None,
     except (InputError, ValueError, OSError) as e:
       report["failed"].append((name, str(e)))
       log(f"skipped {name}: {e}")
@@ -387,7 +396,6 @@ def video_files(video_dir: str) -> list[tuple[str, str]]:
       path = n if rel == "." else posixpath.join(rel.replace(os.sep, "/"), n)
       found.append((path, path if stems[stem] > 1 else posixpath.splitext(path)[0]))
   return sorted(found)
-      files.makedirs(os.path.dirname(out))
 
 
 def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:
