@@ -68,3 +68,32 @@ def test_written_copies_load_and_a_rerun_reuses_them(tmp_path):
   again = augment.write_time_shifted(d, [_video(), normal], copies=2, seed=3)
   assert again == first
   assert {n: os.path.getmtime(os.path.join(d, n)) for n in os.listdir(d)} == mtimes
+
+
+def test_time_scaled_copy_runs_on_a_slower_clock(tmp_path):
+  """Same frames, every time multiplied: features' timestamps, duration, sentences, intervals;
+  TETG's frame labels of the copy equal the original's (the anomaly covers the same frames)."""
+  feats, v = _feats(), _video()
+  features.write_features(str(tmp_path / "Arson001_x264.npz"), feats)
+  (copy,) = augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), seed=0)
+  assert copy.video_id == "Arson001_x264_scale2"
+  assert copy.duration == 16.0 and copy.anomaly_intervals == ((4.4, 9.8),)
+  assert copy.timestamps == ((0.0, 12.2), (4.4, 9.8)) and copy.sentences == v.sentences
+  scaled = features.read_features(str(tmp_path / "Arson001_x264_scale2.npz"))
+  np.testing.assert_array_equal(scaled["timestamps"], STAMPS * 2.0)
+  np.testing.assert_array_equal(scaled["dino_cls"], feats["dino_cls"])
+  np.testing.assert_array_equal(tetg.frame_labels(scaled["timestamps"], copy.anomaly_intervals),
+                                tetg.frame_labels(STAMPS, v.anomaly_intervals))
+  mtime = os.path.getmtime(tmp_path / "Arson001_x264_scale2.npz")   # a rerun reuses the file
+  again = augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), seed=0)
+  assert again == [copy] and os.path.getmtime(tmp_path / "Arson001_x264_scale2.npz") == mtime
+  factors = {float(augment.write_time_scaled(str(tmp_path), [dataclasses_replace(v, f"V{i}")],
+                                             seed=0)[0].video_id.rsplit("scale", 1)[1])
+             for i in range(6) if not features.write_features(
+                 str(tmp_path / f"V{i}.npz"), feats)}
+  assert len(factors) > 1 and all(1.5 <= f <= 3.0 for f in factors)   # drawn per video
+
+
+def dataclasses_replace(v, video_id):
+  import dataclasses
+  return dataclasses.replace(v, video_id=video_id)

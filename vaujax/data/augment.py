@@ -73,3 +73,35 @@ def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copi
         features.write_features(path, shift_features(feats, int(s)))
       out.append(moved)
   return out
+
+
+def scale_annotation(v: VideoAnnotation, factor: float, video_id: str) -> VideoAnnotation:
+  """The annotation of `v` on a clock running `factor` times slower: every time (duration,
+  sentence timestamps, anomaly intervals) multiplied by `factor`, to 0.1 s."""
+  scale = lambda interval: tuple(round(t * factor, 1) for t in interval)  # noqa: E731
+  return dataclasses.replace(v, video_id=video_id, duration=round(v.duration * factor, 1),
+                             timestamps=tuple(scale(s) for s in v.timestamps),
+                             anomaly_intervals=tuple(scale(a) for a in v.anomaly_intervals))
+
+
+def write_time_scaled(feature_dir: str, videos: Sequence[VideoAnnotation], *,
+                      factors: tuple[float, float] = (1.5, 3.0),
+                      seed: int = 0) -> list[VideoAnnotation]:
+  """Writes one time-scaled copy per video, `<id>_scale<f>.npz`: the same frames with every
+  timestamp (and the annotation) multiplied by a factor drawn from `factors` (seeded), as if the
+  video ran that many times slower. A model trained on 4-16 s videos otherwise never writes a
+  time past 16 s and answers inside that range on longer videos, though TETG's hint and the
+  frame times carry the right numbers; the copies make it read them. Existing copies are
+  reused (the rerun is idempotent)."""
+  out = []
+  for v in videos:
+    rng = np.random.RandomState((seed * 1_000_033 + sum(map(ord, v.video_id))) % 2**31)
+    factor = round(float(rng.uniform(*factors)), 2)
+    video_id = f"{v.video_id}_scale{factor:g}"
+    path = os.path.join(feature_dir, video_id + ".npz")
+    if not os.path.exists(path):
+      feats = features.read_features(features.feature_path(feature_dir, v.video_id))
+      features.write_features(path, {**feats, "timestamps": np.asarray(feats["timestamps"],
+                                                                       np.float64) * factor})
+    out.append(scale_annotation(v, factor, video_id))
+  return out
