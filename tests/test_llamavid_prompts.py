@@ -272,7 +272,7 @@ def imgsp_inputs(tok, bert, cfg, turns):
   ids, _ = conv.tokenize_conversation(prepared.conversations, tok,
                                       num_video_tokens=cfg.num_video_tokens,
                                       placeholder_per_turn=True)
-  q_ids, q_mask = qformer_batch(bert, [prepared.qformer_texts], 32, turns=3)
+  q_ids, q_mask = qformer_batch(bert, [prepared.qformer_texts], 32, imgsp=True)
   padded = np.full((1, 160), tok.pad_id, np.int32)   # one shape: one compile per function
   padded[0, :len(ids)] = ids
   return padded, q_ids, q_mask

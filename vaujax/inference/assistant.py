@@ -142,9 +142,8 @@ class Assistant:
     dino = np.stack([f["dino_patches"] for f in feats]).astype(np.float32)
     arrays = [np.asarray(ids), np.asarray(mask), tower, dino]
     if self.bert is not None:
-      turns = int(run_dir.config_value(self.config, "data.imgsp_turns", 1)) if imgsp else 0
       arrays += list(qformer_batch(self.bert, questions, self.config.model.qformer_max_length,
-                                   turns))
+                                   imgsp))
     return _pad_rows(arrays, self.mesh.size, rows if self.length_bucket > 1 else 0)
 
   def _shard(self, *arrays):
@@ -228,14 +227,16 @@ def validate_answer(answer: dict) -> None:
     jsonschema.validate(answer, json.load(f))
 
 
-def qformer_batch(bert, questions: Sequence[Sequence[str]], max_length: int, turns: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def qformer_batch(bert, questions: Sequence[Sequence[str]], max_length: int,
+                  imgsp: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """The Q-Former's ids and mask of each prompt's questions: [B, Lq] of the first ones, or
-  with imgsp (`turns` > 0) [B, P, Lq], P = max(turns, most questions), padding rows masked."""
-  if not turns:
+  with imgsp [B, P, Lq], P = the most questions of a prompt (padding rows masked): a batch of
+  one-question prompts, as the evaluators ask, runs the Q-Former once per frame, not
+  data.imgsp_turns times."""
+  if not imgsp:
     return bert.batch([q[0] for q in questions], max_length)
   ids, mask = bert.batch([q for qs in questions for q in qs], max_length)
-  p = max(turns, *map(len, questions))
+  p = max(map(len, questions))
   out_ids = np.full((len(questions), p, ids.shape[1]), bert.pad_id, np.int32)
   out_mask = np.zeros(out_ids.shape, np.int32)
   start = 0
