@@ -124,6 +124,9 @@ def test_masked_mean_is_the_mean_of_the_kept_rows():
                              [[8.0, 80.0]])                          # one kept row
   np.testing.assert_array_equal(masked_mean(x, jnp.asarray([[False] * 3]), axis=1),
                                 [[0.0, 0.0]])                        # none kept: 0, not NaN
+  half = masked_mean(x.astype(jnp.bfloat16), jnp.asarray([[True, True, False]]), axis=1)
+  assert half.dtype == jnp.bfloat16                                  # the mask takes x's dtype
+  np.testing.assert_array_equal(np.asarray(half, np.float32), [[2.0, 20.0]])
 
 
 def test_frame_tokens_params_follow_their_dtypes_init_and_axes():
