@@ -100,3 +100,17 @@ def test_padded_frames_never_reach_the_llm(qformer=True):
   x3b = [jnp.asarray(other[k][None], jnp.float32) for k in ("tower_patches", "dino_patches")]
   assert np.abs(np.asarray(apply3(params, ids, *x3b, **q)) -
                 np.asarray(logits3)).max() > 1e-3
+
+
+def test_a_run_saved_before_the_frame_keys_continues_unchanged():
+  """A saved config without data.sample_fps / frame_times / imgsp equals today's config with the
+  values that reproduce it; any other value is a change."""
+  import ml_collections
+  from vaujax.runs import run_dir
+  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "sample_fps": 0.0,
+                                              "frame_times": "none", "imgsp": False,
+                                              "imgsp_turns": 3}})
+  assert run_dir.diff_configs(saved, given) == []
+  given.data.sample_fps = 1.0
+  assert run_dir.diff_configs(saved, given) == ["data.sample_fps: 0.0 -> 1.0"]

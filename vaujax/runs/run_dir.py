@@ -296,8 +296,16 @@ def identity(run: Run) -> dict:
           "config_sha256": hashlib.sha256(text).hexdigest()}
 
 
+# Keys added after runs were saved, with the value that reproduces what those runs did: a run
+# saved without the key and continued with this value has not changed (readers of a saved
+# config treat the absent key the same way: frame_layout.FrameSettings.of_run, conversation).
+LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp": False,
+                 "data.imgsp_turns": 3}
+
+
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
-  """'key: saved -> given' for every leaf that differs (keys only in one side included)."""
+  """'key: saved -> given' for every leaf that differs (keys only in one side included; a key
+  the saved run predates counts as its LEGACY_VALUES entry)."""
   def leaves(obj, prefix=""):
     if isinstance(obj, dict):
       for k, v in obj.items():
@@ -306,6 +314,7 @@ def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigD
       yield prefix[:-1], obj
   a = dict(leaves(config_to_json(saved)))
   b = dict(leaves(config_to_json(given)))
+  a.update({k: v for k, v in LEGACY_VALUES.items() if k not in a and k in b})
   return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
           for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
 
