@@ -493,3 +493,27 @@ def test_evaluation_cli_refuses_a_partial_file_of_another_checkpoint(run, tmp_pa
   assert lines[0].endswith("pass another --out, or delete this file to start the evaluation "
                            "over")
   assert partial.read_bytes() == before and not (out / f"{tag}.json").exists()
+
+
+def test_frame_metrics_find_features_in_mirrored_folders(tmp_path):
+  """Benchmark videos under subfolders: the frame metrics read `cam1/<id>.npz`, not a flat name."""
+  from vaujax.data import features
+  from vaujax.evaluate import evaluators
+  stamps = np.arange(6) + 0.5
+  labels = {"Arson001_x264": {"label": "Arson", "anomaly_intervals": [[2.0, 4.0]]},
+            "Normal_Videos_002_x264": {"label": "Normal", "anomaly_intervals": []}}
+  items = []
+  for cam, vid, score in (("cam1", "Arson001_x264", [0.1, 0.2, 0.9, 0.8, 0.3, 0.1]),
+                          ("cam2", "Normal_Videos_002_x264", [0.2, 0.1, 0.4, 0.1, 0.2, 0.1])):
+    os.makedirs(tmp_path / "features" / cam, exist_ok=True)
+    features.write_features(str(tmp_path / "features" / cam / f"{vid}.npz"),
+                            {"dino_cls": np.asarray(score, np.float32)[:, None],
+                             "timestamps": stamps})
+    items.append({"id": vid, "video": f"videos/{cam}/{vid}.mp4"})
+  (tmp_path / "labels.json").write_text(json.dumps(labels))
+  truth, vids = evaluators.read_frame_truth(str(tmp_path / "labels.json"), items,
+                                            str(tmp_path / "features"))
+  out = qa.evaluate_frames(lambda f: f["dino_cls"][:, 0], truth, str(tmp_path / "features"),
+                           vids)
+  # frames 2.5 and 3.5 s are anomalous and score 0.9 / 0.8, above all ten others: AUC 1
+  assert out["frame_auc"] == 1.0 and out["num_frames"] == 12

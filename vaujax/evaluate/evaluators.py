@@ -86,14 +86,16 @@ def default_name(benchmark: str) -> str:
 
 
 def read_frame_truth(labels: str, items: Optional[list[dict]], feature_dir: str
-                     ) -> tuple[dict, list[str]]:
-  """(validated labels, the videos to score): the benchmark's labelled videos, or (no
+                     ) -> tuple[dict, list[str] | dict[str, str]]:
+  """(validated labels, the videos to score): the benchmark's labelled videos ({id: its video
+  path}, so features in mirrored folders are found), or (no
   benchmark) every labelled video with a feature file. None to score is an InputError, not
   an empty concatenation deep inside the metrics."""
   truth = annotations.read_labels(labels)
   if items is not None:
     from vaujax.data.pipeline import video_key
-    vids = sorted({video_key(i) for i in items} & set(truth))
+    videos = {video_key(i): i["video"] for i in items if video_key(i) in truth}
+    vids = {k: videos[k] for k in sorted(videos)}   # id -> its video, found in mirrored folders
     if not vids:
       raise InputError(labels, "labels none of the benchmark's videos, so there are no frames "
                        "to score")

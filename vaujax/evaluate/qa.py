@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -367,12 +367,16 @@ def evaluate_open(assistant, items: Sequence[dict], feature_dir: str, *, batch_s
 
 
 def evaluate_frames(frame_scorer: Callable[[dict], np.ndarray], labels: dict,
-                    feature_dir: str, video_ids: Sequence[str]) -> dict:
-  """AUC / AP of per-frame scores over the listed videos ({id: {"anomaly_intervals": ...}})."""
+                    feature_dir: str, video_ids: Sequence[str] | Mapping[str, str]) -> dict:
+  """AUC / AP of per-frame scores over the listed videos ({id: {"anomaly_intervals": ...}}).
+  `video_ids`: ids whose feature file is `<feature_dir>/<id>.npz`, or {id: video path relative
+  to the dataset root}, each found by `features.video_feature_path` (mirrored folders)."""
   from vaujax.models import tetg
   scores, truth = {}, {}
   for vid in video_ids:
-    f = features.read_features(features.feature_path(feature_dir, vid))
+    path = (features.video_feature_path(feature_dir, video_ids[vid])
+            if isinstance(video_ids, Mapping) else features.feature_path(feature_dir, vid))
+    f = features.read_features(path)
     scores[vid] = frame_scorer(f)
     truth[vid] = tetg.frame_labels(f["timestamps"], labels[vid].get("anomaly_intervals", []))
   return frame_metrics(scores, truth)
