@@ -230,8 +230,13 @@ def train_tetg(paths: dict, workdir: str, log=print):
     tetg_trainer.save(out, result)
   scorer = lambda f: tetg.frame_probabilities(result.params, result.model_config,  # noqa: E731
                                               f["dino_cls"])
-  frame = {name: qa.evaluate_frames(scorer, h["labels"], h["features"], h["ids"])
-           for name, h in paths["held_out"].items()}
+  frame = {}
+  for name, h in paths["held_out"].items():
+    try:
+      frame[name] = qa.evaluate_frames(scorer, h["labels"], h["features"], h["ids"])
+    except ValueError as e:   # a small set without anomalous (or normal) frames has no AUC
+      frame[name] = {"frame_auc": float("nan"), "frame_ap": float("nan"), "num_frames": 0,
+                     "note": str(e)}
   return out, result, frame
 
 

@@ -313,18 +313,32 @@ class FrameEncoder:
   def __post_init__(self):
     tower, dino = vit.ViT(self.tower_config), vit.ViT(self.dino_config)
 
-    def encode(tp, dp, frames):
-      t = tower.apply(tp, preprocess.preprocess(frames, self.tower_spec))
-      d = dino.apply(dp, preprocess.preprocess(frames, self.dino_spec))
+    def encode(tp, dp, tower_in, dino_in):
+      t, d = tower.apply(tp, tower_in), dino.apply(dp, dino_in)
       return {"tower_patches": t["patches"], "dino_patches": d["patches"], "dino_cls": d["cls"]}
 
     self._encode = jax.jit(encode)
 
+  def _apply(self, frames: jax.Array) -> dict:
+    # The preprocessing (its own small jit per frame size) runs apart from the towers, so
+    # videos of many sizes compile the towers once per chunk length, not once per size.
+    return self._encode(self.tower_params, self.dino_params,
+                        preprocess.preprocess(frames, self.tower_spec),
+                        preprocess.preprocess(frames, self.dino_spec))
+
   def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-    chunks = [self._encode(self.tower_params, self.dino_params, jnp.asarray(frames[i:i + self.
-                                                                                batch_size]))
-              for i in range(0, len(frames), self.batch_size)]
-    return {k: np.concatenate([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
+    """Chunks of `batch_size` frames, a shorter chunk padded to the next power of two (at least
+    4): videos of any length and size compile a handful of tower programs."""
+    chunks = []
+    for i in range(0, len(frames), self.batch_size):
+      chunk = np.asarray(frames[i:i + self.batch_size])
+      n = len(chunk)
+      padded = min(self.batch_size, max(4, 1 << (n - 1).bit_length()))
+      if padded > n:
+        chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), chunk.dtype)])
+      out = self._apply(jnp.asarray(chunk))
+      chunks.append({k: np.asarray(v)[:n] for k, v in out.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
