@@ -52,6 +52,8 @@ _CAST_IN_MODEL = ("TETGClassifier casts its input to its float32 compute dtype f
 _RINDEX = "LETTERS is \"ABCD\": each letter occurs once, so rindex == index"
 _POINT = ("the union is 0 only when both intervals are the same single point (start <= end, as "
           "parse_interval and the annotations guarantee), where every end is equal")
+_F32 = ("jnp.zeros makes float32 by default while 64-bit mode is off (vaujax never turns it on): "
+        "the dtype given")
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "vaujax.evaluate.qa.x_summarize_mc__mutmut_9": _NAN,
     "vaujax.evaluate.qa.x_summarize_open__mutmut_22": _NAN,
@@ -116,6 +118,21 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
                                                           _CAST_IN_MODEL),
     "vaujax.models.tetg.x_frame_probabilities__mutmut_10": ("jnp.asarray(class_embeddings, )",
                                                            _CAST_IN_MODEL),
+    "vaujax.models.sets.x_frame_differences__mutmut_7": ("jnp.zeros(f.shape[:2], None)", _F32),
+    "vaujax.models.sets.x_frame_differences__mutmut_9": ("jnp.zeros(f.shape[:2], )", _F32),
+    "vaujax.models.sets.x_frame_differences__mutmut_23": (
+        "jnp.concatenate([diffs[:1], diffs], )",
+        "jnp.concatenate joins along axis 0 by default, the axis given"),
+    "vaujax.models.sets.x_select_indices__mutmut_10": (
+        "jnp.sort(idx, )", "jnp.sort sorts along the last axis by default, the axis given"),
+    "vaujax.models.sets.x_select_indices__mutmut_11": (
+        "jnp.sort(idx, axis=+1)",
+        "the indices are [T, k] (select_indices takes [T, N] scores; batches go through vmap), "
+        "so axis 1 is the last axis"),
+    "vaujax.models.sets.x_grid_map__mutmut_32": (
+        "src + 1)]",
+        "the clamp never binds: for a cell d < dst, (d + 0.5) / dst * src is below src by at least "
+        "src / (2 dst), so its int is at most src - 1 and min() with src - 1 or src + 1 returns it"),
     "vaujax.evaluate.metrics.x_roc_auc__mutmut_21": ("kind=None", _RANK_TIES),
     "vaujax.evaluate.metrics.x_roc_auc__mutmut_23": ("np.argsort(s, )", _RANK_TIES),
     "vaujax.evaluate.metrics.x_roc_auc__mutmut_25": ('kind="MERGESORT"', _RANK_TIES),

@@ -55,7 +55,8 @@ def test_a_small_demo_learns_above_chance_and_its_run_reproduces_alone(tmp_path)
   Then the README's commands with `--run WORKDIR/stage2` and the inputs alone (no class list,
   no prompt style, no tokenizer, no TETG path) give the demo's own figures exactly: MC by both
   methods, open QA and frame AUC / AP."""
-  c = demo.DemoConfig(num_videos=100, stage1_steps=700, stage2_steps=60, mc_copies=2)
+  c = demo.DemoConfig(num_videos=100, stage1_steps=700, stage2_steps=60, mc_copies=2,
+                      out_of_range_videos=4)
   summary = demo.run_demo(str(tmp_path), c, log=print)
   _check_report(str(tmp_path))
   assert summary["tetg"]["frame_auc"] >= 0.8
