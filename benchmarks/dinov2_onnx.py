@@ -33,23 +33,6 @@ def _best(fn, repeats=5) -> tuple[float, float]:
   return min(walls), min(cpus)
 
 
-def _onnxruntime_backbone(model, found):
-  import onnx
-  import onnxruntime
-  cut = onnx.ModelProto()
-  cut.CopyFrom(model)
-  del cut.graph.output[:]
-  cut.graph.output.append(onnx.helper.make_tensor_value_info(found.output, onnx.TensorProto.FLOAT,
-                                                             None))
-  for dim in cut.graph.input[0].type.tensor_type.shape.dim[2:]:
-    dim.dim_param = "size"
-  options = onnxruntime.SessionOptions()
-  options.intra_op_num_threads = os.cpu_count() or 1
-  session = onnxruntime.InferenceSession(cut.SerializeToString(), options,
-                                         providers=["CPUExecutionProvider"])
-  return lambda x: session.run(None, {found.input: x.transpose(0, 3, 1, 2)})[0]
-
-
 def main():
   from vaujax import testing
   from vaujax.convert import dinov2_onnx, vision
@@ -61,7 +44,7 @@ def main():
   model = dinov2_onnx.load_model(path)
   found = dinov2_onnx.walk(model, path)
   params, _ = vision.params_from_state_dict("dinov2", found.state, found.config, source=path)
-  reference = _onnxruntime_backbone(model, found)
+  reference = dinov2_onnx.onnxruntime_backbone(model, found)
   frames = jnp.asarray(np.random.RandomState(0).randint(0, 256, (FRAMES, SOURCE_PX, SOURCE_PX, 3),
                                                         dtype=np.uint8))
   net = vit.ViT(found.config)

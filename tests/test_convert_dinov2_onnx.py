@@ -48,23 +48,8 @@ def dino_dir(onnx_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backbone(model):
-  """onnxruntime on the graph cut at the backbone's final LayerNorm, with a free image size
-  (the graph declares 224 but computes its position grid from the input)."""
-  import onnx
-  import onnxruntime
-  found = dinov2_onnx.walk(model, "model")
-  cut = onnx.ModelProto()
-  cut.CopyFrom(model)
-  del cut.graph.output[:]
-  cut.graph.output.append(onnx.helper.make_tensor_value_info(found.output, onnx.TensorProto.FLOAT,
-                                                             None))
-  for dim in cut.graph.input[0].type.tensor_type.shape.dim[2:]:
-    dim.dim_param = "size"
-  options = onnxruntime.SessionOptions()
-  options.intra_op_num_threads = 2
-  session = onnxruntime.InferenceSession(cut.SerializeToString(), options,
-                                         providers=["CPUExecutionProvider"])
-  return lambda x: session.run(None, {found.input: x.transpose(0, 3, 1, 2)})[0]
+  """onnxruntime on the graph cut at the backbone's output, its image size free."""
+  return dinov2_onnx.onnxruntime_backbone(model, dinov2_onnx.walk(model, "model"), threads=2)
 
 
 def test_graph_walk_reads_the_vit_s14_geometry(model):

@@ -522,3 +522,24 @@ def write(path: str, out_dir: str) -> tuple[dict, vit.ViTConfig]:
       "kind": "vit/dinov2", "config": dataclasses.asdict(cfg),
       "source": os.path.basename(path), "input_size": list(found.input_size)})
   return params, cfg
+
+
+def onnxruntime_backbone(model, found: OnnxDinov2, threads: int = 0):
+  """onnxruntime on the graph cut at the backbone's final LayerNorm, its image size left free
+  (the graph declares 224 but computes its position grid from the input): NHWC float images
+  [B, S, S, 3] -> tokens [B, 1 + (S/14)^2, D]. The reference of the parity test and benchmark
+  (needs `onnxruntime`, a test extra)."""
+  import onnx
+  import onnxruntime
+  cut = onnx.ModelProto()
+  cut.CopyFrom(model)
+  del cut.graph.output[:]
+  cut.graph.output.append(onnx.helper.make_tensor_value_info(found.output, onnx.TensorProto.FLOAT,
+                                                             None))
+  for dim in cut.graph.input[0].type.tensor_type.shape.dim[2:]:
+    dim.dim_param = "size"
+  options = onnxruntime.SessionOptions()
+  options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+  session = onnxruntime.InferenceSession(cut.SerializeToString(), options,
+                                         providers=["CPUExecutionProvider"])
+  return lambda x: session.run(None, {found.input: x.transpose(0, 3, 1, 2)})[0]
