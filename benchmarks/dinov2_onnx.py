@@ -8,7 +8,6 @@ same normalised frames, with as many threads as JAX has cores here.
   python -m benchmarks --only=dinov2_onnx
 """
 
-import os
 import time
 
 import jax
