@@ -3,8 +3,9 @@
 Each notebook runs in a fresh IPython kernel on this interpreter (a `python3` kernelspec written
 under the test's tmp dir and put first on JUPYTER_PATH, so a user-level `python3` spec pointing
 at another Python cannot take over), with the repo on PYTHONPATH, JAX on CPU and TMPDIR inside
-the test's tmp dir (the notebooks write only under `tempfile.mkdtemp()`). The kernel inherits the
-8 simulated CPU devices of tests/conftest.py.
+the test's tmp dir (the notebooks write only under `tempfile.mkdtemp()`). The kernel gets 2
+simulated CPU devices (not the suite's 8): the training cells still shard over every device
+(FSDP), at a quarter of the collectives' cost on this 2-core machine.
 """
 
 import json
@@ -45,7 +46,10 @@ def _kernel_env(tmp_path, monkeypatch):
   work = tmp_path / "tmp"
   work.mkdir()
   pythonpath = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
-  return dict(os.environ, PYTHONPATH=pythonpath, JAX_PLATFORMS="cpu", TMPDIR=str(work)), work
+  xla_flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                       if not f.startswith("--xla_force_host_platform_device_count"))
+  return dict(os.environ, PYTHONPATH=pythonpath, JAX_PLATFORMS="cpu", TMPDIR=str(work),
+              XLA_FLAGS=f"{xla_flags} --xla_force_host_platform_device_count=2".strip()), work
 
 
 def _shown(outputs) -> tuple[str, bool]:
