@@ -152,17 +152,23 @@ def test_hint_and_truncation(data):
         source[0])
 
 
-def test_qformer_question_ids_and_truncation(data, tmp_path, caplog):
-  """The Q-Former's question: BERT ids padded to qformer_max_length; a longer one keeps its end
-  and is counted and logged, one that fills the width exactly is not."""
+def _bert_tokenizer(items, tmp_path):
+  """A BERT tokenizer whose vocab.txt covers every word of the examples (no [UNK])."""
   import re
 
-  from vaujax.data.bert_tokenizer import BertTokenizer, question_text
-  root, items, tok, cfg = data
+  from vaujax.data.bert_tokenizer import BertTokenizer
   words = sorted(set(re.findall(r"[a-z0-9]+", json.dumps(items).lower())))
   (tmp_path / "vocab.txt").write_text(
       "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'"] + words))
-  bert = BertTokenizer.load(str(tmp_path / "vocab.txt"))
+  return BertTokenizer.load(str(tmp_path / "vocab.txt"))
+
+
+def test_qformer_question_ids_and_truncation(data, tmp_path, caplog):
+  """The Q-Former's question: BERT ids padded to qformer_max_length; a longer one keeps its end
+  and is counted and logged, one that fills the width exactly is not."""
+  from vaujax.data.bert_tokenizer import question_text
+  root, items, tok, cfg = data
+  bert = _bert_tokenizer(items, tmp_path)
   source, _ = pipeline.json_source(str(root / "train.json"))
   full = bert.encode(question_text(source[0]["conversations"]), 1 << 30)
   assert len(full) > 4 and 1 not in full   # no [UNK]: the vocab covers the question
@@ -183,14 +189,8 @@ def test_imgsp_gives_every_question_a_placeholder_and_its_own_qformer_prompt(dat
   """imgsp: the three questions of an example each get the video slots and a Q-Former row of
   their own text (LLaMA-VID's guided prompts), in order; the sides are fixed per example; more
   questions than data.imgsp_turns is an error naming the example."""
-  import re
-
-  from vaujax.data.bert_tokenizer import BertTokenizer
   root, items, tok, cfg = data
-  words = sorted(set(re.findall(r"[a-z0-9]+", json.dumps(items).lower())))
-  (tmp_path / "vocab.txt").write_text(
-      "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", "'"] + words))
-  bert = BertTokenizer.load(str(tmp_path / "vocab.txt"))
+  bert = _bert_tokenizer(items, tmp_path)
   source, _ = pipeline.json_source(str(root / "train.json"))
   imgsp = pipeline.PipelineConfig(**{**cfg.__dict__, "qformer_max_length": 24, "imgsp": True,
                                      "imgsp_turns": 4})

@@ -131,8 +131,7 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   labels = synthetic.generate(os.path.join(root, "synthetic"), syn)
   encoder_spec = _encoder_spec(root, c)
   encoder = features.encoder_from_spec(encoder_spec)
-  sampling = dict(fps=c.sample_fps, max_frames=c.frames) if c.sample_fps else dict(
-      num_frames=c.frames)
+  sampling = frame_layout.FrameSettings(c.sample_fps, c.frame_times).sampling(c.frames)
   paths = {"videos": os.path.join(root, "synthetic", "videos"),
            "features": os.path.join(root, "features"), "encoder": encoder_spec,
            "dino_dim": int(encoder.dino_config.hidden_size),

@@ -61,6 +61,17 @@ def check_frame_count(feats: Mapping[str, np.ndarray], num_frames: int,
   return n
 
 
+def placeholder_ids(timestamps: Sequence[float], num_video_tokens: int,
+                    num_frames: Optional[int], variable_frames: bool, frame_times: str,
+                    tokenizer) -> Optional[list[int]]:
+  """What a video placeholder becomes under a run's layout: `video_ids` (num_video_tokens /
+  num_frames slots per frame) when frames vary in number or carry their times, else None (the
+  tokenizer's plain slots; num_frames may then be unknown)."""
+  if not variable_frames and frame_times == "none":
+    return None
+  return video_ids(timestamps, num_video_tokens // num_frames, frame_times, tokenizer)
+
+
 def pad_frames(feats: Mapping[str, np.ndarray], num_frames: int,
                source: Optional[str] = None) -> dict[str, np.ndarray]:
   """Per-frame arrays [n, ...] -> [T, ...] (zeros after the n real frames; timestamps PAD_TIME)
@@ -102,10 +113,8 @@ class FrameSettings:
 
   def video_ids(self, timestamps, cfg, tokenizer) -> Optional[list[int]]:
     """The placeholder's ids for a video (None: the plain T-frame slots)."""
-    if not self.variable_frames and self.frame_times == "none":
-      return None
-    return video_ids(timestamps, cfg.num_video_tokens // cfg.num_frames, self.frame_times,
-                     tokenizer)
+    return placeholder_ids(timestamps, cfg.num_video_tokens, cfg.num_frames,
+                           self.variable_frames, self.frame_times, tokenizer)
 
   def pad(self, feats, cfg, source: Optional[str] = None):
     return pad_frames(feats, cfg.num_frames, source) if self.variable_frames else feats

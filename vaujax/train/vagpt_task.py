@@ -15,6 +15,7 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
                     train: bool = True) -> pipeline.PipelineConfig:
   """The one PipelineConfig of a run, for training and for its held-out loss alike (`train`:
   shuffled, repeated and prefetched; else one ordered pass)."""
+  frames = frame_layout.FrameSettings.of_run(config)
   return pipeline.PipelineConfig(
       feature_dir=config.data.feature_dir, num_video_tokens=cfg.num_video_tokens,
       max_length=config.data.max_length,
@@ -22,8 +23,7 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
                       "dino_patches": (cfg.dino_patches, config.model.dino_dim)},
       num_frames=cfg.num_frames,
-      variable_frames=frame_layout.FrameSettings.of_run(config).variable_frames,
-      frame_times=frame_layout.FrameSettings.of_run(config).frame_times,
+      variable_frames=frames.variable_frames, frame_times=frames.frame_times,
       num_epochs=config.data.num_epochs if train else 1, seed=config.seed, shuffle=train,
       qformer_max_length=config.model.get("qformer_max_length", 0) if cfg.qformer else 0,
       imgsp=bool(config.data.get("imgsp", False)),
