@@ -79,6 +79,18 @@ def instr_too_long(tmp):
       {"from": "human", "value": "what is in the video <video>"}, {"from": "gpt", "value": "x"}]})
 
 
+def features_without_times(tmp):
+  """Features extracted before timestamps were stored cannot feed a run sampled by fps."""
+  from vaujax.data import pipeline
+  from vaujax.data.tokenizer import Tokenizer, train_sentencepiece
+  tok = Tokenizer.load(train_sentencepiece(["what is in the video"] * 50, tmp / "sp", 300))
+  np.savez(tmp / "v.npz", tower_patches=np.zeros((2, 4, 8), np.float32))
+  cfg = pipeline.PipelineConfig(str(tmp), num_video_tokens=4, max_length=64, batch_size=1,
+                                num_frames=2, variable_frames=True)
+  pipeline.Prepare(cfg, tok).map({"id": "old", "video": "v.mp4", "conversations": [
+      {"from": "human", "value": "<video>\nwhat is in the video"}, {"from": "gpt", "value": "x"}]})
+
+
 # -- annotations -------------------------------------------------------------------------------
 
 def uca_missing_field(tmp):
@@ -504,6 +516,8 @@ ROWS = [
      InputError, ["evil", "escapes the dataset root"]),
     ("instr-too-long", "pipeline.Prepare", "max_length cuts into the video slots", instr_too_long,
      InputError, ["long", "cuts into the video slots"]),
+    ("features-no-times", "pipeline.Prepare", "fps-sampled run, features without timestamps",
+     features_without_times, InputError, ["v.npz", "no 'timestamps'", "vaujax features"]),
     ("uca-missing", "annotations.read_uca", "entry without timestamps", uca_missing_field,
      InputError, ["uca.json", "Arson001", "missing ['timestamps']"]),
     ("uca-reversed", "annotations.read_uca", "interval [3, 1]", uca_reversed_interval,

@@ -51,9 +51,16 @@ def video_ids(timestamps: Sequence[float], tokens_per_frame: int, frame_times: s
   return out
 
 
+_NO_TIMES = ("has no 'timestamps' array, which data.sample_fps / data.frame_times need "
+             "(re-extract the features with `vaujax features`)")
+
+
 def check_frame_count(feats: Mapping[str, np.ndarray], num_frames: int,
                       source: Optional[str] = None) -> int:
-  """The number of frames n; n outside 1..T is an InputError naming `source`."""
+  """The number of frames n; n outside 1..T, or no timestamps (which a variable-length video
+  needs), is an InputError naming `source`."""
+  if "timestamps" not in feats:
+    raise InputError(source, _NO_TIMES)
   n = len(feats["timestamps"])
   if not 1 <= n <= num_frames:
     raise InputError(source, f"has {n} frames; the model takes 1 to {num_frames} "
@@ -61,14 +68,17 @@ def check_frame_count(feats: Mapping[str, np.ndarray], num_frames: int,
   return n
 
 
-def placeholder_ids(timestamps: Sequence[float], num_video_tokens: int,
+def placeholder_ids(timestamps: Optional[Sequence[float]], num_video_tokens: int,
                     num_frames: Optional[int], variable_frames: bool, frame_times: str,
-                    tokenizer) -> Optional[list[int]]:
+                    tokenizer, source: Optional[str] = None) -> Optional[list[int]]:
   """What a video placeholder becomes under a run's layout: `video_ids` (num_video_tokens /
   num_frames slots per frame) when frames vary in number or carry their times, else None (the
-  tokenizer's plain slots; num_frames may then be unknown)."""
+  tokenizer's plain slots; num_frames and timestamps may then be unknown). Timestamps that the
+  layout needs but `source` lacks are an InputError naming it."""
   if not variable_frames and frame_times == "none":
     return None
+  if timestamps is None:
+    raise InputError(source, _NO_TIMES)
   return video_ids(timestamps, num_video_tokens // num_frames, frame_times, tokenizer)
 
 

@@ -154,9 +154,9 @@ class Prepare(grain.transforms.Map):
     cfg = self.cfg
     feats = self._features(item)
     hint = self.hint_fn(video_key(item), feats) if self.hint_fn is not None else ""
-    video = frame_layout.placeholder_ids(feats["timestamps"], cfg.num_video_tokens,
+    video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
                                          cfg.num_frames, cfg.variable_frames, cfg.frame_times,
-                                         self.tokenizer)
+                                         self.tokenizer, item.get("video"))
     if cfg.variable_frames:
       feats = frame_layout.pad_frames(feats, cfg.num_frames)
     try:
