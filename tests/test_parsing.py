@@ -174,8 +174,10 @@ def test_summarize_mc_counts():
           {"category": "type", "correct": False, "predicted": None},
           {"category": "temporal", "correct": True, "predicted": "B"},
           {"category": "other", "correct": False, "predicted": "C"}]
-  assert qa.summarize_mc(rows) == {"total_acc": 0.5, "temporal_acc": 1.0, "type_acc": 0.5,
-                                   "num_questions": 4, "num_temporal": 1, "no_answer": 1}
+  s = qa.summarize_mc(rows)
+  assert math.isnan(s.pop("spatial_acc")) and math.isnan(s.pop("event_temporal_acc"))
+  assert s == {"total_acc": 0.5, "temporal_acc": 1.0, "type_acc": 0.5, "num_questions": 4,
+               "num_temporal": 1, "num_spatial": 0, "num_event_temporal": 0, "no_answer": 1}
   empty = qa.summarize_mc([])
   assert math.isnan(empty["total_acc"]) and math.isnan(empty["temporal_acc"])
   assert math.isnan(empty["type_acc"]) and empty["num_questions"] == 0
@@ -246,9 +248,11 @@ def test_summarize_open_counts():
       {"iou": None, "temporal_correct": None, "judgement": None, "correct": False},
   ]
   s = qa.summarize_open(rows)
+  assert all(math.isnan(s.pop(k)) for k in ("spatial_acc", "event_temporal_acc",
+                                            "named_event_temporal_acc"))
   assert s == {"total_acc": 0.4, "temporal_acc": pytest.approx(1 / 3),
                "judgement_acc": 0.6, "mean_iou": pytest.approx(0.8 / 3), "num_questions": 5,
-               "num_anomalous": 3, "unparsed": 1}
+               "num_anomalous": 3, "num_spatial": 0, "num_event_temporal": 0, "unparsed": 1}
   normal_only = qa.summarize_open(rows[3:])
   assert math.isnan(normal_only["temporal_acc"]) and math.isnan(normal_only["mean_iou"])
   assert normal_only["judgement_acc"] == 0.5 and normal_only["num_anomalous"] == 0

@@ -4,11 +4,15 @@ Multiple choice follows LLaMA-VID's ScienceQA rules: the answer is a bare letter
 with "B." / "B)" / "(B)", or says "The answer is B". Beyond those, an answer that contains the
 text of exactly one option (case and punctuation ignored) picks that option, so a model trained
 to answer with option text is scored too; when all options are intervals ("From 1.0 to 3.0
-seconds."), an answer stating an interval picks the option it overlaps most (unique best IoU > 0).
+seconds."), an answer stating an interval picks the option it overlaps most (unique best IoU > 0);
+when options name regions ("top left"), an answer naming one region in other words ("the upper
+left corner") picks the option of that region.
 Anything else is unparsable (None) and counts as wrong.
 
 Open answers to "Are there any anomalies?" give a judgement (yes / no), the class named in the
-text and the interval "from <s> to <e> (seconds)".
+text and the interval "from <s> to <e> (seconds)"; an answer naming several anomalies splits
+into events (`parse_events`: class, interval and region of each), and a "where" answer gives a
+region (`vaujax.data.regions.parse_region`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 from typing import Optional, Sequence
 
 from vaujax.data.benchmark_files import LETTERS   # a question's own count bounds the letter
+from vaujax.data.regions import parse_region
 
 _BARE = re.compile(rf"^\(?([{LETTERS}])\)?[.):]?$")
 _PREFIX = re.compile(rf"^\(?([{LETTERS}])[.):]\s")
@@ -55,7 +60,20 @@ def parse_choice(text: str, options: Sequence[str]) -> Optional[int]:
     longest = max(contained, key=lambda i: len(normal_options[i]))
     if all(normal_options[i] in normal_options[longest] for i in contained):
       return longest
-  return _closest_interval(answer, options)
+  return _closest_interval(answer, options) if _is_interval_question(options) \
+      else _same_region(answer, options)
+
+
+def _is_interval_question(options: Sequence[str]) -> bool:
+  return all(parse_interval(o) is not None for o in options)
+
+
+def _same_region(text: str, options: Sequence[str]) -> Optional[int]:
+  """For region options ("top left", ...): the one option naming the region the text names
+  ("in the upper left corner")."""
+  said = parse_region(text)
+  picked = [i for i, o in enumerate(options) if said is not None and parse_region(o) == said]
+  return picked[0] if len(picked) == 1 else None
 
 
 def _closest_interval(text: str, options: Sequence[str]) -> Optional[int]:
@@ -105,6 +123,64 @@ def parse_class(text: str, classes: Sequence[str]) -> Optional[str]:
     if any(f" {v}" in said for v in variants if v):
       hits.append(name)
   return hits[0] if len(hits) == 1 else None
+
+
+def _class_variants(name: str) -> set[str]:
+  """The readable spellings of a class name: "RoadAccidents" -> "roadaccidents", "road
+  accidents", "roadaccident", "road accident" (one trailing "s" dropped, as `parse_class`)."""
+  variants = {_normal(name), _normal(re.sub(r"(?<!^)([A-Z])", r" \1", name))}
+  return {v for v in variants | {v[:-1] for v in variants if v.endswith("s")} if v}
+
+
+def _class_mentions(text: str, classes: Sequence[str]) -> list[tuple[int, int, str]]:
+  """(start, end, class) of every class mention in the text, in text order; a mention inside a
+  longer one (of another class) is dropped."""
+  lower = text.lower()
+  found = []
+  for name in classes:
+    for v in _class_variants(name):
+      words = r"[^a-z0-9]+".join(re.escape(w) for w in v.split())
+      found += [(m.start(), m.end(), name)
+                for m in re.finditer(rf"(?<![a-z0-9]){words}", lower)]
+  found.sort(key=lambda m: (m[0], -m[1]))
+  kept = []
+  for m in found:
+    if not kept or m[0] >= kept[-1][1]:
+      kept.append(m)
+  return kept
+
+
+Event = tuple[Optional[str], Optional[tuple[float, float]], Optional[str]]
+
+
+def parse_events(text: str, classes: Sequence[str]) -> list[Event]:
+  """The anomalies a (final) answer names: [(class, (start, end) | None, region | None)] in
+  text order.
+
+  Each class mention owns the text up to the next mention of another class: the first
+  "from <s> to <e>" and the region words (`regions.parse_region`) in it are that event's
+  ("... a fighting from 1.0 to 3.0 seconds at the top left of the scene, and an explosion from
+  5.0 to 7.0 seconds at the centre of the scene."). A text naming one class reads the interval
+  and region from the whole text (as `parse_class` / `parse_interval` do: "From 1.0 to 3.0
+  seconds, a fighting."). A later mention of a class already named fills only what its event
+  lacks. A text naming no class gives one event per stated interval (class None), or none.
+  """
+  mentions = _class_mentions(text, classes)
+  if len({m[2] for m in mentions}) == 1:
+    return [(mentions[0][2], parse_interval(text), parse_region(text))]
+  if mentions:
+    bounds = [m[0] for m in mentions[1:]] + [len(text)]
+    pieces = [(m[2], text[m[1]:end]) for m, end in zip(mentions, bounds)]
+  else:
+    starts = [m.start() for m in _INTERVAL.finditer(text)]
+    pieces = [(None, text[a:b]) for a, b in zip(starts, starts[1:] + [len(text)])]
+  events: dict = {}
+  for k, (name, piece) in enumerate(pieces):
+    key = name if name is not None else k
+    interval, region = parse_interval(piece), parse_region(piece)
+    old = events.get(key, (name, None, None))
+    events[key] = (name, old[1] or interval, old[2] or region)
+  return list(events.values())
 
 
 def interval_iou(a: Optional[Sequence[float]], b: Optional[Sequence[float]]) -> float:

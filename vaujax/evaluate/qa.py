@@ -6,11 +6,18 @@ Multiple choice, two methods:
   loglik    log p(option text + </s> | prompt) for the four options, the best one is the answer;
             deterministic, no parsing; a tie for the top is no answer (wrong)
 Metrics: Total Acc = correct / all questions; Temporal Acc = correct / interval questions
-(category "temporal"); Type Acc likewise for "type".
+(category "temporal"); Type Acc and Spatial Acc likewise for "type" and "spatial" (where in the
+3x3 grid); per-event Temporal Acc over the "temporal" questions of videos with two or more
+anomalies (items with `events` >= 2, the type named in the question).
 
 Open QA ("Are there any anomalies?"): the answer is correct when its judgement (yes / no) is right
-and, for an anomalous video, it names the right class. Temporal Acc is over anomalous videos: the
-stated interval overlaps the truth with IoU >= 0.5 (exactly 0.5 counts).
+and, for an anomalous video, it names the right class (with several anomalies: exactly their
+classes). Temporal Acc is over anomalous videos: the stated interval overlaps the truth with
+IoU >= 0.5 (exactly 0.5 counts). Total, judgement and Temporal Acc count these final questions
+only. Spatial Acc: "spatial" questions, the region the answer names (`regions.parse_region`)
+against `gt_region`. Per-event Temporal Acc: "temporal_event" questions (the type named, the
+interval given for it) and each event of a final answer about several anomalies, matched to the
+truth by class (`parsing.parse_events`).
 
 Grading is pure (`grade_choice`, `grade_open`, `summarize_*`), so it is tested on hand-made
 predictions; `evaluate_mc` / `evaluate_open` run a model over a benchmark file in batches
@@ -30,7 +37,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from vaujax import files
-from vaujax.data import benchmark_files, features
+from vaujax.data import benchmark_files, features, regions
 from vaujax.errors import InputError
 from vaujax.evaluate import metrics, parsing
 
@@ -42,28 +49,57 @@ TEMPORAL_IOU = 0.5
 
 def grade_choice(item: dict, predicted: Optional[int], **extra) -> dict:
   """One MC result: predicted option index (None = no answer) against the item's letter. The
-  index must name one of the item's own options (2 to 8 of them)."""
+  index must name one of the item's own options (2 to 8 of them). An item of a video with
+  several anomalies keeps its `events` count (per-event Temporal Acc)."""
   count = len(item["options"]) if "options" in item else len(LETTERS)
   if predicted is not None and not 0 <= predicted < count:
     raise ValueError(f"item {item['id']}: option index {predicted} for a question with {count} "
                      "options")
   letter = None if predicted is None else LETTERS[predicted]
+  events = {"events": item["events"]} if "events" in item else {}
   return {"id": item["id"], "category": item.get("category"), "answer": item["answer"],
-          "predicted": letter, "correct": letter == item["answer"], **extra}
+          "predicted": letter, "correct": letter == item["answer"], **events, **extra}
+
+
+def _mean(values) -> float:
+  values = list(values)
+  return float(np.mean(values)) if values else float("nan")
+
+
+def _several(row: dict) -> bool:
+  """A question about a video with two or more anomalies (`events`: a count or a list)."""
+  events = row.get("events")
+  return (len(events) if isinstance(events, list) else int(events or 0)) >= 2
 
 
 def summarize_mc(results: Sequence[dict]) -> dict:
   def acc(rows):
-    return float(np.mean([r["correct"] for r in rows])) if rows else float("nan")
+    return _mean(r["correct"] for r in rows)
   temporal = [r for r in results if r["category"] == "temporal"]
   kind = [r for r in results if r["category"] == "type"]
+  spatial = [r for r in results if r["category"] == "spatial"]
+  per_event = [r for r in temporal if _several(r)]
   return {"total_acc": acc(results), "temporal_acc": acc(temporal), "type_acc": acc(kind),
+          "spatial_acc": acc(spatial), "event_temporal_acc": acc(per_event),
           "num_questions": len(results), "num_temporal": len(temporal),
+          "num_spatial": len(spatial), "num_event_temporal": len(per_event),
           "no_answer": sum(r["predicted"] is None for r in results)}
 
 
+def _temporal_correct(iou: float) -> bool:
+  return bool(iou >= TEMPORAL_IOU - 1e-9)
+
+
 def grade_open(item: dict, text: str, classes: Sequence[str]) -> dict:
-  """One open-QA result from the generated text."""
+  """One open-QA result from the generated text, by the item's category: "judgement" (the
+  default; per event for a video with several anomalies), "spatial" or "temporal_event"."""
+  category = item.get("category", "judgement")
+  if category == "spatial":
+    return _grade_spatial(item, text)
+  if category == "temporal_event":
+    return _grade_event_interval(item, text, classes)
+  if _several(item):
+    return _grade_events(item, text, classes)
   truth_anomaly = item.get("gt_interval") is not None
   judgement = parsing.parse_judgement(text)
   name = parsing.parse_class(text, classes) if judgement else None
@@ -74,20 +110,77 @@ def grade_open(item: dict, text: str, classes: Sequence[str]) -> dict:
   return {"id": item["id"], "label": item.get("label"), "output": text, "judgement": judgement,
           "class": name, "interval": None if interval is None else list(interval), "iou": iou,
           "correct": bool(correct),
-          "temporal_correct": None if iou is None else bool(iou >= TEMPORAL_IOU - 1e-9)}
+          "temporal_correct": None if iou is None else _temporal_correct(iou)}
+
+
+def _grade_spatial(item: dict, text: str) -> dict:
+  """"Where does the anomaly happen?": right when the region the text names is `gt_region`."""
+  region = regions.parse_region(text)
+  return {"id": item["id"], "category": "spatial", "label": item.get("label"), "output": text,
+          "region": region, "gt_region": item["gt_region"],
+          "correct": region is not None and region == item["gt_region"]}
+
+
+def _grade_event_interval(item: dict, text: str, classes: Sequence[str]) -> dict:
+  """"When does the fighting happen?": the interval the text gives the named type (else the
+  first one it states) against `gt_interval`; IoU >= 0.5 is right."""
+  said = {c: i for c, i, _ in parsing.parse_events(text, classes) if c is not None}
+  interval = said.get(item.get("label")) or parsing.parse_interval(text)
+  iou = parsing.interval_iou(interval, item["gt_interval"])
+  return {"id": item["id"], "category": "temporal_event", "label": item.get("label"),
+          "output": text, "interval": None if interval is None else list(interval), "iou": iou,
+          "correct": _temporal_correct(iou), "temporal_correct": _temporal_correct(iou)}
+
+
+def _grade_events(item: dict, text: str, classes: Sequence[str]) -> dict:
+  """The final question on a video with several anomalies: right when the answer says yes and
+  names exactly the events' classes; each event is matched by class to the interval and region
+  the answer gives it (IoU, region). `iou` is that of the item's own `label` / `gt_interval`."""
+  judgement = parsing.parse_judgement(text)
+  said = {}
+  for name, interval, region in (parsing.parse_events(text, classes) if judgement else []):
+    if name is not None:
+      said.setdefault(name, (interval, region))
+  rows = []
+  for event in item["events"]:
+    interval, region = said.get(event["label"], (None, None))
+    iou = parsing.interval_iou(interval, event["interval"])
+    rows.append({"label": event["label"], "gt_interval": list(event["interval"]),
+                 "interval": None if interval is None else list(interval), "iou": iou,
+                 "temporal_correct": _temporal_correct(iou), "gt_region": event.get("region"),
+                 "region": region,
+                 "region_correct": None if event.get("region") is None
+                 else region == event["region"]})
+  own = said.get(item.get("label"), (None, None))[0]
+  iou = parsing.interval_iou(own, item.get("gt_interval"))
+  correct = judgement is True and set(said) == {e["label"] for e in item["events"]}
+  return {"id": item["id"], "label": item.get("label"), "output": text, "judgement": judgement,
+          "class": parsing.parse_class(text, classes) if judgement else None,
+          "classes": sorted(said), "interval": None if own is None else list(own), "iou": iou,
+          "correct": bool(correct), "temporal_correct": _temporal_correct(iou), "events": rows}
 
 
 def summarize_open(results: Sequence[dict]) -> dict:
-  anomalous = [r for r in results if r["iou"] is not None]
-  truth = [r["iou"] is not None for r in results]
-  judged = [r["judgement"] for r in results]
-  return {"total_acc": float(np.mean([r["correct"] for r in results])) if results else float("nan"),
-          "temporal_acc": float(np.mean([r["temporal_correct"] for r in anomalous]))
-          if anomalous else float("nan"),
-          "judgement_acc": float(np.mean([j == t for j, t in zip(judged, truth)]))
-          if results else float("nan"),
-          "mean_iou": float(np.mean([r["iou"] for r in anomalous])) if anomalous else float("nan"),
-          "num_questions": len(results), "num_anomalous": len(anomalous),
+  """Total / judgement / Temporal Acc and mean IoU over the final ("judgement") questions, as
+  before; Spatial Acc over "spatial" questions; per-event Temporal Acc over the type-named
+  "temporal_event" questions and each event of a final answer on a video with several
+  anomalies (`named_event_temporal_acc`: the type-named questions alone)."""
+  final = [r for r in results if r.get("category", "judgement") == "judgement"]
+  spatial = [r for r in results if r.get("category") == "spatial"]
+  named = [r["temporal_correct"] for r in results if r.get("category") == "temporal_event"]
+  per_event = named + [e["temporal_correct"] for r in final for e in r.get("events", [])]
+  anomalous = [r for r in final if r["iou"] is not None]
+  truth = [r["iou"] is not None for r in final]
+  judged = [r["judgement"] for r in final]
+  return {"total_acc": _mean(r["correct"] for r in final),
+          "temporal_acc": _mean(r["temporal_correct"] for r in anomalous),
+          "judgement_acc": _mean(j == t for j, t in zip(judged, truth)),
+          "mean_iou": _mean(r["iou"] for r in anomalous),
+          "spatial_acc": _mean(r["correct"] for r in spatial),
+          "event_temporal_acc": _mean(per_event),
+          "named_event_temporal_acc": _mean(named),
+          "num_questions": len(final), "num_anomalous": len(anomalous),
+          "num_spatial": len(spatial), "num_event_temporal": len(per_event),
           "unparsed": sum(j is None for j in judged)}
 
 
