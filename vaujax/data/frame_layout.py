@@ -85,16 +85,56 @@ def placeholder_ids(timestamps: Optional[Sequence[float]], num_video_tokens: int
 def pad_frames(feats: Mapping[str, np.ndarray], num_frames: int,
                source: Optional[str] = None) -> dict[str, np.ndarray]:
   """Per-frame arrays [n, ...] -> [T, ...] (zeros after the n real frames; timestamps PAD_TIME)
-  plus `frame_mask` int32 [T]. More than T frames, or none, is an InputError naming `source`."""
+  plus `frame_mask` int32 [T]. More than T frames, or none, is an InputError naming `source`.
+
+  `dino_patches` repeats the last real frame instead: SETS compares frame 0 with frame 1
+  (`models/sets.py`), so a one-frame video (an image) padded with zeros would rank its patches
+  by their norm, where unpadded it keeps them in order; a repeated frame differs by zero, as
+  the unpadded one-frame video does. Frames 1..n-1 only look back, so longer videos select
+  exactly as before."""
   n = check_frame_count(feats, num_frames, source)
   out = dict(feats)
   for key in PER_FRAME_KEYS:
     if key in feats:
       v = np.asarray(feats[key])
       pad = [(0, num_frames - n)] + [(0, 0)] * (v.ndim - 1)
-      out[key] = np.pad(v, pad, constant_values=PAD_TIME if key == "timestamps" else 0)
+      if key == "dino_patches":
+        out[key] = np.pad(v, pad, mode="edge")
+      else:
+        out[key] = np.pad(v, pad, constant_values=PAD_TIME if key == "timestamps" else 0)
   out["frame_mask"] = (np.arange(num_frames) < n).astype(np.int32)
   return out
+
+
+def cut_frame(feats: Mapping[str, np.ndarray], frame_s: float,
+              source: Optional[str] = None) -> dict[str, np.ndarray]:
+  """One frame of a video's features as an image's: every per-frame array [n, ...] -> [1, ...]
+  at the sampled frame nearest to `frame_s` seconds (the earlier one on a tie), timestamps
+  [0.0]. An image has no place in time, so a cut frame gets the time an image's feature file
+  has: cut frames and images are one kind of example (same prompt with data.frame_times
+  "text"), and a frame cut here equals that frame extracted as an image file. A file without
+  timestamps, or a `frame_s` past the last sampled frame by more than one frame step (1 s for a
+  one-frame file), is an InputError naming `source`."""
+  if "timestamps" not in feats:
+    raise InputError(source, _NO_TIMES.replace("data.sample_fps / data.frame_times",
+                                               "a cut frame (frame_s)"))
+  t = np.asarray(feats["timestamps"], np.float64)
+  if not len(t):
+    raise InputError(source, "has zero frames")
+  step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+  if frame_s > t[-1] + step:
+    raise InputError(source, f"has no frame near frame_s {frame_s:g}: its last sampled frame is "
+                     f"at {t[-1]:.2f} s")
+  i = int(np.argmin(np.abs(t - frame_s)))
+  out = {k: np.asarray(v)[i:i + 1] for k, v in feats.items()}
+  out["timestamps"] = np.zeros(1, t.dtype)
+  return out
+
+
+def no_frames(feats: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The arrays with zero frames: what TETG sees of an image, which has no time axis to find
+  an interval on (a hint function given it returns the class sentence only)."""
+  return {k: np.asarray(v)[:0] for k, v in feats.items()}
 
 
 def real_frames(batch_or_feats: Mapping[str, np.ndarray]) -> int:

@@ -182,9 +182,26 @@ def _problem(item) -> str | None:
   values = [t.get("value") if isinstance(t, dict) else None for t in conv]
   if any(not isinstance(v, str) for v in values):
     return "a turn has no text 'value'"
-  has_placeholder = any("<video>" in v or "<image>" in v for v in values)
-  if has_placeholder and not item.get("video"):
+  # What the placeholder shows: a "video", an "image" (a one-frame feature file), or one cut
+  # frame of a video ("video" + "frame_s", seconds). Either spelling of the placeholder fits
+  # either source (LLaMA-VID's video data writes <image>).
+  image, video = item.get("image"), item.get("video")
+  if image is not None and (not isinstance(image, str) or not image.strip()):
+    return f"'image' must be the path of an image file, got {image!r}"
+  if image and video:
+    return ("has both 'image' and 'video' (an image example names its image; a cut frame of "
+            "a video names the video and 'frame_s')")
+  if "frame_s" in item:
+    frame_s = item["frame_s"]
+    if not video:
+      return "has 'frame_s' but no 'video' (a cut frame names the video it is cut from)"
+    if isinstance(frame_s, bool) or not isinstance(frame_s, (int, float)) \
+        or not 0 <= frame_s < float("inf"):   # NaN fails the comparison too
+      return f"'frame_s' must be a finite number of seconds >= 0, got {frame_s!r}"
+  if any("<video>" in v for v in values) and not (video or image):
     return "has a <video> placeholder but no 'video'"
+  if any("<image>" in v for v in values) and not (video or image):
+    return "has an <image> placeholder but no 'image' (or 'video' and 'frame_s' for a cut frame)"
   for turn, v in zip(conv, values):
     if turn.get("from") == "human" and not v.replace("<video>", "").replace("<image>", "").strip():
       return "empty question"

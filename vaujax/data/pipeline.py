@@ -62,20 +62,33 @@ class PipelineConfig:
 
 
 def video_path(item: Mapping) -> str:
-  """An example's `video`, normalised: a path relative to the dataset root (absolute paths and
-  `..` are refused, so an annotation file cannot point the pipeline outside the dataset)."""
-  video = str(item["video"])
+  """An example's `video` (or, for an image example, its `image`), normalised: a path relative
+  to the dataset root (absolute paths and `..` are refused, so an annotation file cannot point
+  the pipeline outside the dataset)."""
+  field = "image" if is_image(item) else "video"
+  video = str(item[field])
   parts = video.replace("\\", "/").split("/")
   if os.path.isabs(video) or ".." in parts or not parts[-1]:
-    raise InputError(item.get("id"), f"video path {video!r} escapes the dataset root")
+    raise InputError(item.get("id"), f"{field} path {video!r} escapes the dataset root")
   return posixpath.normpath("/".join(parts))
 
 
 def video_key(item: Mapping) -> str:
   """An example's video id: its file name without folders or extension (what labels and TETG
-  hints are keyed by). Its feature file is found by the whole path
-  (`features.video_feature_path`)."""
+  hints are keyed by; an image's name, or a cut frame's video's). Its feature file is found by
+  the whole path (`features.video_feature_path`)."""
   return posixpath.splitext(posixpath.basename(video_path(item)))[0]
+
+
+def is_image(item: Mapping) -> bool:
+  """An image example: `{"image": "frames/x.jpg", ...}`, read from a one-frame feature file."""
+  return bool(item.get("image"))
+
+
+def is_one_frame(item: Mapping) -> bool:
+  """An image, or one cut frame of a video (`{"video": ..., "frame_s": 3.0}`): either batches
+  as a one-frame video, padded to T (which needs variable frames, data.sample_fps > 0)."""
+  return is_image(item) or item.get("frame_s") is not None
 
 
 def check_unique_keys(items: Sequence[Mapping], source: str, feature_dir: str) -> None:
@@ -89,7 +102,7 @@ def check_unique_keys(items: Sequence[Mapping], source: str, feature_dir: str) -
   by_video: dict[str, str] = {}
   seen: dict[str, list[tuple]] = {}
   for item in items:
-    if not isinstance(item, Mapping) or not item.get("video"):
+    if not isinstance(item, Mapping) or not (item.get("video") or item.get("image")):
       continue
     try:
       video = video_path(item)
@@ -117,10 +130,26 @@ def _same_video(a: tuple, b: tuple) -> bool:
 
 def _read_example_features(cfg: PipelineConfig, item: Mapping) -> tuple[str, dict]:
   """(path, features) of an example: a feature file that links outside `cfg.feature_dir`, or
-  whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it."""
+  whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it. An image
+  example's file must have one frame; a cut frame is sliced out of its video's file
+  (`frame_layout.cut_frame`); either without variable frames is an InputError naming it."""
   path = features.video_feature_path(cfg.feature_dir, video_path(item))
-  return path, features.read_features(path, cfg.feature_shapes,
-                                      frames=None if cfg.variable_frames else cfg.num_frames)
+  if not is_one_frame(item):
+    return path, features.read_features(path, cfg.feature_shapes,
+                                        frames=None if cfg.variable_frames else cfg.num_frames)
+  kind = "an image" if is_image(item) else "a cut frame"
+  if not cfg.variable_frames:
+    raise InputError(item.get("id"), f"is {kind} (key {video_key(item)!r}), a one-frame example "
+                     "padded to model.num_frames frames, which needs videos of variable length: "
+                     "set data.sample_fps > 0, or leave images out of a fixed-frame run")
+  feats = features.read_features(path, cfg.feature_shapes)
+  if not is_image(item):
+    return path, frame_layout.cut_frame(feats, float(item["frame_s"]), path)
+  if features.frame_count(feats) != 1:
+    raise InputError(path, f"has {features.frame_count(feats)} frames, but it is the feature "
+                     f"file of the image of example {item.get('id')} (one frame; is it a "
+                     "video's of the same name?)")
+  return path, feats
 
 
 class Prepare(grain.transforms.Map):
@@ -153,10 +182,13 @@ class Prepare(grain.transforms.Map):
   def map(self, item):
     cfg = self.cfg
     feats = self._features(item)
-    hint = self.hint_fn(video_key(item), feats) if self.hint_fn is not None else ""
+    hint = ""
+    if self.hint_fn is not None:   # an image has no time: TETG gets no frames, no interval
+      hint = self.hint_fn(video_key(item), frame_layout.no_frames(feats) if is_one_frame(item)
+                          else feats)
     video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
                                          cfg.num_frames, cfg.variable_frames, cfg.frame_times,
-                                         self.tokenizer, item.get("video"))
+                                         self.tokenizer, video_path(item))
     if cfg.variable_frames:
       feats = frame_layout.pad_frames(feats, cfg.num_frames)
     try:

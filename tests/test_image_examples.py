@@ -1,0 +1,209 @@
+"""Image examples beside videos (issue 29): an image, or one cut frame of a video, batches as a
+one-frame video (padded to T, slots for its one frame, no TETG interval)."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaujax.data import conversation as conv
+from vaujax.data import features, frame_layout, instructions, pipeline
+from vaujax.errors import InputError
+
+T = 4                  # model.num_frames
+CLASSES = ("Arson", "Fighting")
+
+
+class CharTokenizer:
+  """Each character its own id inside a 300-word vocabulary (enough for the pipeline)."""
+  bos_id, eos_id, pad_id = 1, 2, 0
+
+  def encode(self, text):
+    return [ord(c) % 290 + 5 for c in text]
+
+
+def _chat(question, answer):
+  return [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  """A tiny VA-GPT (SETS on, context + content tokens), a 3-frame video's and an image's feature
+  files, and the pipeline config of an fps-sampled run with frame times as text."""
+  from configs import vagpt as vagpt_config
+  from vaujax.models import vagpt
+  cd = vagpt_config.get_config(f"size=tiny,frames={T},qformer=False")
+  cfg = vagpt.config_from_dict(cd)
+  cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, vocab_size=300))
+  rng = np.random.RandomState(0)
+  arrays = lambda n: {  # noqa: E731
+      "tower_patches": rng.randn(n, cfg.num_patches, cfg.frame_tokens.vision_dim).astype("f4"),
+      "dino_patches": rng.randn(n, cfg.dino_patches, cd.dino_dim).astype("f4"),
+      "dino_cls": rng.randn(n, cd.dino_dim).astype("f4")}
+  root = tmp_path_factory.mktemp("images")
+  (root / "feats" / "frames").mkdir(parents=True)
+  video = {**arrays(3), "timestamps": np.array([0.0, 1.5, 3.0])}
+  image = {**arrays(1), "timestamps": np.zeros(1)}
+  features.write_features(str(root / "feats" / "v1.npz"), video)
+  features.write_features(str(root / "feats" / "frames" / "x.npz"), image)
+  pcfg = pipeline.PipelineConfig(
+      feature_dir=str(root / "feats"), num_video_tokens=cfg.num_video_tokens, max_length=384,
+      batch_size=2, num_frames=T, variable_frames=True, frame_times="text",
+      feature_shapes={"tower_patches": (cfg.num_patches, cfg.frame_tokens.vision_dim),
+                      "dino_patches": (cfg.dino_patches, cd.dino_dim)})
+  items = {"video": {"id": "v", "video": "videos/v1.mp4",
+                     "conversations": _chat("What happens?", "A fire starts.")},
+           "image": {"id": "i", "image": "frames/x.jpg",
+                     "conversations": _chat("Is this normal?", "No, a fight.")},
+           "cut": {"id": "c", "video": "videos/v1.mp4", "frame_s": 1.2,
+                   "conversations": _chat("Is this normal?", "No, a fire.")}}
+  model = vagpt.VAGPT(cfg)
+  prep = pipeline.Prepare(pcfg, CharTokenizer())
+  first = prep.map(items["video"])
+  params = jax.jit(model.init)(jax.random.key(0), first["input_ids"][None],
+                               first["tower_patches"][None], first["dino_patches"][None])
+  return dict(cfg=cfg, model=model, params=params, pcfg=pcfg, items=items, video=video,
+              image=image, root=root, prep=prep)
+
+
+def _losses(s, examples, cfg=None):
+  """Per-example token-mean next-token loss of one batch of prepared examples."""
+  from vaujax.models import vagpt
+  from vaujax.train.losses import next_token_loss
+  batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+  model = s["model"] if cfg is None else vagpt.VAGPT(cfg)
+  logits = jax.jit(model.apply)(s["params"], batch["input_ids"], batch["tower_patches"],
+                                batch["dino_patches"], attention_mask=batch["attention_mask"])
+  return [float(next_token_loss(logits[i:i + 1], jnp.asarray(batch["labels"][i:i + 1]))[0])
+          for i in range(len(examples))]
+
+
+def test_image_and_video_in_one_batch_give_each_ones_loss_alone(setup):
+  """THE issue's test: the image padded to T beside a 3-frame video, in one batch, gives each
+  the loss it has alone; and the padded image's loss equals the image in a model built for one
+  frame (unpadded), so padding changes nothing the LLM sees (SETS included: it would rank the
+  image's patches by their norm if padded with zero frames)."""
+  s = setup
+  video, image = (s["prep"].map(s["items"][k]) for k in ("video", "image"))
+  assert video["tower_patches"].shape == image["tower_patches"].shape[:1] + \
+      video["tower_patches"].shape[1:] and image["tower_patches"].shape[0] == T
+  assert image["frame_mask"].tolist() == [1, 0, 0, 0]
+  assert (image["input_ids"] == conv.VIDEO_TOKEN_ID).sum() == s["cfg"].num_video_tokens // T
+  together = _losses(s, [video, image])
+  alone = _losses(s, [video]) + _losses(s, [image])
+  np.testing.assert_allclose(together, alone, atol=1e-5)
+  assert abs(together[0] - together[1]) > 1e-3        # two different examples
+  one = dataclasses.replace(s["cfg"], num_frames=1)
+  unpadded = {**image, **{k: image[k][:1] for k in ("tower_patches", "dino_patches")}}
+  np.testing.assert_allclose(_losses(s, [unpadded], one), alone[1:], atol=1e-5)
+
+
+def test_one_frame_keeps_its_patches_in_order_under_sets(setup):
+  """SETS on a padded one-frame example keeps the first k patches in order, as unpadded."""
+  from vaujax.models import sets
+  s = setup
+  image = s["prep"].map(s["items"]["image"])
+  kept = sets.select_batch(jnp.asarray(image["dino_patches"][None]),
+                           jnp.asarray(image["tower_patches"][None]), 0.5)["tokens"][0, 0]
+  k = kept.shape[0]
+  np.testing.assert_array_equal(np.asarray(kept), image["tower_patches"][0, :k])
+
+
+def test_cut_frame_is_the_nearest_frame_of_the_video(setup):
+  """A cut frame reads the video's file: every per-frame array at the frame nearest frame_s,
+  timestamps [0.0] (as an image's), prompt slots for one frame."""
+  s = setup
+  _, cut = pipeline._read_example_features(s["pcfg"], s["items"]["cut"])
+  for key in ("tower_patches", "dino_patches", "dino_cls"):
+    np.testing.assert_array_equal(cut[key], s["video"][key][1:2])      # 1.2 s -> the 1.5 s frame
+  assert cut["timestamps"].tolist() == [0.0]
+  for frame_s, want in ((0.0, 0), (0.75, 0), (0.76, 1), (2.9, 2), (4.5, 2)):  # ties: earlier
+    got = frame_layout.cut_frame(s["video"], frame_s)
+    np.testing.assert_array_equal(got["dino_cls"], s["video"]["dino_cls"][want:want + 1])
+  out = s["prep"].map(s["items"]["cut"])
+  assert out["frame_mask"].tolist() == [1, 0, 0, 0]
+  np.testing.assert_array_equal(out["tower_patches"][0], s["video"]["tower_patches"][1])
+  ids = out["input_ids"].tolist()
+  assert ids.count(conv.VIDEO_TOKEN_ID) == s["cfg"].num_video_tokens // T
+  slot = ids.index(conv.VIDEO_TOKEN_ID)
+  assert ids[slot - 4:slot] == CharTokenizer().encode("0.0s")        # an image's time
+
+
+def test_image_gets_the_class_sentence_only(setup):
+  """A TETG that marks every frame anomalous gives the video an interval and the image (or a cut
+  frame) the class sentence alone: an image has no time axis."""
+  import flax.linen as nn
+
+  from vaujax.models import tetg
+  from vaujax.runs.tetg_files import TrainedTETG
+  s = setup
+  config = tetg.TETGConfig(hidden=(8,), threshold=0.0)
+  params = nn.unbox(tetg.TETGClassifier(config).init(jax.random.key(0),
+                                                     jnp.zeros((1, s["video"]["dino_cls"].shape[1]))))
+  hints = []
+  prep = pipeline.Prepare(s["pcfg"], CharTokenizer(),
+                          hint_fn=lambda vid, f: hints.append(
+                              TrainedTETG(params, config).hint_fn(CLASSES)(vid, f)) or hints[-1])
+  for key in ("video", "image", "cut"):
+    prep.map(s["items"][key])
+  class_only = conv.hint_text(None, CLASSES)
+  assert hints[0].startswith(class_only) and hints[0] != class_only
+  assert hints[1:] == [class_only, class_only]
+
+
+def test_one_frame_examples_refused_where_they_cannot_be(setup, tmp_path):
+  s = setup
+  fixed = dataclasses.replace(s["pcfg"], variable_frames=False, frame_times="none")
+  with pytest.raises(InputError, match=r"^i: is an image \(key 'x'\).*data.sample_fps > 0"):
+    pipeline.Prepare(fixed, CharTokenizer()).map(s["items"]["image"])
+  with pytest.raises(InputError, match=r"^c: is a cut frame \(key 'v1'\)"):
+    pipeline.Prepare(fixed, CharTokenizer()).map(s["items"]["cut"])
+  kept, problems = pipeline.drop_examples_without_features(list(s["items"].values()), fixed)
+  assert [i["id"] for i in kept] == [] and len(problems) == 3   # the video has 3 frames, not T
+  late = dict(s["items"]["cut"], frame_s=5.0)
+  with pytest.raises(InputError, match=r"v1.npz: has no frame near frame_s 5: its last sampled "
+                     r"frame is at 3.00 s"):
+    s["prep"].map(late)
+  video_named = dict(s["items"]["image"], image="frames/v1.png")      # finds v1.npz, 3 frames
+  with pytest.raises(InputError, match=r"v1.npz: has 3 frames, but it is the feature file of "
+                     r"the image of example i"):
+    s["prep"].map(video_named)
+  with pytest.raises(InputError, match="image path '../x.jpg' escapes the dataset root"):
+    s["prep"].map(dict(s["items"]["image"], image="../x.jpg"))
+  untimed = {k: v for k, v in s["video"].items() if k != "timestamps"}
+  with pytest.raises(InputError, match=r"old.npz: has no 'timestamps' array, which a cut frame"):
+    frame_layout.cut_frame(untimed, 1.0, "old.npz")
+
+
+@pytest.mark.parametrize("item,problem", [
+    ({"image": "x.jpg", "video": "v.mp4"}, "has both 'image' and 'video'"),
+    ({"image": 3}, "'image' must be the path of an image file, got 3"),
+    ({"frame_s": 1.0}, "has 'frame_s' but no 'video'"),
+    ({"video": "v.mp4", "frame_s": -1}, "'frame_s' must be a finite number of seconds >= 0, "
+     "got -1"),
+    ({"video": "v.mp4", "frame_s": "3"}, "'frame_s' must be a finite number"),
+    ({"video": "v.mp4", "frame_s": True}, "'frame_s' must be a finite number"),
+    ({"video": "v.mp4", "frame_s": float("nan")}, "'frame_s' must be a finite number of "
+     "seconds >= 0, got nan"),
+    ({"video": "v.mp4", "frame_s": float("inf")}, "'frame_s' must be a finite number of "
+     "seconds >= 0, got inf"),
+    ({}, r"has an <image> placeholder but no 'image' \(or 'video' and 'frame_s'"),
+])
+def test_bad_image_items(tmp_path, item, problem):
+  path = tmp_path / "train.json"
+  path.write_text(json.dumps([{"id": "x", **item, "conversations": _chat("q?", "a.")}]))
+  with pytest.raises(InputError, match=f"train.json: example x: {problem}"):
+    instructions.read_instructions(str(path))
+
+
+def test_good_image_items_are_read(tmp_path):
+  path = tmp_path / "train.json"
+  good = [{"id": "a", "image": "frames/x.jpg", "conversations": _chat("q?", "a.")},
+          {"id": "b", "video": "v.mp4", "frame_s": 0, "conversations": _chat("q?", "a.")},
+          {"id": "c", "video": "v.mp4", "frame_s": 2.5, "conversations": _chat("q?", "a.")},
+          {"id": "d", "video": "v.mp4", "conversations": _chat("q?", "a.")}]   # LLaMA-VID's
+  path.write_text(json.dumps(good))
+  assert instructions.read_instructions(str(path)) == (good, [])
