@@ -94,3 +94,44 @@ def test_restricted_unpickler_loads_arrays_and_refuses_code(tmp_path):
   trunc.write_bytes(good.read_bytes()[:40])
   with pytest.raises(InputError, match=r"trunc.pkl: not a readable pickle"):
     safe_pickle.load_restricted(trunc)
+
+
+# -- events (issue 29) ------------------------------------------------------------------------
+
+def test_labels_without_events_still_read_and_give_one_event_per_interval(tmp_path):
+  old = {"Abuse001_x264": {"label": "Abuse", "anomaly_intervals": [[7.0, 8.5], [1.0, 2.0]]},
+         "Normal_Videos_003_x264": {"label": "Normal", "anomaly_intervals": []}}
+  labels = ann.read_labels(_write(tmp_path, old, "labels.json"))
+  videos, _ = ann.read_uca(_write(tmp_path, UCA), labels=labels)
+  a, n = videos
+  assert a.events == () and a.anomaly_intervals == ((7.0, 8.5), (1.0, 2.0))
+  assert ann.events_of(a) == (ann.Event("Abuse", 7.0, 8.5), ann.Event("Abuse", 1.0, 2.0))
+  assert ann.events_of(n) == () and n.label == "Normal"
+
+
+def test_events_attach_from_labels(tmp_path):
+  labels = {"Abuse001_x264": {"label": "Abuse", "anomaly_intervals": [[0.5, 2.0], [7.0, 8.5]],
+                              "events": [{"label": "Abuse", "interval": [0.5, 2.0],
+                                          "region": "top left", "location": [3, 4]},
+                                         {"label": "Arson", "interval": [7.0, 8.5],
+                                          "region": None}]}}
+  videos, _ = ann.read_uca(_write(tmp_path, UCA), labels=labels)
+  assert ann.events_of(videos[0]) == (ann.Event("Abuse", 0.5, 2.0, "top left"),
+                                      ann.Event("Arson", 7.0, 8.5, None))
+  assert videos[0].anomaly_intervals == ((0.5, 2.0), (7.0, 8.5))
+  assert videos[1].events == () and videos[1].label == "Normal"   # not listed: as read
+  assert ann.with_events(videos, {}) == videos
+
+
+@pytest.mark.parametrize("events,match", [
+    ("x", "'events' must be a list"),
+    ([{"interval": [1, 2]}], "event 0 needs a 'label'"),
+    ([{"label": "Arson"}], "event 0 has no 'interval'"),
+    ([{"label": "Arson", "interval": [2, 1]}], "event interval 0 ends before it starts"),
+    ([{"label": "Arson", "interval": [1, 2], "region": "upper left"}], "event 0 region 'upper left'"),
+])
+def test_bad_events_name_file_video_and_problem(tmp_path, events, match):
+  path = _write(tmp_path, {"Arson001": {"anomaly_intervals": [[1, 2]], "events": events}},
+                "labels.json")
+  with pytest.raises(InputError, match=f"labels.json: Arson001: {match}"):
+    ann.read_labels(path)

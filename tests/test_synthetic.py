@@ -115,3 +115,122 @@ def test_the_xd_look_is_another_scene():
   assert np.abs(np.median(a, axis=0).astype(float) - np.median(b, axis=0)).mean() > 20
   with pytest.raises(ValueError, match="look"):
     synthetic.SyntheticConfig(look="night")
+
+
+# -- several anomalies per video (issue 29) ---------------------------------------------------
+
+MULTI = synthetic.SyntheticConfig(num_videos=5, seconds=6.0, max_seconds=9.0, fps=2.0, size=32,
+                                  max_size=48, normal_fraction=0.0, event_fraction=(0.25, 0.45),
+                                  min_event_s=1.5, max_event_s=1e9, anomaly_scale=2.5,
+                                  max_events=3, multi_fraction=1.0, seed=7)
+
+
+@pytest.fixture(scope="module")
+def multi_dataset(tmp_path_factory):
+  out = tmp_path_factory.mktemp("multi")
+  return out, synthetic.generate(str(out), MULTI)
+
+
+def test_several_events_differ_in_class_time_and_region(multi_dataset):
+  from vaujax.data import regions
+  out, labels = multi_dataset
+  counts = []
+  for video_id, entry in labels.items():
+    events, (width, height) = entry["events"], entry["size"]
+    counts.append(len(events))
+    assert len({e["label"] for e in events}) == len(events)            # different classes
+    assert len({e["region"] for e in events}) == len(events)           # different regions
+    assert entry["label"] == events[0]["label"] and video_id.startswith(entry["label"])
+    assert entry["anomaly_intervals"] == [e["interval"] for e in events]
+    assert entry["location"] == events[0]["location"]
+    assert events[0]["interval"][0] >= synthetic.EVENT_MARGIN_S
+    assert events[-1]["interval"][1] <= entry["duration"] - synthetic.EVENT_MARGIN_S + 1e-9
+    for a, b in zip(events, events[1:]):                               # in order, 1 s apart
+      assert b["interval"][0] - a["interval"][1] >= synthetic.EVENT_GAP_S - 1e-9
+    for e in events:
+      assert e["interval"][1] - e["interval"][0] >= synthetic.MIN_MULTI_EVENT_S - 1e-9
+      assert e["region"] == regions.region_of(*e["location"], width, height)
+  assert min(counts) >= 2 and max(counts) == 3
+  uca = json.loads((out / "uca.json").read_text())
+  for video_id, entry in labels.items():     # one sentence per event, naming its region
+    for e in entry["events"]:
+      sentence = uca[video_id]["sentences"][uca[video_id]["timestamps"].index(e["interval"])]
+      assert sentence.endswith(f"near the {e['region']} of the scene.") or \
+          f"near the {e['region']} of the scene and" in sentence
+
+
+def test_each_event_is_drawn_where_and_when_annotated(multi_dataset):
+  out, labels = multi_dataset
+  for video_id, entry in list(labels.items())[:3]:
+    frames, ts = video.read_video(out / "videos" / f"{video_id}.mp4")
+    reference = np.median(frames.astype(np.float32), axis=0)
+    for e in entry["events"]:
+      (x, y), (s, end) = e["location"], e["interval"]
+      patch = lambda f: np.abs(f[y - 2:y + 3, x - 2:x + 3].astype(np.float32)  # noqa: E731
+                               - reference[y - 2:y + 3, x - 2:x + 3]).mean()
+      inside = [patch(frames[i]) for i, t in enumerate(ts) if s <= t <= end]
+      others = [patch(frames[i]) for i, t in enumerate(ts)
+                if not any(o["interval"][0] - 0.6 <= t <= o["interval"][1] + 0.6
+                           for o in entry["events"])]
+      if e["label"] == "Stealing":     # the package waits at its place before: after only
+        others = [patch(frames[i]) for i, t in enumerate(ts) if t > end + 0.6
+                  and not any(o["interval"][0] - 0.6 <= t for o in entry["events"][1:]
+                              if o["interval"][0] > end)]
+      if inside and others:
+        assert max(inside) > 3 * max(np.mean(others), 2.0), (video_id, e)
+
+
+def test_labels_round_trip_into_annotations_with_events(multi_dataset):
+  out, labels = multi_dataset
+  read = annotations.read_labels(str(out / "labels.json"))
+  assert read == json.loads(json.dumps(labels))
+  videos, problems = annotations.read_uca(str(out / "uca.json"), labels=read)
+  assert problems == [] and len(videos) == len(labels)
+  for v in videos:
+    entry = labels[v.video_id]
+    assert v.label == entry["label"]
+    assert [list(a) for a in v.anomaly_intervals] == entry["anomaly_intervals"]
+    assert [(e.label, [e.start, e.end], e.region) for e in annotations.events_of(v)] == [
+        (e["label"], e["interval"], e["region"]) for e in entry["events"]]
+
+
+def test_one_event_videos_of_a_multi_config_are_the_one_event_generators():
+  """The number of events comes from its own stream: a video that draws one event is the
+  video the default (one-event) config makes, pixels and truth."""
+  import dataclasses
+  some = dataclasses.replace(MULTI, multi_fraction=0.5, max_seconds=None, seconds=5.0)
+  single = dataclasses.replace(some, max_events=1, multi_fraction=0.0)
+  kinds = set()
+  for index in range(6):
+    frames, truth = synthetic.render_video(some, index, "Arson")
+    kinds.add(len(truth.events))
+    if len(truth.events) == 1:
+      frames_1, truth_1 = synthetic.render_video(single, index, "Arson")
+      np.testing.assert_array_equal(frames, frames_1)
+      assert truth == truth_1
+  assert kinds == {1, 2, 3} or kinds == {1, 2}
+
+
+def test_events_that_do_not_fit_fall_back_to_one():
+  import dataclasses
+  short = dataclasses.replace(MULTI, seconds=2.5, max_seconds=None)    # 2 x 1 s + gaps > 1.5 s
+  for index in range(3):
+    _, truth = synthetic.render_video(short, index, "Fighting")
+    assert len(truth.events) == 1 and truth.events[0].label == "Fighting"
+  room_for_two = dataclasses.replace(MULTI, seconds=4.0, max_seconds=None, size=32, max_size=None)
+  for index in range(3):                      # 3 wanted, 2 fit: two 1 s events in 4 s
+    _, truth = synthetic.render_video(room_for_two, index, "Fighting")
+    assert [(e.start, e.end) for e in truth.events] == [(0.5, 1.5), (2.5, 3.5)]
+  with pytest.raises(ValueError, match="max_events"):
+    synthetic.SyntheticConfig(max_events=6)
+  with pytest.raises(ValueError, match="multi_fraction"):
+    synthetic.SyntheticConfig(multi_fraction=1.5)
+
+
+def test_cli_writes_several_events(tmp_path):
+  from vaujax.app import synthetic as synthetic_cmd
+  labels = synthetic_cmd.run(["vaujax synthetic", "--out", str(tmp_path), "--num_videos", "2",
+                              "--seconds", "5", "--size", "32", "--fps", "1",
+                              "--normal_fraction", "0", "--max_events", "2",
+                              "--multi_fraction", "1", "--spread_regions"])
+  assert [len(e["events"]) for e in labels.values()] == [2, 2]

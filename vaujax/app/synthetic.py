@@ -1,10 +1,11 @@
 """Writes the synthetic surveillance dataset: videos with known anomalies + annotations.
 
   vaujax synthetic --out DIR [--num_videos 40 --seconds 12 --fps 4 --seed 0]
+                  [--max_events 3 --multi_fraction 0.5]   # several anomalies in some videos
 
 Writes DIR/videos/*.mp4, DIR/uca.json (UCA-format timestamped sentences) and DIR/labels.json
-(class, anomaly interval and location of every video). Seeded and reproducible; videos already
-in DIR are kept. (`python -m vaujax.data.synthetic` runs the same command.)
+(class, anomaly intervals, location and the events: class, interval and region of each).
+Seeded and reproducible; videos already in DIR are kept. (`python -m vaujax.data.synthetic` runs the same command.)
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                     "from LO,HI (default: min_event_s..max_event_s seconds)", flag_values=fv)
   flags.DEFINE_enum("look", _D.look, sorted(synthetic.LOOKS), "the scene: ucf (dusk road) or xd "
                     "(a night scene, for cross-domain tests)", flag_values=fv)
+  flags.DEFINE_integer("max_events", _D.max_events, "most anomalies in one video (events of "
+                       "different classes, times and regions)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_float("multi_fraction", _D.multi_fraction, "share of anomalous videos with "
+                     "2..max_events anomalies", lower_bound=0, upper_bound=1, flag_values=fv)
+  flags.DEFINE_bool("spread_regions", _D.spread_regions, "one-anomaly videos: the region "
+                    "uniform over the 3x3 grid (else the pixel centre uniform)", flag_values=fv)
 
 
 def _floats(fv, name, count=None):
@@ -86,7 +93,8 @@ def _config(fv: flags.FlagValues) -> synthetic.SyntheticConfig:
       normal_fraction=fv.normal_fraction, min_event_s=fv.min_event_s,
       max_event_s=fv.max_event_s, seed=fv.seed, anomaly_scale=fv.anomaly_scale,
       max_seconds=fv.max_seconds, max_size=fv.max_size, aspects=_floats(fv, "aspects"),
-      event_fraction=_floats(fv, "event_fraction", 2), look=fv.look)
+      event_fraction=_floats(fv, "event_fraction", 2), look=fv.look, max_events=fv.max_events,
+      multi_fraction=fv.multi_fraction, spread_regions=fv.spread_regions)
 
 
 def run(argv=None):

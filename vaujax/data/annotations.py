@@ -4,6 +4,9 @@
   "sentences": [...]}}`, seconds; sentences describe every event, normal or not.
 - UCF-Crime test temporal ground truth (`Temporal_Anomaly_Annotation_for_Testing_Videos.txt`):
   `Arson011_x264.mp4  Arson  s1 e1 s2 e2` with frame indices, -1 when absent.
+- Labels (the synthetic generator's `labels.json`): `{video_id: {"label", "anomaly_intervals",
+  ..., "events": [{"label", "interval": [s, e], "region", "location": [x, y]}, ...]}}`; "events"
+  (issue 29: several anomalies per video, each with its place) is optional.
 - Class names: UCF-Crime's 13 anomaly classes (+ Normal) come from the video-id prefix;
   XD-Violence encodes up to three labels in the file name (`..._label_B4-0-0.mp4`).
 """
@@ -14,7 +17,9 @@ import dataclasses
 import math
 import os
 import re
+from typing import Optional
 
+from vaujax.data.regions import REGIONS
 from vaujax.files import read_json
 from vaujax.errors import InputError, require_file
 
@@ -26,14 +31,34 @@ XD_VIOLENCE_LABELS = {"A": NORMAL, "B1": "Fighting", "B2": "Shooting", "B4": "Ri
                       "B5": "Abuse", "B6": "Car accident", "G": "Explosion"}
 XD_VIOLENCE_CLASSES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")
 
-__all__ = ["UCF_CRIME_CLASSES", "XD_VIOLENCE_CLASSES", "NORMAL", "VideoAnnotation",
-           "read_labels", "read_uca", "read_ucf_temporal_gt", "ucf_crime_class",
+__all__ = ["UCF_CRIME_CLASSES", "XD_VIOLENCE_CLASSES", "NORMAL", "Event", "VideoAnnotation",
+           "events_of", "with_events", "read_labels", "read_uca", "read_ucf_temporal_gt", "ucf_crime_class",
            "xd_violence_classes"]
 
 
 @dataclasses.dataclass(frozen=True)
+class Event:
+  """One anomaly: its class, [start, end] in seconds and where it happens (a
+  `regions.REGIONS` name, or None when unknown, as on real UCF-Crime)."""
+
+  label: str
+  start: float
+  end: float
+  region: Optional[str] = None
+
+  @property
+  def interval(self) -> tuple[float, float]:
+    return self.start, self.end
+
+
+@dataclasses.dataclass(frozen=True)
 class VideoAnnotation:
-  """One video's timestamped sentences and (optional) anomaly intervals, in seconds."""
+  """One video's timestamped sentences and (optional) anomaly intervals, in seconds.
+
+  `label` is the video's class (with several events, the first one's by start) and
+  `anomaly_intervals` every event's interval; `events` (empty when only the intervals are
+  known) adds each event's own class and region: read them through `events_of`.
+  """
 
   video_id: str
   duration: float
@@ -41,6 +66,36 @@ class VideoAnnotation:
   sentences: tuple[str, ...]
   label: str = NORMAL
   anomaly_intervals: tuple[tuple[float, float], ...] = ()
+  events: tuple[Event, ...] = ()
+
+
+def events_of(v: VideoAnnotation) -> tuple[Event, ...]:
+  """The video's events: `v.events` when set, else one per anomaly interval with the video's
+  class and an unknown region."""
+  if v.events:
+    return v.events
+  return tuple(Event(v.label, float(s), float(e), None) for s, e in v.anomaly_intervals)
+
+
+def with_events(videos, labels: dict) -> list[VideoAnnotation]:
+  """`videos` with class, anomaly intervals and events from a labels dict (`read_labels`, or
+  what `synthetic.generate` returns); videos it does not list are kept as they are."""
+  out = []
+  for v in videos:
+    entry = labels.get(v.video_id)
+    if entry is None:
+      out.append(v)
+      continue
+    events = tuple(_event_of(e) for e in entry.get("events") or ())
+    out.append(dataclasses.replace(
+        v, label=entry.get("label", v.label), events=events,
+        anomaly_intervals=tuple((float(s), float(e)) for s, e in entry["anomaly_intervals"])))
+  return out
+
+
+def _event_of(entry: dict) -> Event:
+  start, end = entry["interval"]
+  return Event(entry["label"], float(start), float(end), entry.get("region"))
 
 
 def ucf_crime_class(video_id: str) -> str:
@@ -103,16 +158,40 @@ def read_labels(path: str) -> dict[str, dict]:
                        f"pairs, got {type(intervals).__name__}")
     for i, pair in enumerate(intervals):
       _interval(path, video_id, i, pair, None, "anomaly interval")
+    _check_events(path, video_id, entry.get("events"))
   return data
 
 
-def read_uca(path: str, *, anomaly_intervals: dict | None = None,
+def _check_events(path, video_id, events) -> None:
+  """An optional "events" list: objects with a class, an interval and a region (or null)."""
+  if events is None:
+    return
+  if not isinstance(events, list):
+    raise InputError(path, f"{video_id}: 'events' must be a list, got {type(events).__name__}")
+  for i, event in enumerate(events):
+    if not isinstance(event, dict) or not isinstance(event.get("label"), str) or \
+        not event["label"]:
+      raise InputError(path, f"{video_id}: event {i} needs a 'label' (the class name)")
+    if "interval" not in event:
+      raise InputError(path, f"{video_id}: event {i} has no 'interval'")
+    _interval(path, video_id, i, event["interval"], None, "event interval")
+    region = event.get("region")
+    if region is not None and region not in REGIONS:
+      raise InputError(path, f"{video_id}: event {i} region {region!r} is not one of {REGIONS}")
+
+
+def read_uca(path: str, *, anomaly_intervals: dict | None = None, labels: dict | None = None,
              skip_bad: bool = False) -> tuple[list[VideoAnnotation], list[str]]:
   """Reads a UCA JSON file -> (annotations, problems skipped when `skip_bad`).
 
   `anomaly_intervals`: optional {video_id: [[s, e], ...]} (e.g. HIVAU `events`); UCA alone says
-  which events happen, not which are anomalous.
+  which events happen, not which are anomalous. `labels`: optional labels dict (a labels.json
+  as `read_labels` returns it, or `synthetic.generate`'s result): each listed video gets its
+  class, anomaly intervals and events from it (`with_events`).
   """
+  if labels is not None:
+    anomaly_intervals = {**(anomaly_intervals or {}),
+                         **{k: v["anomaly_intervals"] for k, v in labels.items()}}
   data = read_json(path)
   out, problems = [], []
   for video_id, entry in data.items():
@@ -122,7 +201,7 @@ def read_uca(path: str, *, anomaly_intervals: dict | None = None,
       if not skip_bad:
         raise
       problems.append(e.problem)
-  return out, problems
+  return (with_events(out, labels) if labels is not None else out), problems
 
 
 def _uca_entry(path, video_id, entry, anomalies) -> VideoAnnotation:

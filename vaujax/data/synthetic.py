@@ -20,6 +20,13 @@ of the frame at 96 px as at 224 px). `look` picks the scene: "ucf" (dusk road, t
 the anomalies themselves look the same in both. Wider-than-tall frames keep their anomalies in
 the centre square, the part the towers' centre crop sees (as CLIP/LLaMA-VID preprocess frames).
 
+Several anomalies per video (issue 29): with `max_events` > 1, a `multi_fraction` share of the
+anomalous videos gets 2..`max_events` events of different classes, at different times (at least
+1 s apart, each whole inside the video) and in different regions of the 3x3 grid
+(`regions.py`). The video keeps its first event's class (its id, e.g. `Fighting003_x264`).
+Every event's region is `regions.region_of` its pixel centre; its sentence names it with
+`regions.region_text` ("... near the top left of the scene.").
+
 Written as real video files plus annotations in the UCA format (timestamped sentences) and a
 labels file with classes, anomaly intervals, locations, durations and sizes, so every builder runs
 on it exactly as on UCF-Crime. Seeded and reproducible; with the variation options left at their
@@ -37,16 +44,21 @@ from typing import Optional
 
 import numpy as np
 
+from vaujax.data import regions
 from vaujax.data import video as video_io
+from vaujax.data.annotations import Event
 
 CLASSES = ("Explosion", "Fighting", "RoadAccidents", "Stealing", "Arson")
-SENTENCES = {
-    "Explosion": "A sudden explosion flashes near the {where}.",
-    "Fighting": "Two people fight each other near the {where}.",
-    "RoadAccidents": "Two cars crash into each other near the {where}.",
-    "Stealing": "A person takes the green package near the {where} and runs away.",
-    "Arson": "A fire is set and spreads near the {where}.",
+SENTENCES = {        # {where}: regions.region_text, e.g. "the top left of the scene"
+    "Explosion": "A sudden explosion flashes near {where}.",
+    "Fighting": "Two people fight each other near {where}.",
+    "RoadAccidents": "Two cars crash into each other near {where}.",
+    "Stealing": "A person takes the green package near {where} and runs away.",
+    "Arson": "A fire is set and spreads near {where}.",
 }
+EVENT_GAP_S = 1.0        # several events: the least time between one's end and the next's start
+EVENT_MARGIN_S = 0.5     # ... and between the video's ends and the first / last event
+MIN_MULTI_EVENT_S = 1.0  # ... and the shortest event (fewer events where they do not fit)
 NORMAL_SENTENCE = "A {color} vehicle moves slowly from the {start} to the {end}."
 
 
@@ -68,6 +80,11 @@ class SyntheticConfig:
   aspects: tuple[float, ...] = (1.0,)   # width / height, one drawn per video
   event_fraction: Optional[tuple[float, float]] = None  # anomaly length / duration, uniform
   look: str = "ucf"                     # "ucf" | "xd": the scene's palette and layout
+  # Several anomalies per video (the defaults keep every video as before: one event).
+  max_events: int = 1                   # most events in one video (2..max_events when several)
+  multi_fraction: float = 0.0           # share of anomalous videos with several events
+  spread_regions: bool = False          # one-event videos: region uniform over the nine (else
+                                        # the pixel centre uniform, so mostly the middle ones)
 
   def __post_init__(self):
     if self.look not in LOOKS:
@@ -81,6 +98,11 @@ class SyntheticConfig:
     if self.event_fraction is not None and not 0 < self.event_fraction[0] <= \
         self.event_fraction[1] <= 0.8:
       raise ValueError(f"event_fraction must be 0 < lo <= hi <= 0.8, got {self.event_fraction}")
+    if not 1 <= self.max_events <= min(len(self.classes), len(regions.REGIONS)):
+      raise ValueError(f"max_events must be 1 to {min(len(self.classes), len(regions.REGIONS))} "
+                       f"(events differ in class and region), got {self.max_events}")
+    if not 0.0 <= self.multi_fraction <= 1.0:
+      raise ValueError(f"multi_fraction must be in [0, 1], got {self.multi_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +131,14 @@ def video_shape(cfg: SyntheticConfig, index: int) -> VideoShape:
 @dataclasses.dataclass(frozen=True)
 class VideoTruth:
   video_id: str
-  label: str
-  interval: Optional[tuple[float, float]]   # seconds, inclusive
-  location: Optional[tuple[int, int]]       # (x, y) pixel centre of the anomaly
+  label: str                                # the video's class: its first event's
+  interval: Optional[tuple[float, float]]   # seconds, inclusive (the first event's)
+  location: Optional[tuple[int, int]]       # (x, y) pixel centre of the (first) anomaly
   sentences: list
   timestamps: list
   shape: VideoShape = None
+  events: tuple[Event, ...] = ()            # every event by start, with its region
+  locations: tuple[tuple[int, int], ...] = ()  # each event's (x, y) pixel centre
 
 
 # Scene palettes: background gradient (base + slope per channel along y and x), road colour and
@@ -129,13 +153,6 @@ LOOKS = {
                traffic={"silver": (175, 180, 190), "blue": (60, 90, 170),
                         "brown": (110, 75, 40)}),
 }
-
-
-def _where(x, y, width, height=None):
-  height = width if height is None else height
-  vert = "top" if y < height / 3 else "bottom" if y > 2 * height / 3 else "middle"
-  horiz = "left" if x < width / 3 else "right" if x > 2 * width / 3 else "centre"
-  return f"{vert} {horiz} of the scene"
 
 
 def _background(rng, height, width, look="ucf"):
@@ -203,17 +220,102 @@ def _draw_anomaly(frame, label, u, x, y, t_since, s=1.0):
     raise ValueError(f"no renderer for class {label!r}")
 
 
+def _event_length(rng, cfg: SyntheticConfig, seconds: float) -> float:
+  """One anomaly's length alone in the video: `event_fraction` of it (or min..max_event_s),
+  at least min_event_s, at most max_event_s and 0.8 of the video."""
+  if cfg.event_fraction is None:
+    return min(rng.uniform(cfg.min_event_s, cfg.max_event_s), 0.8 * seconds)
+  length = rng.uniform(*cfg.event_fraction) * seconds
+  return min(max(length, cfg.min_event_s), cfg.max_event_s, 0.8 * seconds)
+
+
 def _event_interval(rng, cfg: SyntheticConfig, seconds: float) -> tuple[float, float]:
   """The anomaly's [start, end] (seconds, 0.1 s steps): whole inside the video, at least a
   little away from both ends."""
-  if cfg.event_fraction is None:
-    length = min(rng.uniform(cfg.min_event_s, cfg.max_event_s), 0.8 * seconds)
-  else:
-    length = rng.uniform(*cfg.event_fraction) * seconds
-    length = min(max(length, cfg.min_event_s), cfg.max_event_s, 0.8 * seconds)
+  length = _event_length(rng, cfg, seconds)
   margin = min(1.0, (seconds - length) / 4)
   start = rng.uniform(margin, seconds - length - margin)
   return round(start, 1), round(start + length, 1)
+
+
+def _event_intervals(rng, cfg: SyntheticConfig, seconds: float,
+                     n: int) -> Optional[list[tuple[float, float]]]:
+  """`n` non-overlapping [start, end] in time order (0.1 s steps), or None when they do not fit.
+
+  The rule: each event is drawn as long as a lone event would be (`_event_length`), divided by
+  `n`; at least min_event_s where n of those fit, else an equal share of the room; never under
+  MIN_MULTI_EVENT_S (None, drawing nothing, when n of those do not fit: the video then gets
+  fewer events). The room is the video less EVENT_MARGIN_S
+  at both ends and EVENT_GAP_S between events; lengths that overfill it are scaled down
+  together. The room left over is split at random before, between and after the events. E.g.
+  the demo's 4 s video (event_fraction 0.25-0.45, min_event_s 1.5) has 2 s of room: two 1.0 s
+  events at 0.5-1.5 and 2.5-3.5 s; a 16 s one two events of 2.0-3.6 s anywhere in 14 s.
+  """
+  tenth = lambda s: int(round(s * 10))   # noqa: E731  work in 0.1 s steps: exact gaps
+  margin, gap, shortest = tenth(EVENT_MARGIN_S), tenth(EVENT_GAP_S), tenth(MIN_MULTI_EVENT_S)
+  room = tenth(seconds) - 2 * margin - (n - 1) * gap
+  if room < n * shortest:
+    return None
+  floor = max(shortest, min(tenth(cfg.min_event_s), room // n))
+  lengths = [max(floor, int(_event_length(rng, cfg, seconds) * 10 / n)) for _ in range(n)]
+  if sum(lengths) > room:
+    lengths = [max(shortest, int(length * room / sum(lengths))) for length in lengths]
+    if sum(lengths) > room:
+      lengths = [room // n] * n
+  cuts = np.sort(rng.randint(0, room - sum(lengths) + 1, n))   # slack before each event
+  out, start = [], margin
+  for i, length in enumerate(lengths):
+    start += int(cuts[i] - (cuts[i - 1] if i else 0))
+    out.append((start / 10, (start + length) / 10))
+    start += length + gap
+  return out
+
+
+def _location(rng, width: int, height: int, margin: int, cell: Optional[int] = None):
+  """An event's (x, y) pixel centre inside the centre square, `margin` px from its edges:
+  uniform over it, or uniform inside grid cell `cell` (a REGIONS index)."""
+  side = min(height, width)
+  x0, y0 = (width - side) // 2, (height - side) // 2      # the centre square
+  if cell is None:
+    return (x0 + int(rng.randint(margin, side - margin)),
+            y0 + int(rng.randint(margin, side - margin)))
+
+  def coordinate(k):    # pixels whose third of the square is k, inside the margins
+    lo = max(margin, -(-k * side // 3))
+    hi = min(side - margin, -(-(k + 1) * side // 3))
+    return int(rng.randint(lo, hi))
+  row, column = divmod(int(cell), 3)
+  return x0 + coordinate(column), y0 + coordinate(row)
+
+
+def _event_count(cfg: SyntheticConfig, ev_rng) -> int:
+  """How many events an anomalous video gets (its own stream: one-event videos stay as they
+  were)."""
+  if cfg.max_events < 2 or cfg.multi_fraction <= 0 or ev_rng.rand() >= cfg.multi_fraction:
+    return 1
+  return int(ev_rng.randint(2, cfg.max_events + 1))
+
+
+def _place_events(rng, cfg: SyntheticConfig, index: int, label: str,
+                  shape: VideoShape) -> list[tuple[str, tuple[float, float], tuple[int, int]]]:
+  """[(class, interval, location)] of an anomalous video, by start; the first is `label`."""
+  margin = int(round(22 * (min(shape.height, shape.width) / 112)))   # as u * 22 in render_video
+  ev_rng = np.random.RandomState([cfg.seed, index, 29])
+  intervals = None
+  for n in range(_event_count(cfg, ev_rng), 1, -1):     # as many as fit (None draws nothing)
+    intervals = _event_intervals(ev_rng, cfg, shape.seconds, n)
+    if intervals is not None:
+      break
+  if intervals is None:     # one event: the draws of the one-event generator, in its order
+    interval = _event_interval(rng, cfg, shape.seconds)
+    cell = int(rng.randint(len(regions.REGIONS))) if cfg.spread_regions else None
+    return [(label, interval, _location(rng, shape.width, shape.height, margin, cell))]
+  others = [c for c in cfg.classes if c != label]
+  n = len(intervals)
+  labels = [label] + [others[i] for i in ev_rng.choice(len(others), n - 1, replace=False)]
+  cells = ev_rng.choice(len(regions.REGIONS), n, replace=False)
+  return [(c, interval, _location(ev_rng, shape.width, shape.height, margin, cell))
+          for c, interval, cell in zip(labels, intervals, cells)]
 
 
 def render_video(cfg: SyntheticConfig, index: int, label: str) -> tuple[np.ndarray, VideoTruth]:
@@ -241,14 +343,12 @@ def render_video(cfg: SyntheticConfig, index: int, label: str) -> tuple[np.ndarr
     sentences.append(NORMAL_SENTENCE.format(color=name, start="left" if forward else "right",
                                             end="right" if forward else "left"))
     stamps.append([round(start_s, 1), round(min(start_s + dur, seconds), 1)])
-  interval = location = None
-  if label != "Normal":
-    interval = _event_interval(rng, cfg, seconds)
-    margin = int(round(22 * u))
-    x0, y0 = (width - side) // 2, (height - side) // 2      # the centre square
-    location = (x0 + int(rng.randint(margin, side - margin)),
-                y0 + int(rng.randint(margin, side - margin)))
-    sentences.append(SENTENCES[label].format(where=_where(*location, width, height)))
+  placed = _place_events(rng, cfg, index, label, shape) if label != "Normal" else []
+  events = []
+  for event_label, interval, location in placed:
+    region = regions.region_of(*location, width, height)
+    events.append(Event(event_label, *interval, region))
+    sentences.append(SENTENCES[event_label].format(where=regions.region_text(region)))
     stamps.append(list(interval))
   s = cfg.anomaly_scale * u
   frames = np.empty((n, height, width, 3), np.uint8)
@@ -259,19 +359,34 @@ def render_video(cfg: SyntheticConfig, index: int, label: str) -> tuple[np.ndarr
         p = (t - start_s) / dur
         x = (p if forward else 1 - p) * (width + 10 * u) - 5 * u
         _box(frame, x, lane, 3 * u, color)
-    if label == "Stealing" and t < interval[0]:  # the package waits before it is taken
-      _box(frame, location[0] + 3 * s, location[1] + 2 * s, 2 * s, (40, 220, 60))
-    if interval and interval[0] <= t <= interval[1]:
-      p = (t - interval[0]) / max(interval[1] - interval[0], 1e-6)
-      _draw_anomaly(frame, label, p, location[0], location[1], t - interval[0], s)
+    for event_label, interval, location in placed:
+      if event_label == "Stealing" and t < interval[0]:  # the package waits to be taken
+        _box(frame, location[0] + 3 * s, location[1] + 2 * s, 2 * s, (40, 220, 60))
+      if interval[0] <= t <= interval[1]:
+        p = (t - interval[0]) / max(interval[1] - interval[0], 1e-6)
+        _draw_anomaly(frame, event_label, p, location[0], location[1], t - interval[0], s)
     frame += rng.normal(0, lk["noise"], frame.shape)
     frames[i] = np.clip(frame, 0, 255).astype(np.uint8)
   order = np.argsort([st[0] for st in stamps], kind="stable")
   video_id = (f"Normal_Videos_{index:03d}_x264" if label == "Normal"
               else f"{label}{index:03d}_x264")
-  truth = VideoTruth(video_id, label, interval, location, [sentences[i] for i in order],
-                     [stamps[i] for i in order], shape)
+  first = placed[0] if placed else (None, None, None)
+  truth = VideoTruth(video_id, label, first[1], first[2], [sentences[i] for i in order],
+                     [stamps[i] for i in order], shape, tuple(events),
+                     tuple(location for _, _, location in placed))
   return frames, truth
+
+
+def labels_entry(truth: VideoTruth) -> dict:
+  """The video's labels.json entry: class, every event's interval, the first one's location,
+  duration, size and the events (class, interval, region, location), by start."""
+  return {"label": truth.label,
+          "anomaly_intervals": [[e.start, e.end] for e in truth.events],
+          "location": list(truth.location) if truth.location else None,
+          "duration": truth.shape.seconds,
+          "size": [truth.shape.width, truth.shape.height],
+          "events": [{"label": e.label, "interval": [e.start, e.end], "region": e.region,
+                      "location": list(xy)} for e, xy in zip(truth.events, truth.locations)]}
 
 
 def video_labels(cfg: SyntheticConfig) -> list[str]:
@@ -295,11 +410,7 @@ def generate(out_dir: str, cfg: SyntheticConfig = SyntheticConfig()) -> dict:
       video_io.write_video(path, frames, cfg.fps)
     uca[truth.video_id] = {"duration": truth.shape.seconds, "timestamps": truth.timestamps,
                            "sentences": truth.sentences}
-    labels[truth.video_id] = {"label": label,
-                              "anomaly_intervals": [list(truth.interval)] if truth.interval else [],
-                              "location": list(truth.location) if truth.location else None,
-                              "duration": truth.shape.seconds,
-                              "size": [truth.shape.width, truth.shape.height]}
+    labels[truth.video_id] = labels_entry(truth)
   for name, obj in (("uca.json", uca), ("labels.json", labels)):
     with open(os.path.join(out_dir, name + ".tmp"), "w") as f:
       json.dump(obj, f, indent=1)
