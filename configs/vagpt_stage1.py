@@ -54,6 +54,11 @@ def get_config(arg=None):
   # at most imgsp_turns questions per example (VA-GPT's data has 3). Recorded in the run.
   c.data.imgsp = args.size == "paper"
   c.data.imgsp_turns = 3
+  # hint_intervals: which of TETG's confident runs the prompt hint names: strongest (the one
+  # with the most probability mass, as the paper's hint) | all (every run in time order, for
+  # videos with several anomalies; runs/tetg_files.py). Recorded in the run; runs saved
+  # before the key read "strongest".
+  c.data.hint_intervals = "strongest"
   # Paper: learning_rate 2e-5 [LLaMA-VID stage 2, whose "all but the vision tower" matches the
   # paper's stage one]; warmup 1/30 of the steps, then cosine to 0 [LLaMA-VID --warmup_ratio
   # 0.03 --lr_scheduler_type cosine]; AdamW b1 0.9, b2 0.999, eps 1e-8 (train/optimizer.py)

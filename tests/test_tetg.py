@@ -277,3 +277,110 @@ def test_run_mass_and_extend_by_hand():
       11.0, 13.0)
   assert tetg.extract_interval(np.array([1.0, 0]), t[:2], tetg.TETGConfig(extend=0.25)) == (
       9.5, 10.5)
+
+
+# -- several anomalies: every confident run (issue 29) -------------------------------------------
+
+@pytest.mark.parametrize("probs,cfg,expected", [
+    ([0, .9, .8, 0, 0, 0, .7, .9, 0, 0], tetg.TETGConfig(), [(1.0, 2.0), (6.0, 7.0)]),  # two
+    ([.9, 0, 0, 0, 0, 0, 0, 0, 0, .6], tetg.TETGConfig(), [(0.0, 0.0), (9.0, 9.0)]),   # edges
+    ([0, .9, 0, .9, 0, 0, 0, .9, 0, 0], tetg.TETGConfig(merge_gap=1),
+     [(1.0, 3.0), (7.0, 7.0)]),                                        # a one-frame gap merged
+    ([0, .9, 0, 0, .9, 0, 0, 0, 0, 0], tetg.TETGConfig(merge_gap=1),
+     [(1.0, 1.0), (4.0, 4.0)]),                                        # a two-frame gap is not
+    ([.4, .49, 0, .3, .1, 0, .2, .45, 0, 0], tetg.TETGConfig(), []),     # below the threshold
+    ([0, .5, 0, 0, 0, 0, .49, 0, 0, 0], tetg.TETGConfig(), [(1.0, 1.0)]),  # threshold is >=
+    ([0, .9, .9, 0, 0, 0, .9, 0, 0, .9], tetg.TETGConfig(threshold=.95), []),
+    # smoothed (3 frames): the lone spike at 4 falls under the threshold, the runs stay
+    ([0, 1, 1, 1, 1, 0, 0, 0, .9, .9], tetg.TETGConfig(smooth=3), [(1.0, 4.0), (8.0, 9.0)]),
+    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], tetg.TETGConfig(), [(0.0, 9.0)]),   # one run, the whole video
+])
+def test_every_confident_run_in_time_order(probs, cfg, expected):
+  p = np.asarray(probs, np.float64)
+  runs = tetg.extract_intervals(p, T, cfg)
+  assert runs == expected
+  # the strongest run is one of them (and none when there is none)
+  strongest = tetg.extract_interval(p, T, cfg)
+  assert strongest in runs if runs else strongest is None
+
+
+def test_every_run_is_extended_and_clipped_like_the_strongest():
+  t = np.arange(8) * 2.0 + 1.0                       # 1, 3, ..., 15 s; spacing 2
+  p = np.array([.9, 0, 0, .8, .8, 0, 0, .7])
+  assert tetg.extract_intervals(p, t, tetg.TETGConfig(extend=0.5)) == [
+      (0.0, 2.0), (6.0, 10.0), (14.0, 16.0)]        # the first start clipped at 0
+  assert tetg.extract_intervals(np.array([]), np.array([])) == []
+  with pytest.raises(ValueError, match="equal 1-D shapes"):
+    tetg.extract_intervals(np.zeros(3), np.zeros(4))
+
+
+def test_hint_text_with_several_intervals():
+  classes = ["Fighting", "Explosion"]
+  one = conversation.hint_text((1.0, 3.0), classes)
+  assert conversation.hint_text([(1.0, 3.0)], classes) == one          # a list of one: today's
+  assert conversation.hint_text([], classes) == conversation.hint_text(None, classes) == (
+      "Known common crime types are: 'Fighting', 'Explosion'.")
+  assert conversation.hint_text([(1.0, 3.0), (5.25, 7.0)], classes) == (
+      "Known common crime types are: 'Fighting', 'Explosion'. There are anomalies of the crime "
+      "types occurring from 1.0 to 3.0 and from 5.2 to 7.0 seconds.")
+  assert conversation.hint_text(np.array([[0.0, 1.0], [2.0, 3.0], [4.5, 6.0]]), classes).endswith(
+      "occurring from 0.0 to 1.0, from 2.0 to 3.0 and from 4.5 to 6.0 seconds.")
+
+
+def _fixed_tetg(hint_intervals):
+  """A TrainedTETG whose frame scores are the features' first column (hand-made curves)."""
+  from vaujax.runs import tetg_files
+
+  class Fixed(tetg_files.TrainedTETG):
+    def scores(self, class_embeddings):
+      return np.asarray(class_embeddings)[:, 0]
+  return Fixed({}, tetg.TETGConfig(), hint_intervals)
+
+
+def test_the_hint_names_the_strongest_run_or_all_as_the_run_records():
+  from vaujax.errors import InputError
+  from vaujax.runs import tetg_files
+  feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T}
+  classes = ("Fighting", "Explosion")
+  strongest = _fixed_tetg("strongest").view(feats, classes)
+  every = _fixed_tetg("all").view(feats, classes)
+  assert strongest.interval == every.interval == (6.0, 8.0)
+  assert strongest.intervals == every.intervals == ((1.0, 2.0), (6.0, 8.0))
+  assert strongest.hint == conversation.hint_text((6.0, 8.0), classes)
+  assert every.hint == conversation.hint_text([(1.0, 2.0), (6.0, 8.0)], classes)
+  assert _fixed_tetg("all").hint_fn(classes)("v", feats) == every.hint
+  # one run: both hints are today's one-interval text
+  single = {**feats, "dino_cls": np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 0])[:, None]}
+  assert (_fixed_tetg("all").view(single, classes).hint
+          == _fixed_tetg("strongest").view(single, classes).hint
+          == conversation.hint_text((6.0, 8.0), classes))
+  assert tetg_files.TrainedTETG({}, tetg.TETGConfig()).hint_intervals == "strongest"
+  with pytest.raises(InputError, match="hint_intervals.*got 'every'"):
+    tetg_files.TrainedTETG({}, tetg.TETGConfig(), "every")
+
+
+def test_hint_intervals_is_a_recorded_checked_key(tmp_path):
+  import ml_collections
+  from configs import vagpt_stage1
+  from vaujax.errors import InputError
+  from vaujax.runs import run_dir, tetg_files
+  from vaujax.train import config_checks
+  obj = run_dir.config_to_json(vagpt_stage1.get_config("size=tiny"))
+  assert obj["data"]["hint_intervals"] == "strongest"
+  obj["data"]["hint_intervals"] = "every"
+  with pytest.raises(InputError, match=r"--config\.data\.hint_intervals.*got 'every'"):
+    config_checks.check_vagpt(run_dir.config_from_json(obj))
+  # a run saved before the key continues unchanged with "strongest", not with "all"
+  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "hint_intervals": "strongest"}})
+  assert run_dir.diff_configs(saved, given) == []
+  given.data.hint_intervals = "all"
+  assert run_dir.diff_configs(saved, given) == ["data.hint_intervals: 'strongest' -> 'all'"]
+  # the run's classifier carries the run's choice (read where hints are made)
+  cfg = tetg.TETGConfig(hidden=(4,))
+  params = tetg.TETGClassifier(cfg).init(jax.random.key(0), jnp.zeros((1, 3)))
+  tetg_files.save_tetg(str(tmp_path / "tetg"), params, cfg)
+  config = ml_collections.ConfigDict({"data": {"tetg_params": str(tmp_path / "tetg")}})
+  assert run_dir.run_tetg(config).hint_intervals == "strongest"       # saved before the key
+  config.data.hint_intervals = "all"
+  assert run_dir.run_tetg(config).hint_intervals == "all"

@@ -37,6 +37,9 @@ ROLES = {"human": "USER", "gpt": "ASSISTANT"}
 CLASS_SENTENCE = "Known common crime types are: {classes}."
 INTERVAL_SENTENCE = ("There is one of the crime types occurring from {start:.1f} to {end:.1f} "
                      "seconds.")
+# several confident runs (data.hint_intervals = "all"): "from 1.0 to 3.0 and from 5.0 to 7.0"
+INTERVALS_SENTENCE = "There are anomalies of the crime types occurring {spans} seconds."
+SPAN = "from {start:.1f} to {end:.1f}"
 
 
 class ConversationError(ValueError):
@@ -237,10 +240,18 @@ def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
   return out
 
 
-def hint_text(interval: Optional[tuple[float, float]],
-              classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
-  """The prompt hint. Without an interval only the class sentence is given."""
+def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
+  """The prompt hint: the class sentence, then TETG's interval (`(start, end)`, or a list of
+  them in time order). Without an interval (None or []) only the class sentence is given; one
+  interval (alone or in a list) gives exactly the one-interval sentence, several one sentence
+  listing them all."""
   text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
-  if interval is None:
+  spans = [] if interval is None else (
+      [interval] if len(interval) and np.ndim(interval[0]) == 0 else list(interval))
+  if not spans:
     return text
-  return text + " " + INTERVAL_SENTENCE.format(start=interval[0], end=interval[1])
+  if len(spans) == 1:
+    return text + " " + INTERVAL_SENTENCE.format(start=spans[0][0], end=spans[0][1])
+  said = [SPAN.format(start=a, end=b) for a, b in spans]
+  return text + " " + INTERVALS_SENTENCE.format(
+      spans=", ".join(said[:-1]) + " and " + said[-1])

@@ -14,7 +14,8 @@ average of `smooth` frames (1 = none), mark frames with `p >= threshold` (0.5), 
 separated by at most `merge_gap` frames (0), and keep the run with the largest probability mass;
 its first and last frame timestamps are <a-start> and <a-end>, each moved outwards by `extend`
 times the frame spacing (0 by default; `configs/tetg.py` uses 0.5, since a frame sampled at t
-stands for the half-spacing around it). No marked frame -> no interval.
+stands for the half-spacing around it). No marked frame -> no interval. `extract_intervals`
+keeps every run, in time order, for videos with several anomalies.
 """
 
 from __future__ import annotations
@@ -90,20 +91,39 @@ def frame_labels(timestamps: np.ndarray, intervals: Sequence[Sequence[float]]) -
 def extract_interval(probs: np.ndarray, timestamps: np.ndarray,
                      config: TETGConfig = TETGConfig()) -> Optional[tuple[float, float]]:
   """(start_s, end_s) of the confident anomalous run, or None (rule in the module docstring)."""
+  p, t, runs = _confident_runs(probs, timestamps, config)
+  if not runs:
+    return None
+  start, end = max(runs, key=lambda r: (p[r[0]:r[1] + 1].sum(), -r[0]))
+  return _seconds(t, start, end, config)
+
+
+def extract_intervals(probs: np.ndarray, timestamps: np.ndarray,
+                      config: TETGConfig = TETGConfig()) -> list[tuple[float, float]]:
+  """(start_s, end_s) of every confident anomalous run, in time order (a video with several
+  anomalies); the same smoothing, threshold, merging and extension as `extract_interval`, whose
+  interval is one of these. No marked frame -> []."""
+  _, t, runs = _confident_runs(probs, timestamps, config)
+  return [_seconds(t, start, end, config) for start, end in runs]
+
+
+def _confident_runs(probs, timestamps, config: TETGConfig):
+  """(smoothed probabilities [T], timestamps [T] float64, runs [(first, last) frame index])."""
   p = np.asarray(probs, np.float64)
   t = np.asarray(timestamps, np.float64)
   if p.shape != t.shape or p.ndim != 1:
     raise ValueError(f"probs {p.shape} and timestamps {t.shape} must be equal 1-D shapes")
   if not len(p):
-    return None
+    return p, t, []
   if config.smooth > 1:
     kernel = np.ones(config.smooth) / config.smooth
     padded = np.pad(p, (config.smooth // 2, (config.smooth - 1) // 2), mode="edge")
     p = np.convolve(padded, kernel, mode="valid")
-  runs = _runs(p >= config.threshold, config.merge_gap)
-  if not runs:
-    return None
-  start, end = max(runs, key=lambda r: (p[r[0]:r[1] + 1].sum(), -r[0]))
+  return p, t, _runs(p >= config.threshold, config.merge_gap)
+
+
+def _seconds(t: np.ndarray, start: int, end: int, config: TETGConfig) -> tuple[float, float]:
+  """A run's first and last frame times, each moved outwards by `extend` frame spacings."""
   if config.extend and len(t) > 1:
     dt = float(np.median(np.diff(t)))
     return (max(0.0, float(t[start]) - config.extend * dt),

@@ -300,7 +300,7 @@ def identity(run: Run) -> dict:
 # saved without the key and continued with this value has not changed (readers of a saved
 # config treat the absent key the same way: frame_layout.FrameSettings.of_run, conversation).
 LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp": False,
-                 "data.imgsp_turns": 3}
+                 "data.imgsp_turns": 3, "data.hint_intervals": "strongest"}
 
 
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
@@ -355,7 +355,8 @@ def run_tetg(config: ml_collections.ConfigDict):
   path = config_value(config, "data.tetg_params", "")
   if not path or not config_value(config, "model.use_tetg", True):
     return None
-  return tetg_files.load_tetg(path)
+  return dataclasses.replace(tetg_files.load_tetg(path), hint_intervals=config_value(
+      config, "data.hint_intervals", LEGACY_VALUES["data.hint_intervals"]))
 
 
 def vagpt_params(checkpoint: str, config: ml_collections.ConfigDict) -> dict:

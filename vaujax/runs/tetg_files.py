@@ -16,28 +16,42 @@ from vaujax.models import tetg
 KIND = "tetg"
 
 
+HINT_INTERVALS = ("strongest", "all")   # data.hint_intervals: which runs the hint names
+
+
 @dataclasses.dataclass(frozen=True)
 class TETGView:
   """What TETG says about one video."""
   scores: np.ndarray                              # [T] P(anomalous) per frame
-  interval: Optional[tuple[float, float]]         # seconds, or None
+  interval: Optional[tuple[float, float]]         # seconds, the strongest run, or None
   hint: str                                       # the prompt hint text
+  intervals: tuple[tuple[float, float], ...] = ()  # every confident run, in time order
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedTETG:
-  """A trained classifier (params + config: threshold, smoothing, extension)."""
+  """A trained classifier (params + config: threshold, smoothing, extension), and which runs
+  its hint names: "strongest" (the one run with the most probability mass; runs saved before
+  data.hint_intervals) or "all" (every confident run, for videos with several anomalies)."""
   params: dict
   config: tetg.TETGConfig
+  hint_intervals: str = "strongest"
+
+  def __post_init__(self):
+    if self.hint_intervals not in HINT_INTERVALS:
+      raise InputError("--config.data.hint_intervals", f"must be one of {HINT_INTERVALS}, got "
+                       f"{self.hint_intervals!r}")
 
   def scores(self, class_embeddings: np.ndarray) -> np.ndarray:
     return tetg.frame_probabilities(self.params, self.config, class_embeddings)
 
   def view(self, feats: Mapping[str, np.ndarray], classes: Sequence[str]) -> TETGView:
-    """Scores, interval and hint of one video's features (`dino_cls` [T, D], `timestamps`)."""
+    """Scores, intervals and hint of one video's features (`dino_cls` [T, D], `timestamps`)."""
     scores = self.scores(feats["dino_cls"])
     interval = tetg.extract_interval(scores, feats["timestamps"], self.config)
-    return TETGView(scores, interval, conversation.hint_text(interval, classes))
+    intervals = tuple(tetg.extract_intervals(scores, feats["timestamps"], self.config))
+    named = intervals if self.hint_intervals == "all" else interval
+    return TETGView(scores, interval, conversation.hint_text(named, classes), intervals)
 
   def hint_fn(self, classes: Sequence[str]):
     """A data-pipeline hint function `(video_id, feats) -> hint text`."""

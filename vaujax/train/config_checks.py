@@ -100,6 +100,7 @@ def check_vagpt(config: ml_collections.ConfigDict,
   _choice(config, "data.mc_instruction", {"letter", "text"})
   n(config, "data.sample_fps", low=0, required=False)
   _choice(config, "data.frame_times", {"none", "text"})
+  _choice(config, "data.hint_intervals", {"strongest", "all"})
   _choice(config, "data.imgsp", {True, False})
   n(config, "data.imgsp_turns", low=1, integer=True, required=False)
   for key in ("mesh.data", "mesh.fsdp", "mesh.tensor"):
