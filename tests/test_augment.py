@@ -97,3 +97,30 @@ def test_time_scaled_copy_runs_on_a_slower_clock(tmp_path):
 def dataclasses_replace(v, video_id):
   import dataclasses
   return dataclasses.replace(v, video_id=video_id)
+
+
+def _two_events():
+  from vaujax.data.annotations import Event
+  events = (Event("Arson", 1.2, 2.9, "top left"), Event("Fighting", 4.0, 5.5, "centre"))
+  return VideoAnnotation("Arson002_x264", 8.0, ((1.2, 2.9), (4.0, 5.5)), ("fire", "fight"),
+                         "Arson", tuple(e.interval for e in events), events)
+
+
+def test_shifted_and_scaled_copies_carry_every_event(tmp_path):
+  from vaujax.data.annotations import Event
+  v = _two_events()
+  moved = augment.shift_annotation(v, 2.0, "x")
+  assert moved.events == (Event("Arson", 3.2, 4.9, "top left"),
+                          Event("Fighting", 6.0, 7.5, "centre"))
+  assert moved.anomaly_intervals == tuple(e.interval for e in moved.events)
+  assert augment.shift_annotation(v, 3.0, "x") is None     # the second event would lose 1 s
+  scaled = augment.scale_annotation(v, 2.0, "y")
+  assert scaled.events == (Event("Arson", 2.4, 5.8, "top left"),
+                           Event("Fighting", 8.0, 11.0, "centre"))
+  features.write_features(str(tmp_path / "Arson002_x264.npz"), _feats())
+  copies = augment.write_time_shifted(str(tmp_path), [v], copies=4, max_shift=2, seed=0)
+  assert len(copies) == 3 and all(len(c.events) == 2 for c in copies)  # -2 s cuts the first
+  for c in copies:
+    shift = int(c.video_id.rsplit("shift", 1)[1])
+    assert [e.start for e in c.events] == [round(1.2 + shift, 1), round(4.0 + shift, 1)]
+    assert [e.region for e in c.events] == ["top left", "centre"]

@@ -4,7 +4,8 @@ With few training videos a language model can memorise each video's answer ("Fro
 seconds.") from its visual tokens instead of reading the evidence (the frames, the TETG hint).
 A time-shifted copy shows the same events `s` frames earlier or later: every per-frame feature
 moves by `s` frames (the edge frame is repeated where the shift uncovers the video's start or
-end), the timestamps stay, and every annotated interval moves by `s` frame spacings. The copy's
+end), the timestamps stay, and every annotated interval moves by `s` frame spacings (the
+events' too, each keeping its class and region). The copy's
 answer differs from the original's, so only evidence that moves with the events predicts it.
 """
 
@@ -39,14 +40,17 @@ def shift_annotation(v: VideoAnnotation, seconds: float, video_id: str,
             round(min(max(e + seconds, 0.0), v.duration), 1))
 
   anomalies = tuple(move(a) for a in v.anomaly_intervals)
-  for before, after in zip(v.anomaly_intervals, anomalies):
+  events = tuple(dataclasses.replace(e, start=m[0], end=m[1])
+                 for e, m in ((e, move(e.interval)) for e in v.events))
+  for before, after in zip(v.anomaly_intervals + tuple(e.interval for e in v.events),
+                           anomalies + tuple(e.interval for e in events)):
     if after[1] - after[0] < min_kept * (before[1] - before[0]):
       return None
   stamps = tuple(move(s) for s in v.timestamps)
   kept = [(s, text) for s, text in zip(stamps, v.sentences) if s[1] > s[0]]
   return dataclasses.replace(v, video_id=video_id, timestamps=tuple(s for s, _ in kept),
                              sentences=tuple(text for _, text in kept),
-                             anomaly_intervals=anomalies)
+                             anomaly_intervals=anomalies, events=events)
 
 
 def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copies: int, *,
@@ -77,11 +81,14 @@ def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copi
 
 def scale_annotation(v: VideoAnnotation, factor: float, video_id: str) -> VideoAnnotation:
   """The annotation of `v` on a clock running `factor` times slower: every time (duration,
-  sentence timestamps, anomaly intervals) multiplied by `factor`, to 0.1 s."""
+  sentence timestamps, anomaly intervals, events) multiplied by `factor`, to 0.1 s."""
   scale = lambda interval: tuple(round(t * factor, 1) for t in interval)  # noqa: E731
+  events = tuple(dataclasses.replace(e, start=s, end=t)
+                 for e, (s, t) in ((e, scale(e.interval)) for e in v.events))
   return dataclasses.replace(v, video_id=video_id, duration=round(v.duration * factor, 1),
                              timestamps=tuple(scale(s) for s in v.timestamps),
-                             anomaly_intervals=tuple(scale(a) for a in v.anomaly_intervals))
+                             anomaly_intervals=tuple(scale(a) for a in v.anomaly_intervals),
+                             events=events)
 
 
 def write_time_scaled(feature_dir: str, videos: Sequence[VideoAnnotation], *,
