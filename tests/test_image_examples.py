@@ -207,3 +207,75 @@ def test_good_image_items_are_read(tmp_path):
           {"id": "d", "video": "v.mp4", "conversations": _chat("q?", "a.")}]   # LLaMA-VID's
   path.write_text(json.dumps(good))
   assert instructions.read_instructions(str(path)) == (good, [])
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+  """A 4-frame video (the towers' chunk for one image: one compile) and its 3rd frame (as
+  decoded) saved as a PNG beside it, both extracted by `extract_folder` with the tiny towers;
+  plus a JPEG in a subfolder."""
+  from PIL import Image
+
+  from vaujax.data import video as video_io
+  root = tmp_path_factory.mktemp("extract")
+  (root / "media" / "frames").mkdir(parents=True)
+  y, x = np.mgrid[:64, :80]
+  frames = np.stack([np.stack([(x * 3 + 20 * t) % 256, (y * 4) % 256,
+                               np.full_like(x, 40 * t)], -1) for t in range(4)]).astype(np.uint8)
+  video_io.write_video(root / "media" / "clip.mp4", frames, fps=2.0)
+  decoded, stamps = video_io.read_video(root / "media" / "clip.mp4")
+  Image.fromarray(decoded[2]).save(root / "media" / "still.png")
+  Image.fromarray(decoded[3]).save(root / "media" / "frames" / "cam.jpg", quality=90)
+  report = features.extract_folder(str(root / "media"), str(root / "feats"),
+                                   features.tiny_encoder(), log=lambda s: None)
+  return root, report, stamps
+
+
+def test_image_extraction_equals_that_frame_of_the_video(extracted):
+  """An image file's features are the video's at that frame, through the same towers and
+  preprocessing; the cut frame of the video at that time is the same feature dict."""
+  root, report, stamps = extracted
+  assert report["written"] == 3 and report["failed"] == []
+  video = features.read_features(str(root / "feats" / "clip.npz"))
+  image = features.read_features(str(root / "feats" / "still.npz"))
+  assert image["timestamps"].tolist() == [0.0] and features.frame_count(video) == 4
+  cut = frame_layout.cut_frame(video, float(stamps[2]))
+  assert sorted(cut) == sorted(image)
+  for key in image:
+    np.testing.assert_allclose(cut[key], image[key], atol=1e-5, err_msg=key)
+  sub = features.read_features(str(root / "feats" / "frames" / "cam.npz"))
+  assert features.frame_count(sub) == 1                  # keyed by the path, folders kept
+  assert features.video_feature_path(str(root / "feats"), "frames/cam.jpg").endswith(
+      "frames/cam.npz")
+
+
+def test_bad_image_files_are_refused_naming_the_file(tmp_path):
+  import struct
+  import zlib
+
+  from PIL import Image
+  Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "ok.png")
+  assert features.read_image(str(tmp_path / "ok.png")).shape == (1, 48, 64, 3)
+  assert features.read_image(str(tmp_path / "ok.png"), max_side=32).shape == (1, 24, 32, 3)
+  good = (tmp_path / "ok.png").read_bytes()
+
+  def declaring(width, height):      # the PNG header (IHDR) rewritten, its CRC kept valid
+    ihdr = b"IHDR" + struct.pack(">II", width, height) + good[24:29]
+    return good[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + good[33:]
+
+  (tmp_path / "big.png").write_bytes(declaring(8000, 8000))
+  (tmp_path / "bomb.png").write_bytes(declaring(100000, 100000))
+  (tmp_path / "cut.png").write_bytes(good[:len(good) // 2])
+  (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg" * 20)
+  cases = {"big.png": r"declares 8000x8000 pixels, more than the 40000000",
+           "bomb.png": "declares more pixels than an image may have",
+           "cut.png": "not a readable image", "junk.jpg": "not a readable image",
+           "none.png": "image file does not exist"}
+  for name, problem in cases.items():
+    with pytest.raises(InputError, match=f"{name}: {problem}"):
+      features.read_image(str(tmp_path / name))
+  (tmp_path / "none.png").unlink(missing_ok=True)
+  report = features.extract_folder(str(tmp_path), str(tmp_path / "f"), features.tiny_encoder(),
+                                   log=lambda s: None)
+  assert report["written"] == 1 and sorted(n for n, _ in report["failed"]) == sorted(
+      n for n in cases if n != "none.png")

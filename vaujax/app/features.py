@@ -12,8 +12,11 @@ extension, folders kept (`cam1/001.mp4` -> OUT/cam1/001.npz, beside OUT/cam2/001
 videos of one folder that differ only in the extension keep it (`001.mp4.npz`,
 `001.avi.npz`). Training and evaluation find a video's file by its path (a folder keyed by
 the bare video name, as written before, is still read). Frames larger
-than full HD are scaled down while decoding. (`python -m vaujax.data.features` runs the same
-command.)
+than full HD are scaled down while decoding. Image files of the folder (.jpg, .jpeg, .png)
+are extracted too, each into a one-frame feature file (timestamps [0.0]) keyed by the same
+rule (`frames/x.jpg` -> OUT/frames/x.npz), for image examples (`{"image": "frames/x.jpg"}`);
+a corrupt image, or one declaring more than 40 M pixels, is reported like a bad video.
+(`python -m vaujax.data.features` runs the same command.)
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from vaujax.errors import InputError, require_dir
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-  flags.DEFINE_string("videos", None, "folder of video files (.mp4, .avi, .mkv, ...)",
+  flags.DEFINE_string("videos", None, "folder of video files (.mp4, .avi, .mkv, ...) and image "
+                      "files (.jpg, .png: one-frame feature files)",
                       flag_values=fv)
   flags.DEFINE_string("out", None, "output folder of <folders>/<video>.npz feature files",
                       flag_values=fv)

@@ -15,6 +15,9 @@ before any of its data is, so a small crafted file (a deflated zip bomb, a heade
 
 Extraction is resumable: finished videos are skipped, each file is written under a temporary
 name and renamed, and a video that fails to decode is reported and counted, not fatal.
+Image files (.jpg, .png) of the folder become one-frame feature files (timestamps [0.0]),
+through the same encoder and preprocessing as video frames, keyed by the same rule
+(`frames/x.jpg` -> `frames/x.npz`): an image example reads its file as a one-frame video.
 
 Names. A video's feature file is keyed by its path relative to the video folder, folders kept:
 `cam1/001.mp4` -> `cam1/001.npz`, so `cam1/001.mp4` and `cam2/001.mp4` get a file each; two
@@ -59,6 +62,11 @@ KEYS = ("tower_patches", "dino_patches", "dino_cls", "timestamps")
 # seen once in CI when Grain's prefetch threads loaded feature files concurrently).
 _NPZ_READ_LOCK = threading.Lock()
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg")
+# Images become one-frame feature files (timestamps [0.0]): an image example batches as a
+# one-frame video (vaujax/data/pipeline.py). Pixels an image may declare: its size is read from
+# the header and checked before anything is decoded (a 100-byte PNG can declare 10^10 pixels).
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+MAX_IMAGE_PIXELS = 40_000_000      # 8K UHD is 33 M
 # Bytes of arrays a feature file may declare: its arrays must be in the file (np.savez stores
 # them uncompressed), or, compressed, expand at most EXPANSION_RATIO-fold (float features hardly
 # compress; a zip bomb expands 1000-fold), and never beyond MAX_EXPANDED_BYTES of a small file.
@@ -357,29 +365,65 @@ def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
                       spec, dspec)
 
 
+def read_image(path: str, max_pixels: int = MAX_IMAGE_PIXELS,
+               max_side: int = video_io.MAX_SIDE) -> np.ndarray:
+  """An image file as one frame, uint8 RGB [1, H, W, 3], scaled down to `max_side` on its
+  longer side as video frames are. A size over `max_pixels` (read from the header, before any
+  pixel is decoded), or a corrupt or truncated file, is an InputError naming it."""
+  from PIL import Image
+  path = require_file(path, "image file")
+  try:
+    with files.open_file(path, "rb") as f, Image.open(f) as image:
+      width, height = image.size
+      if width * height > max_pixels:
+        raise InputError(path, f"declares {width}x{height} pixels, more than the "
+                         f"{max_pixels} an image may have")
+      image.load()
+      rgb = image.convert("RGB")
+  except InputError:
+    raise
+  except Image.DecompressionBombError as e:   # PIL's own bound, met while opening
+    raise InputError(path, f"declares more pixels than an image may have ({e})") from e
+  except (OSError, ValueError, SyntaxError, EOFError) as e:   # PIL's errors for bad files
+    raise InputError(path, f"not a readable image (corrupt, truncated or unsupported: "
+                     f"{type(e).__name__}: {e})") from e
+  size = video_io.bounded_size(width, height, max_side)
+  if size != (width, height):
+    rgb = rgb.resize(size, Image.Resampling.BOX)   # area averaging, as video frames get
+  return np.asarray(rgb, np.uint8)[None]
+
+
+def _read_frames(path: str, **sampling) -> tuple[np.ndarray, np.ndarray]:
+  """(frames, timestamps) of a video, or of an image file (one frame at 0.0 s)."""
+  if path.lower().endswith(IMAGE_EXTS):
+    return read_image(path), np.zeros(1)
+  return video_io.read_video(path, **sampling)
+
+
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
-                   max_frames: Optional[int] = None,
+                   max_frames: Optional[int] = None, images: bool = True,
                    log: Callable[[str], None] = print) -> dict:
   """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
   into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
-  Two videos of one folder whose names differ only in the extension (`001.mp4`, `001.avi`)
-  keep it in their file names (`001.mp4.npz`, `001.avi.npz`). A video that fails (unreadable,
-  or a file-system error writing its features) is reported and counted; the videos after it
-  are still extracted."""
+  With `images`, image files (IMAGE_EXTS) too, each into a one-frame file (timestamps [0.0])
+  through the same encoder. Two files of one folder whose names differ only in the extension
+  (`001.mp4`, `001.avi`, `001.jpg`) keep it in their file names (`001.mp4.npz`, ...). A file
+  that fails (unreadable, or a file-system error writing its features) is reported and
+  counted; the files after it are still extracted."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
   files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
   report = {"written": 0, "skipped": 0, "failed": []}
-  for name, key in video_files(video_dir):
+  for name, key in video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ())):
     out = os.path.join(out_dir, key + ".npz")
     if files.exists(out):
       report["skipped"] += 1
       continue
     try:
       files.makedirs(os.path.dirname(out))
-      frames, stamps = video_io.read_video(os.path.join(video_dir, name), fps=fps,
-                                           num_frames=num_frames, max_frames=max_frames)
+      frames, stamps = _read_frames(os.path.join(video_dir, name), fps=fps,
+                                    num_frames=num_frames, max_frames=max_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
     except (InputError, ValueError, OSError) as e:
@@ -390,9 +434,10 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
   return report
 
 
-def video_files(video_dir: str) -> list[tuple[str, str]]:
-  """(relative path, feature key) of every video under `video_dir`, sorted: the key is the path
-  without its extension, or with it where another video of that folder has the same stem."""
+def video_files(video_dir: str, exts: tuple[str, ...] = VIDEO_EXTS) -> list[tuple[str, str]]:
+  """(relative path, feature key) of every video (every file ending in one of `exts`) under
+  `video_dir`, sorted: the key is the path without its extension, or with it where another
+  such file of that folder has the same stem."""
   found = []
   walk = os.walk(video_dir)
   if files.is_url(video_dir):   # a bucket: its objects grouped by folder, as os.walk gives them
@@ -403,7 +448,7 @@ def video_files(video_dir: str) -> list[tuple[str, str]]:
   for root, dirs, names in walk:
     dirs.sort()
     rel = os.path.relpath(root, video_dir)
-    videos = sorted(n for n in names if n.lower().endswith(VIDEO_EXTS))
+    videos = sorted(n for n in names if n.lower().endswith(exts))
     stems = collections.Counter(os.path.splitext(n)[0] for n in videos)
     for n in videos:
       stem = os.path.splitext(n)[0]
