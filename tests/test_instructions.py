@@ -1,5 +1,6 @@
 """Instruction data and benchmark builders on the synthetic dataset and hand-made annotations."""
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -124,3 +125,81 @@ def test_temporal_distractors_fit_around_a_long_event():
   others = [s for s in spans if s != truth]
   assert len(others) == 3 and all(interval_iou(s, truth) < 0.5 for s in others)
   assert all(interval_iou(a, b) < 0.5 for a in others for b in others if a != b)
+
+
+# -- spatial questions and several events (issue 29) ------------------------------------------
+
+def _video(*events, label=None):
+  stamps = tuple(e.interval for e in events)
+  return ann.VideoAnnotation(f"{(label or events[0].label)}007_x264", 10.0, stamps,
+                             tuple(f"event {i}" for i in range(len(events))),
+                             label or events[0].label, stamps, tuple(events))
+
+
+FIGHT = ann.Event("Fighting", 1.0, 3.0, "top left")
+BLAST = ann.Event("Explosion", 5.0, 7.0, "centre")
+
+
+def test_final_answer_names_every_event_interval_and_region():
+  one = ins.clips_of(_video(FIGHT))[0]
+  assert ins.anomaly_answer(one) == ("Yes, there is a fighting from 1.0 to 3.0 seconds at the "
+                                     "top left of the scene.")
+  two = ins.clips_of(_video(FIGHT, BLAST))[0]
+  assert ins.anomaly_answer(two) == (
+      "Yes, there are two anomalies: a fighting from 1.0 to 3.0 seconds at the top left of the "
+      "scene, and an explosion from 5.0 to 7.0 seconds at the centre of the scene.")
+  three = ins.clips_of(_video(FIGHT, BLAST, ann.Event("RoadAccidents", 8.0, 9.0, None)))[0]
+  assert ins.anomaly_answer(three).endswith(
+      "at the centre of the scene, and a road accident from 8.0 to 9.0 seconds.")
+  assert ins.anomaly_answer(three).startswith("Yes, there are three anomalies: a fighting")
+  # a clip holding only the second event is that event's clip
+  late = ins.clips_of(_video(FIGHT, BLAST), clip_seconds=5.0)[1]
+  assert late.label == "Explosion" and late.events == (ann.Event("Explosion", 0.0, 2.0, "centre"),)
+
+
+def test_real_data_one_event_keeps_its_answers():
+  """No region (real UCF-Crime): today's answers, only the questions' wording varies."""
+  v = ann.VideoAnnotation("Arson011_x264", 20.0, ((1.0, 4.0), (12.0, 15.0)),
+                          ("A man walks.", "A fire starts."), "Arson", ((12.0, 15.0),))
+  pairs = ins.TemplateQA()(ins.clips_of(v)[0])
+  assert [a for _, a in pairs] == ["A man walks. A fire starts.",
+                                   "Arson, from 12.0 to 15.0 seconds.",
+                                   "Yes, there is an arson from 12.0 to 15.0 seconds."]
+  assert pairs[0][0] in ins.DESCRIBE_QUESTIONS and pairs[1][0] in ins.TYPE_WHEN_QUESTIONS
+
+
+def test_one_event_clip_asks_type_when_and_where():
+  pairs = ins.TemplateQA()(ins.clips_of(_video(FIGHT))[0])
+  assert pairs[0][0] in ins.TYPE_WHEN_QUESTIONS
+  assert pairs[0][1] == "Fighting, from 1.0 to 3.0 seconds."
+  assert pairs[1][0] in ins.WHERE_QUESTIONS and pairs[1][1] == "At the top left of the scene."
+  assert pairs[2] == (ins.FINAL_QUESTION, ins.anomaly_answer(ins.clips_of(_video(FIGHT))[0]))
+
+
+def test_two_event_clip_asks_about_a_named_type():
+  asked = set()
+  for k in range(12):
+    v = dataclasses.replace(_video(FIGHT, BLAST), video_id=f"Fighting{k:03d}_x264")
+    pairs = ins.TemplateQA()(ins.clips_of(v)[0])
+    (when_q, when_a), (where_q, where_a), (final_q, _) = pairs
+    event = FIGHT if "fighting" in when_q else BLAST
+    assert f"the {event.label.lower()}" in when_q
+    assert when_a == f"From {event.start:.1f} to {event.end:.1f} seconds."
+    event = FIGHT if "fighting" in where_q else BLAST
+    assert f"the {event.label.lower()}" in where_q
+    assert where_a == f"At the {event.region} of the scene." and final_q == ins.FINAL_QUESTION
+    asked.add((when_q.split(" the ")[1].split()[0], where_q.split(" the ")[1].split()[0]))
+  assert len(asked) == 4          # both events asked about, in both questions
+
+
+def test_wording_is_a_seeded_per_clip_choice():
+  videos = [dataclasses.replace(_video(FIGHT), video_id=f"Fighting{k:03d}_x264")
+            for k in range(16)]
+  questions = lambda seed: [tuple(q for q, _ in ins.TemplateQA(seed)(ins.clips_of(v)[0]))  # noqa
+                            for v in videos]
+  assert questions(0) == questions(0)                   # deterministic
+  assert questions(0) != questions(1)                   # the seed picks the wording
+  assert len({q[0] for q in questions(0)}) >= 2 and len({q[1] for q in questions(0)}) >= 2
+  answers = lambda seed: [tuple(a for _, a in ins.TemplateQA(seed)(ins.clips_of(v)[0]))  # noqa
+                          for v in videos]
+  assert answers(0) == answers(1)                       # the answers do not depend on it

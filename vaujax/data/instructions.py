@@ -1,7 +1,9 @@
 """Annotations -> clips -> three questions per clip -> LLaVA-format instruction JSON.
 
 Every clip gets three question/answer pairs; the last question is always "Are there any
-anomalies?". Generation is pluggable: `TemplateQA` (deterministic, the default) or `LLMQA`, which
+anomalies?", answered with every anomaly's class, interval and (when known) region. Anomalous
+clips are also asked what and when, and where (issue 29: spatial questions; with several
+anomalies of different classes, the question names the type). Generation is pluggable: `TemplateQA` (deterministic, the default) or `LLMQA`, which
 hands a prompt to any callable `str -> str` (the paper used GPT-4, then human review) and parses
 its JSON reply.
 
@@ -12,15 +14,40 @@ Output items: {"id", "video", "clip": [start_s, end_s], "label", "anomaly_interv
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import random
 from typing import Callable, Iterable, Protocol, Sequence
 
-from vaujax.data.annotations import NORMAL, VideoAnnotation
+from vaujax.data.annotations import NORMAL, Event, VideoAnnotation, events_of
 from vaujax.data.conversation import VIDEO_PLACEHOLDER
+from vaujax.data.regions import region_text
 from vaujax import files
 from vaujax.errors import InputError
 
 FINAL_QUESTION = "Are there any anomalies?"
+# Phrasings, one picked per clip (seeded): the model learns the question, not one sentence.
+# "{name}" is the anomaly's readable class in lower case ("the road accident"). The first of
+# each is the wording before issue 29; the others are no longer (instruction lengths stay).
+DESCRIBE_QUESTIONS = ("What happens in the video?", "What goes on in the video?",
+                      "What is going on in the video?")
+NORMAL_QUESTIONS = ("Is anything unusual happening in the video?",
+                    "Does anything unusual happen in the video?",
+                    "Is anything abnormal in the video?")
+TYPE_WHEN_QUESTIONS = ("What type of anomaly happens in the video, and when?",
+                       "Which anomaly happens in the video, and when?",
+                       "What anomaly occurs, and at what time?")
+WHERE_QUESTIONS = ("Where in the scene does the anomaly happen?",
+                   "Where does the anomaly happen?",
+                   "In which part of the scene does the anomaly take place?",
+                   "Where is the anomaly in the scene?")
+NAMED_WHEN_QUESTIONS = ("When does the {name} happen?", "When does the {name} happen in the video?",
+                        "At what time does the {name} take place?")
+NAMED_WHERE_QUESTIONS = ("Where does the {name} happen?",
+                         "Where in the scene does the {name} happen?",
+                         "In which part of the scene does the {name} take place?")
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+           9: "nine"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +58,7 @@ class Clip:
   sentences: tuple[str, ...]
   label: str                                     # the video's class (Normal or an anomaly)
   anomalies: tuple[tuple[float, float], ...]     # anomaly intervals inside the clip, clip-relative
+  events: tuple[Event, ...] = ()                 # the anomalies with class and region, likewise
 
 
 class QAGenerator(Protocol):
@@ -48,9 +76,14 @@ def clips_of(video: VideoAnnotation, clip_seconds: float | None = None) -> list[
                       if a < end and b > start)
     anomalies = tuple((round(max(a, start) - start, 1), round(min(b, end) - start, 1))
                       for a, b in video.anomaly_intervals if a < end and b > start)
+    events = tuple(sorted((dataclasses.replace(e, start=round(max(e.start, start) - start, 1),
+                                               end=round(min(e.end, end) - start, 1))
+                           for e in events_of(video) if e.start < end and e.end > start),
+                          key=lambda e: e.start))
     if sentences:
-      out.append(Clip(video.video_id, start, end, sentences,
-                      video.label if anomalies or video.label == NORMAL else NORMAL, anomalies))
+      label = events[0].label if events and anomalies else (
+          video.label if anomalies or video.label == NORMAL else NORMAL)
+      out.append(Clip(video.video_id, start, end, sentences, label, anomalies, events))
     start = end
   return out
 
@@ -59,34 +92,94 @@ def _article(word: str) -> str:
   return "an" if word[0].lower() in "aeiou" else "a"
 
 
+def clip_events(clip: Clip) -> tuple[Event, ...]:
+  """The clip's anomalies as events (a hand-made clip without `events`: one per interval, with
+  the clip's class and no region)."""
+  if clip.events:
+    return clip.events
+  return tuple(Event(clip.label, s, e) for s, e in clip.anomalies)
+
+
+def event_phrase(event: Event) -> str:
+  """"a fighting from 1.0 to 3.0 seconds at the top left of the scene" (no place when the
+  region is unknown)."""
+  name = readable(event.label).lower()
+  where = f" at {region_text(event.region)}" if event.region else ""
+  return f"{_article(name)} {name} from {event.start:.1f} to {event.end:.1f} seconds{where}"
+
+
 def anomaly_answer(clip: Clip) -> str:
-  """Canonical answer to FINAL_QUESTION (also what the template generator says)."""
-  if clip.label == NORMAL or not clip.anomalies:
+  """Canonical answer to FINAL_QUESTION (also what the template generator says): every event
+  with its interval and (when known) region, in time order."""
+  events = clip_events(clip)
+  if clip.label == NORMAL or not events:
     return "No, there are no anomalies in the video."
-  start, end = clip.anomalies[0]
-  name = readable(clip.label)
-  return f"Yes, there is {_article(name)} {name.lower()} from {start:.1f} to {end:.1f} seconds."
+  if len(events) == 1:
+    return f"Yes, there is {event_phrase(events[0])}."
+  phrases = [event_phrase(e) for e in events]
+  count = _COUNTS.get(len(events), str(len(events)))
+  return (f"Yes, there are {count} anomalies: {', '.join(phrases[:-1])}, and {phrases[-1]}.")
 
 
 def readable(label: str) -> str:
   return {"RoadAccidents": "Road accident"}.get(label, label)
 
 
+def when_answer(start: float, end: float) -> str:
+  return f"From {start:.1f} to {end:.1f} seconds."
+
+
+def where_answer(region: str) -> str:
+  return f"At {region_text(region)}."
+
+
+def named_classes(events: Sequence[Event]) -> bool:
+  """Several events of different classes: a question can name its event by its type."""
+  return len(events) > 1 and len({e.label for e in events}) == len(events)
+
+
+def phrasing_rng(seed: int, key: str) -> random.Random:
+  """The seeded choice of phrasings (and events asked about) for one clip or item."""
+  return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8],
+                                      "little"))
+
+
+@dataclasses.dataclass(frozen=True)
 class TemplateQA:
-  """Deterministic questions: description, type/time of the anomaly, and the final question."""
+  """Deterministic questions, each phrased by a seeded per-clip choice.
+
+  Normal clip: description, "anything unusual?", final. Anomalous clip: the type/when question
+  (one event, or several of one class: the first) or, with several events of different
+  classes, "When does the <type> happen?" about one of them; then, when the regions are known,
+  where it happens (the type named likewise), else the description first; last the final
+  question, whose answer names every event, its interval and region (`anomaly_answer`).
+  """
+
+  seed: int = 0
 
   def __call__(self, clip: Clip) -> list[tuple[str, str]]:
-    description = " ".join(clip.sentences)
-    pairs = [("What happens in the video?", description)]
-    if clip.anomalies:
-      start, end = clip.anomalies[0]
-      pairs.append(("What type of anomaly happens in the video, and when?",
-                    f"{readable(clip.label)}, from {start:.1f} to {end:.1f} seconds."))
+    rng = phrasing_rng(self.seed, f"{clip.video_id}:{clip.start}")
+    describe = (rng.choice(DESCRIBE_QUESTIONS), " ".join(clip.sentences))
+    events = clip_events(clip)
+    if clip.label == NORMAL or not events:
+      return [describe, (rng.choice(NORMAL_QUESTIONS), "No, everything in the video looks normal."),
+              (FINAL_QUESTION, anomaly_answer(clip))]
+    named = named_classes(events)
+    if named:
+      event = events[rng.randrange(len(events))]
+      when = (rng.choice(NAMED_WHEN_QUESTIONS).format(name=readable(event.label).lower()),
+              when_answer(event.start, event.end))
     else:
-      pairs.append(("Is anything unusual happening in the video?",
-                    "No, everything in the video looks normal."))
-    pairs.append((FINAL_QUESTION, anomaly_answer(clip)))
-    return pairs
+      event = events[0]
+      when = (rng.choice(TYPE_WHEN_QUESTIONS),
+              f"{readable(event.label)}, from {event.start:.1f} to {event.end:.1f} seconds.")
+    located = [e for e in events if e.region] if named or len(events) == 1 else []
+    if not located:
+      return [describe, when, (FINAL_QUESTION, anomaly_answer(clip))]
+    event = located[rng.randrange(len(located))]
+    question = (rng.choice(NAMED_WHERE_QUESTIONS).format(name=readable(event.label).lower())
+                if named else rng.choice(WHERE_QUESTIONS))
+    return [when, (question, where_answer(event.region)), (FINAL_QUESTION, anomaly_answer(clip))]
 
 
 @dataclasses.dataclass
