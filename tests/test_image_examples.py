@@ -279,3 +279,15 @@ def test_bad_image_files_are_refused_naming_the_file(tmp_path):
                                    log=lambda s: None)
   assert report["written"] == 1 and sorted(n for n, _ in report["failed"]) == sorted(
       n for n in cases if n != "none.png")
+
+
+def test_tfds_builder_refuses_image_examples(tmp_path):
+  """The TFDS records keep a video path only: an image or cut frame there would train as the
+  whole video (or fail on a missing key), so the builder refuses it naming the example."""
+  from vaujax.data import tfds_builders
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / "train.json").write_text(json.dumps(
+      [{"id": "c", "video": "v.mp4", "frame_s": 1.0, "conversations": _chat("q?", "a.")}]))
+  with pytest.raises(InputError, match=r"train.json: example c: image and cut-frame examples"):
+    tfds_builders.build(tfds_builders.InstructionData, str(tmp_path / "tfds"), str(manual))

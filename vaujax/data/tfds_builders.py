@@ -54,6 +54,9 @@ class InstructionData(tfds.core.GeneratorBasedBuilder):
     from vaujax.data.instructions import read_instructions
     items, _ = read_instructions(path)
     for i, item in enumerate(items):
+      if item.get("image") or "frame_s" in item:   # the records keep a video path only
+        raise InputError(path, f"example {item.get('id', i)}: image and cut-frame examples are "
+                         "read from the instruction JSON, not through TFDS")
       yield i, {"id": str(item.get("id", i)), "video": item["video"],
                 "conversations": json.dumps(item["conversations"]), "index": i}
 
