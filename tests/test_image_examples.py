@@ -143,15 +143,15 @@ def test_image_gets_the_class_sentence_only(setup):
   config = tetg.TETGConfig(hidden=(8,), threshold=0.0)
   params = nn.unbox(tetg.TETGClassifier(config).init(jax.random.key(0),
                                                      jnp.zeros((1, s["video"]["dino_cls"].shape[1]))))
-  hints = []
-  prep = pipeline.Prepare(s["pcfg"], CharTokenizer(),
-                          hint_fn=lambda vid, f: hints.append(
-                              TrainedTETG(params, config).hint_fn(CLASSES)(vid, f)) or hints[-1])
-  for key in ("video", "image", "cut"):
-    prep.map(s["items"][key])
   class_only = conv.hint_text(None, CLASSES)
-  assert hints[0].startswith(class_only) and hints[0] != class_only
-  assert hints[1:] == [class_only, class_only]
+  for named in ("strongest", "all"):     # data.hint_intervals
+    hints, trained = [], TrainedTETG(params, config, named).hint_fn(CLASSES)
+    prep = pipeline.Prepare(s["pcfg"], CharTokenizer(),
+                            hint_fn=lambda vid, f: hints.append(trained(vid, f)) or hints[-1])
+    for key in ("video", "image", "cut"):
+      prep.map(s["items"][key])
+    assert hints[0].startswith(class_only) and hints[0] != class_only
+    assert hints[1:] == [class_only, class_only]
 
 
 def test_one_frame_examples_refused_where_they_cannot_be(setup, tmp_path):
@@ -171,6 +171,11 @@ def test_one_frame_examples_refused_where_they_cannot_be(setup, tmp_path):
   with pytest.raises(InputError, match=r"v1.npz: has 3 frames, but it is the feature file of "
                      r"the image of example i"):
     s["prep"].map(video_named)
+  with pytest.raises(InputError, match=r"examples v and i: videos 'videos/v1.mp4' and "
+                     r"'frames/v1.png' would both read the feature file .*v1.npz"):
+    pipeline.check_unique_keys([s["items"]["video"], video_named], "train.json",
+                               s["pcfg"].feature_dir)
+  pipeline.check_unique_keys(list(s["items"].values()), "train.json", s["pcfg"].feature_dir)
   with pytest.raises(InputError, match="image path '../x.jpg' escapes the dataset root"):
     s["prep"].map(dict(s["items"]["image"], image="../x.jpg"))
   untimed = {k: v for k, v in s["video"].items() if k != "timestamps"}
