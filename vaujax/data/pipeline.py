@@ -7,6 +7,9 @@
 
 Every example in a batch has the same shapes: ids/labels/mask [L] (L = max_length; longer
 examples are truncated from the end and counted), features [T, ...] (T fixed by extraction).
+An example may also be an image (`"image": "frames/x.jpg"`, its one-frame feature file) or a
+cut frame of a video (`"video"` + `"frame_s"` seconds: that video's frame nearest to it, no
+extraction); either is a one-frame video padded to T (data.sample_fps > 0) with no TETG interval.
 The iterator state is a small dict that orbax/grain checkpoint with the model, so a restored
 iterator yields exactly the examples that had not been seen.
 """
