@@ -128,7 +128,8 @@ def test_events_attach_from_labels(tmp_path):
     ([{"interval": [1, 2]}], "event 0 needs a 'label'"),
     ([{"label": "Arson"}], "event 0 has no 'interval'"),
     ([{"label": "Arson", "interval": [2, 1]}], "event interval 0 ends before it starts"),
-    ([{"label": "Arson", "interval": [1, 2], "region": "upper left"}], "event 0 region 'upper left'"),
+    ([{"label": "Arson", "interval": [1, 2], "region": "upper left"}],
+     "event 0 region 'upper left'"),
 ])
 def test_bad_events_name_file_video_and_problem(tmp_path, events, match):
   path = _write(tmp_path, {"Arson001": {"anomaly_intervals": [[1, 2]], "events": events}},

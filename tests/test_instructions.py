@@ -9,6 +9,7 @@ import pytest
 from vaujax.data import annotations as ann
 from vaujax.data import benchmark_files as bench
 from vaujax.data import instructions as ins
+from vaujax.data import regions
 from vaujax.data import synthetic
 from vaujax.errors import InputError
 
@@ -203,3 +204,155 @@ def test_wording_is_a_seeded_per_clip_choice():
   answers = lambda seed: [tuple(a for _, a in ins.TemplateQA(seed)(ins.clips_of(v)[0]))  # noqa
                           for v in videos]
   assert answers(0) == answers(1)                       # the answers do not depend on it
+
+
+CLASSES5 = ("Explosion", "Fighting", "RoadAccidents", "Stealing", "Arson")
+# multiple_choice's items of these two videos before issue 29 (seed 0), copied from its output
+BEFORE_29 = [
+    {"id": "Arson003_x264_type", "video": "Arson003_x264.mp4",
+     "question": "Which type of anomaly happens in the video?",
+     "options": ["There is no anomaly.", "Road accident", "Arson", "Stealing"], "answer": "C",
+     "category": "type", "gt_interval": None, "label": "Arson"},
+    {"id": "Arson003_x264_temporal", "video": "Arson003_x264.mp4",
+     "question": "When does the anomaly happen in the video?",
+     "options": ["From 6.5 to 8.1 seconds.", "From 2.1 to 5.3 seconds.",
+                 "From 4.0 to 5.6 seconds.", "From 2.5 to 4.1 seconds."], "answer": "B",
+     "category": "temporal", "gt_interval": [2.1, 5.3], "label": "Arson"},
+    {"id": "Normal_Videos_004_x264_type", "video": "Normal_Videos_004_x264.mp4",
+     "question": "Which type of anomaly happens in the video?",
+     "options": ["Stealing", "Explosion", "There is no anomaly.", "Fighting"], "answer": "C",
+     "category": "type", "gt_interval": None, "label": "Normal"}]
+
+
+def test_one_event_mc_items_are_unchanged_plus_a_spatial_item():
+  arson = ann.VideoAnnotation("Arson003_x264", 9.0, ((2.1, 5.3),), ("fire",), "Arson",
+                              ((2.1, 5.3),))
+  normal = ann.VideoAnnotation("Normal_Videos_004_x264", 6.0, ((0.0, 6.0),), ("cars",))
+  assert bench.multiple_choice([arson, normal], CLASSES5, seed=0) == BEFORE_29   # no region
+  placed = dataclasses.replace(arson, events=(ann.Event("Arson", 2.1, 5.3, "bottom left"),))
+  items = bench.multiple_choice([placed, normal], CLASSES5, seed=0)
+  assert [i for i in items if i["category"] != "spatial"] == BEFORE_29
+  (spatial,) = [i for i in items if i["category"] == "spatial"]
+  assert spatial["id"] == "Arson003_x264_spatial" and spatial["gt_region"] == "bottom left"
+  assert spatial["question"] in ins.WHERE_QUESTIONS
+  options = spatial["options"]
+  assert len(set(options)) == 4 and set(options) <= set(regions.REGIONS)
+  assert options[bench.LETTERS.index(spatial["answer"])] == "bottom left"
+
+
+def test_spatial_distractors_are_three_of_the_other_eight_seeded():
+  wrong = set()
+  for k in range(40):
+    v = ann.VideoAnnotation(f"Arson{k:03d}_x264", 9.0, ((2.0, 5.0),), ("fire",), "Arson",
+                            ((2.0, 5.0),), (ann.Event("Arson", 2.0, 5.0, "centre"),))
+    (item,) = [i for i in bench.multiple_choice([v], CLASSES5, seed=0)
+               if i["category"] == "spatial"]
+    assert item == [i for i in bench.multiple_choice([v], CLASSES5, seed=0)
+                    if i["category"] == "spatial"][0]
+    wrong |= set(item["options"]) - {"centre"}
+    assert "centre" in item["options"] and len(set(item["options"])) == 4
+  assert wrong == set(regions.REGIONS) - {"centre"}      # every other region is drawn
+
+
+def test_two_event_mc_items_name_each_type(tmp_path):
+  from vaujax.evaluate.parsing import interval_iou, parse_interval
+  v = _video(FIGHT, BLAST)
+  items = bench.multiple_choice([v], CLASSES5, seed=2)
+  by_id = {i["id"]: i for i in items}
+  assert set(by_id) == {"Fighting007_x264_type", "Fighting007_x264_temporal_0",
+                        "Fighting007_x264_spatial_0", "Fighting007_x264_temporal_1",
+                        "Fighting007_x264_spatial_1"}
+  assert all(i["events"] == 2 for i in items)
+  kind = by_id["Fighting007_x264_type"]
+  right = kind["options"][bench.LETTERS.index(kind["answer"])]
+  assert right == "Fighting" and "Explosion" not in kind["options"]   # both shown: never wrong
+  for k, event in enumerate((FIGHT, BLAST)):
+    other = BLAST if k == 0 else FIGHT
+    temporal = by_id[f"Fighting007_x264_temporal_{k}"]
+    spatial = by_id[f"Fighting007_x264_spatial_{k}"]
+    assert f"the {event.label.lower()}" in temporal["question"]
+    assert temporal["event_label"] == spatial["event_label"] == event.label
+    spans = [parse_interval(o) for o in temporal["options"]]
+    assert spans[bench.LETTERS.index(temporal["answer"])] == event.interval
+    assert temporal["gt_interval"] == list(event.interval) and other.interval in spans
+    assert all(interval_iou(s, event.interval) < 0.5 for s in spans if s != event.interval)
+    assert spatial["options"][bench.LETTERS.index(spatial["answer"])] == event.region
+    assert spatial["gt_region"] == event.region and other.region in spatial["options"]
+  assert bench.read_mc(tmp_json(tmp_path, items)) == items
+
+
+def tmp_json(tmp_path, obj):
+  path = tmp_path / "bench.json"
+  path.write_text(json.dumps(obj))
+  return str(path)
+
+
+def test_open_qa_asks_where_and_when_each_event_happens(tmp_path):
+  one = ann.VideoAnnotation("Arson003_x264", 9.0, ((2.1, 5.3),), ("fire",), "Arson",
+                            ((2.1, 5.3),), (ann.Event("Arson", 2.1, 5.3, "bottom left"),))
+  normal = ann.VideoAnnotation("Normal_Videos_004_x264", 6.0, ((0.0, 6.0),), ("cars",))
+  real = ann.VideoAnnotation("Arson011_x264", 9.0, ((2.1, 5.3),), ("fire",), "Arson",
+                             ((2.1, 5.3),))
+  items = bench.ucf_qa([one, normal, real, _video(FIGHT, BLAST)])
+  by_id = {i["id"]: i for i in items}
+  assert by_id["Arson003_x264_q0"]["events"] == [
+      {"label": "Arson", "interval": [2.1, 5.3], "region": "bottom left"}]
+  assert by_id["Normal_Videos_004_x264_q0"]["events"] == []
+  assert by_id["Arson011_x264_q0"]["answer"] == "Yes, there is an arson from 2.1 to 5.3 seconds."
+  assert "Arson011_x264_spatial" not in by_id                       # no region, no question
+  spatial = by_id["Arson003_x264_spatial"]
+  assert (spatial["category"], spatial["gt_region"], spatial["answer"]) == (
+      "spatial", "bottom left", "At the bottom left of the scene.")
+  assert regions.parse_region(spatial["answer"]) == "bottom left"
+  judgement = by_id["Fighting007_x264_q0"]
+  assert judgement["answer"].startswith("Yes, there are two anomalies: a fighting")
+  assert [e["label"] for e in judgement["events"]] == ["Fighting", "Explosion"]
+  for k, event in enumerate((FIGHT, BLAST)):
+    when, where = by_id[f"Fighting007_x264_temporal_event_{k}"], by_id[
+        f"Fighting007_x264_spatial_{k}"]
+    assert when["category"] == "temporal_event" and when["label"] == event.label
+    assert when["gt_interval"] == list(event.interval)
+    assert f"the {event.label.lower()}" in when["question"] and when["question"] in [
+        q.format(name=event.label.lower()) for q in ins.NAMED_WHEN_QUESTIONS]
+    assert where["gt_region"] == event.region and where["label"] == event.label
+  assert bench.read_ucf_qa(tmp_json(tmp_path, items)) == items
+  assert bench.ucf_qa([one], seed=0) == bench.ucf_qa([one], seed=0)
+
+
+@pytest.mark.parametrize("read,item,problem", [
+    (bench.read_mc, {"category": "spatial", "gt_region": "upper left"},
+     "item q: 'gt_region' 'upper left' is not one of the regions"),
+    (bench.read_mc, {"category": "spatial"}, "item q: 'gt_region' None is not one of"),
+    (bench.read_mc, {"events": 0}, "item q: 'events' must be the video's number of events"),
+    (bench.read_ucf_qa, {"category": "spatial", "gt_region": "left"},
+     "item q: 'gt_region' 'left' is not one of"),
+    (bench.read_ucf_qa, {"events": [{"label": "Arson", "interval": [3, 1]}]},
+     "item q: event 0 needs a 'label' and an 'interval'"),
+    (bench.read_ucf_qa, {"events": [{"label": "Arson", "interval": [1, 3], "region": "top"}]},
+     "item q: event 0 region 'top' is not one of"),
+])
+def test_bad_spatial_fields_name_file_and_item(tmp_path, read, item, problem):
+  base = {"id": "q", "video": "v.mp4", "question": "Where?", "options": ["centre", "top left"],
+          "answer": "A"}
+  path = tmp_path / "bench.json"
+  path.write_text(json.dumps([{**base, **item}]))
+  with pytest.raises(InputError) as e:
+    read(str(path))
+  assert str(e.value).startswith(f"{path}: {problem}")
+
+
+def test_generated_events_flow_into_instructions_and_benchmarks(tmp_path):
+  cfg = synthetic.SyntheticConfig(num_videos=4, seconds=5.0, fps=1.0, size=32,
+                                  normal_fraction=0.0, max_events=2, multi_fraction=0.5, seed=1)
+  labels = synthetic.generate(str(tmp_path), cfg)
+  videos, _ = ann.read_uca(str(tmp_path / "uca.json"), labels=labels)
+  counts = [len(ann.events_of(v)) for v in videos]
+  assert sorted(set(counts)) == [1, 2]
+  items = ins.build_instructions(videos)
+  for item, v in zip(items, videos):
+    final = item["conversations"][5]["value"]
+    for e in ann.events_of(v):
+      assert f"from {e.start:.1f} to {e.end:.1f} seconds at the {e.region} of the scene" in final
+  mc = bench.multiple_choice(videos, cfg.classes, seed=0)
+  assert sum(i["category"] == "spatial" for i in mc) == sum(counts)
+  assert bench.read_mc(tmp_json(tmp_path, mc)) == mc

@@ -32,8 +32,8 @@ XD_VIOLENCE_LABELS = {"A": NORMAL, "B1": "Fighting", "B2": "Shooting", "B4": "Ri
 XD_VIOLENCE_CLASSES = ("Fighting", "Shooting", "Riot", "Abuse", "Car accident", "Explosion")
 
 __all__ = ["UCF_CRIME_CLASSES", "XD_VIOLENCE_CLASSES", "NORMAL", "Event", "VideoAnnotation",
-           "events_of", "with_events", "read_labels", "read_uca", "read_ucf_temporal_gt", "ucf_crime_class",
-           "xd_violence_classes"]
+           "events_of", "with_events", "read_labels", "read_uca", "read_ucf_temporal_gt",
+           "ucf_crime_class", "xd_violence_classes"]
 
 
 @dataclasses.dataclass(frozen=True)

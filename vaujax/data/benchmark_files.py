@@ -2,10 +2,18 @@
 choice (cross-domain), from annotations with classes and anomaly intervals.
 
 MC item: {"id", "video", "question", "options": [2..8 strings], "answer": "A".. (one of the
-item's own letters: "D" is no answer to a 3-option question), "category": "type" | "temporal",
-"gt_interval": [s, e] | None, "label"}. Exactly one option is correct. The builders here make 4
-options, shuffled with a seeded RNG (per item, so items are independent of order); benchmark
-files read may mix option counts.
+item's own letters: "D" is no answer to a 3-option question), "category": "type" | "temporal" |
+"spatial", "gt_interval": [s, e] | None, "label"}; a spatial item adds "gt_region" (a
+`regions.REGIONS` name; its options are region names), and the items of a video with several
+events of different classes add "events" (their count) and, on the per-event temporal and
+spatial items whose question names the type, "event_label". Exactly one option is correct. The
+builders here make 4 options, shuffled with a seeded RNG (per item, so items are independent of
+order); benchmark files read may mix option counts.
+
+Open-QA item (`ucf_qa`): {"id", "video", "question", "answer", "category", "gt_interval",
+"label"}; "judgement" (the final question) adds "events" [{"label", "interval", "region"}],
+"spatial" adds "gt_region", "temporal_event" (one per event of a several-event video, the type
+named) has the event's `gt_interval` and `label`.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from vaujax.data.annotations import NORMAL, VideoAnnotation
+from vaujax.data import instructions
+from vaujax.data.annotations import NORMAL, Event, VideoAnnotation, events_of
+from vaujax.data.regions import REGIONS
 from vaujax.errors import InputError
 from vaujax.data.instructions import FINAL_QUESTION, anomaly_answer, clips_of, readable
 
@@ -27,16 +37,48 @@ TEMPORAL_QUESTION = "When does the anomaly happen in the video?"
 NO_ANOMALY = "There is no anomaly."
 
 
-def ucf_qa(videos: Iterable[VideoAnnotation], video_ext: str = ".mp4") -> list[dict]:
-  """Open QA items: the final question of each video and, for anomalies, type and time."""
+def ucf_qa(videos: Iterable[VideoAnnotation], video_ext: str = ".mp4", *,
+           seed: int = 0) -> list[dict]:
+  """Open QA items: the final question of each video (with every event); where the anomaly
+  happens when its region is known; and, for several events of different classes, when each
+  one happens with its type named. Question wording is a seeded per-video choice."""
   items = []
   for v in videos:
     clip = clips_of(v)[0]
-    items.append({"id": f"{v.video_id}_q0", "video": v.video_id + video_ext,
+    video = v.video_id + video_ext
+    events = instructions.clip_events(clip) if clip.label != NORMAL else ()
+    items.append({"id": f"{v.video_id}_q0", "video": video,
                   "question": FINAL_QUESTION, "answer": anomaly_answer(clip), "category": "judgement",
                   "gt_interval": list(clip.anomalies[0]) if clip.anomalies else None,
-                  "label": v.label})
+                  "label": v.label, "events": [_event_json(e) for e in events]})
+    rng = instructions.phrasing_rng(seed, f"{v.video_id}:open")
+    named = instructions.named_classes(events)
+    if len(events) == 1 and events[0].region:
+      items.append(_open_item(v, video, "spatial", rng.choice(instructions.WHERE_QUESTIONS),
+                              instructions.where_answer(events[0].region), None, v.label,
+                              gt_region=events[0].region))
+    for k, e in enumerate(events if named else ()):
+      name = readable(e.label).lower()
+      items.append(_open_item(
+          v, video, "temporal_event", rng.choice(instructions.NAMED_WHEN_QUESTIONS).format(
+              name=name), instructions.when_answer(e.start, e.end), [e.start, e.end], e.label,
+          suffix=f"_{k}"))
+      if e.region:
+        items.append(_open_item(
+            v, video, "spatial", rng.choice(instructions.NAMED_WHERE_QUESTIONS).format(
+                name=name), instructions.where_answer(e.region), None, e.label, suffix=f"_{k}",
+            gt_region=e.region))
   return items
+
+
+def _event_json(e: Event) -> dict:
+  return {"label": e.label, "interval": [e.start, e.end], "region": e.region}
+
+
+def _open_item(v, video, category, question, answer, interval, label, suffix="", **extra):
+  return {"id": f"{v.video_id}_{category}{suffix}", "video": video, "question": question,
+          "answer": answer, "category": category, "gt_interval": interval, "label": label,
+          **extra}
 
 
 def _rng(seed: int, key: str) -> np.random.RandomState:
@@ -54,12 +96,13 @@ def _iou(a, b) -> float:
   return inter / union if union > 0 else 1.0
 
 
-def _temporal_distractors(rng, interval, duration) -> list[tuple[float, float]]:
+def _temporal_distractors(rng, interval, duration, taken=()) -> list[tuple[float, float]]:
   """Three intervals whose IoU with the truth and with each other is below 0.5.
 
-  Candidates: every start on a 0.5 s grid with lengths L, L/2 and 2L (L the true length),
-  drawn in a seeded random order; when a long event leaves no room for three, shorter ones
-  (L/4 and 1 s) are added after them.
+  `taken`: distractors given first (the other events' intervals: the question names one event
+  and they are its wrong answers). Candidates: every start on a 0.5 s grid with lengths L, L/2
+  and 2L (L the true length), drawn in a seeded random order; when a long event leaves no room
+  for three, shorter ones (L/4 and 1 s) are added after them.
   """
   length = max(interval[1] - interval[0], 0.5)
 
@@ -67,7 +110,9 @@ def _temporal_distractors(rng, interval, duration) -> list[tuple[float, float]]:
     return [(round(a, 1), round(a + l, 1)) for l in lengths
             for a in np.arange(0.0, duration - l + 1e-6, 0.5)]
 
-  out = []
+  out = [tuple(t) for t in taken][:3]
+  if len(out) == 3:
+    return out
   for lengths in ((length, max(length / 2, 0.5), min(2 * length, duration)),
                   (max(length / 4, 0.5), 1.0)):
     candidates = grid(lengths)
@@ -82,30 +127,79 @@ def _temporal_distractors(rng, interval, duration) -> list[tuple[float, float]]:
 
 def multiple_choice(videos: Iterable[VideoAnnotation], classes: Sequence[str], *, seed: int = 0,
                     video_ext: str = ".mp4") -> list[dict]:
-  """Two MC questions per anomalous video (type, temporal), one (type) per normal video."""
+  """MC questions per video: the type; for an anomaly, when (temporal) and, when its region is
+  known, where (spatial). A video with several events of different classes gets one temporal
+  and one spatial item per event, each naming the event's type, with the other events'
+  intervals (regions) among the wrong options, and "events" (the count) on its items.
+  One-event videos' type and temporal items are those before spatial items existed (same ids,
+  questions and options for the same seed)."""
   items = []
   for v in videos:
     rng = _rng(seed, v.video_id)
+    events = events_of(v) if v.label != NORMAL else ()
+    named = instructions.named_classes(events)
+    extra = {"events": len(events)} if named else {}
     truth = NO_ANOMALY if v.label == NORMAL else readable(v.label)
-    pool = [readable(c) for c in classes if c != v.label] + ([NO_ANOMALY] if v.label != NORMAL
-                                                              else [])
+    shown = {v.label} | {e.label for e in events}     # every class the video shows is right
+    pool = [readable(c) for c in classes if c not in shown] + ([NO_ANOMALY] if v.label != NORMAL
+                                                                else [])
     distractors = list(rng.choice(pool, 3, replace=False))
-    items.append(_item(v, video_ext, "type", TYPE_QUESTION, truth, distractors, rng, None))
+    items.append(_item(v, video_ext, "type", TYPE_QUESTION, truth, distractors, rng, None,
+                       **extra))
+    if named:
+      items += _event_items(v, video_ext, events, seed)
+      continue
     if v.anomaly_intervals:
       interval = v.anomaly_intervals[0]
       wrong = [_interval_text(*w) for w in _temporal_distractors(rng, interval, v.duration)]
       items.append(_item(v, video_ext, "temporal", TEMPORAL_QUESTION, _interval_text(*interval),
                          wrong, rng, list(interval)))
+    if len(events) == 1 and events[0].region:
+      srng = _rng(seed, f"{v.video_id}:spatial")
+      question = instructions.WHERE_QUESTIONS[srng.randint(len(instructions.WHERE_QUESTIONS))]
+      items.append(_item(v, video_ext, "spatial", question, events[0].region,
+                         _region_distractors(srng, events[0].region), srng, None,
+                         gt_region=events[0].region))
   return items
 
 
-def _item(v, ext, category, question, correct, wrong, rng, interval):
+def _event_items(v, ext, events, seed) -> list[dict]:
+  """A temporal and (region known) a spatial item per event, the question naming its type."""
+  out = []
+  for k, e in enumerate(events):
+    rng = _rng(seed, f"{v.video_id}:event{k}")
+    name = readable(e.label).lower()
+    others = [o for o in events if o is not e]
+    fields = dict(suffix=f"_{k}", event_label=e.label, events=len(events))
+    question = instructions.NAMED_WHEN_QUESTIONS[rng.randint(
+        len(instructions.NAMED_WHEN_QUESTIONS))].format(name=name)
+    wrong = _temporal_distractors(rng, e.interval, v.duration, [o.interval for o in others])
+    out.append(_item(v, ext, "temporal", question, _interval_text(*e.interval),
+                     [_interval_text(*w) for w in wrong], rng, [e.start, e.end], **fields))
+    if e.region:
+      question = instructions.NAMED_WHERE_QUESTIONS[rng.randint(
+          len(instructions.NAMED_WHERE_QUESTIONS))].format(name=name)
+      wrong = _region_distractors(rng, e.region, [o.region for o in others if o.region])
+      out.append(_item(v, ext, "spatial", question, e.region, wrong, rng, None,
+                       gt_region=e.region, **fields))
+  return out
+
+
+def _region_distractors(rng, region: str, taken=()) -> list[str]:
+  """Three other REGIONS names: `taken` first (the other events' places), the rest seeded."""
+  out = [r for r in dict.fromkeys(taken) if r != region][:3]
+  rest = [r for r in REGIONS if r != region and r not in out]
+  return out + [rest[i] for i in rng.choice(len(rest), 3 - len(out), replace=False)]
+
+
+def _item(v, ext, category, question, correct, wrong, rng, interval, suffix="", **extra):
   options = [correct] + [str(w) for w in wrong]
-  order = rng.permutation(4)
+  order = rng.permutation(len(options))
   shuffled = [options[i] for i in order]
-  return {"id": f"{v.video_id}_{category}", "video": v.video_id + ext, "question": question,
-          "options": shuffled, "answer": LETTERS[int(np.nonzero(order == 0)[0][0])],
-          "category": category, "gt_interval": interval, "label": v.label}
+  return {"id": f"{v.video_id}_{category}{suffix}", "video": v.video_id + ext,
+          "question": question, "options": shuffled,
+          "answer": LETTERS[int(np.nonzero(order == 0)[0][0])],
+          "category": category, "gt_interval": interval, "label": v.label, **extra}
 
 
 LETTER_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -151,7 +245,38 @@ def read_mc(path: str) -> list[dict]:
     _check_id(path, item, i, seen)
     _check_options(path, where, item["options"])
     _check_answer(path, where, item["answer"], item["options"])
+    _check_region(path, where, item)
+    count = item.get("events")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)
+                              or count < 1):
+      raise InputError(path, f"{where}: 'events' must be the video's number of events, got "
+                       f"{count!r}")
   return items
+
+
+def _check_region(path: str, where: str, item: dict) -> None:
+  """A spatial item names its true region, one of the nine (`regions.REGIONS`)."""
+  if "gt_region" not in item and item.get("category") != "spatial":
+    return
+  region = item.get("gt_region")
+  if region not in REGIONS:
+    raise InputError(path, f"{where}: 'gt_region' {region!r} is not one of the regions "
+                     f"{list(REGIONS)}")
+
+
+def _check_events(path: str, where: str, events) -> None:
+  """A judgement item's events: [{"label", "interval": [s, e], "region": name | null}]."""
+  if events is None:
+    return
+  if not isinstance(events, list):
+    raise InputError(path, f"{where}: 'events' must be a list of events")
+  for k, e in enumerate(events):
+    if not isinstance(e, dict) or not isinstance(e.get("label"), str) or not _pair(
+        e.get("interval")):
+      raise InputError(path, f"{where}: event {k} needs a 'label' and an 'interval' [start, end]")
+    if e.get("region") is not None and e["region"] not in REGIONS:
+      raise InputError(path, f"{where}: event {k} region {e['region']!r} is not one of the "
+                       f"regions {list(REGIONS)}")
 
 
 def _where(item, i: int) -> str:
@@ -206,10 +331,16 @@ def read_ucf_qa(path: str) -> list[dict]:
       raise InputError(path, f"item #{i}: needs 'id', 'video' and 'question'")
     _check_id(path, item, i, seen)
     gt = item.get("gt_interval")
-    if gt is not None and (not isinstance(gt, list) or len(gt) != 2
-                           or not all(_finite_number(x) for x in gt) or gt[1] < gt[0]):
+    if gt is not None and not _pair(gt):
       raise InputError(path, f"item {item['id']}: 'gt_interval' must be [start, end] seconds")
+    _check_region(path, f"item {item['id']}", item)
+    _check_events(path, f"item {item['id']}", item.get("events"))
   return items
+
+
+def _pair(gt) -> bool:
+  return (isinstance(gt, list) and len(gt) == 2 and all(_finite_number(x) for x in gt)
+          and gt[0] <= gt[1])
 
 
 def _finite_number(x) -> bool:

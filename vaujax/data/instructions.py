@@ -3,9 +3,9 @@
 Every clip gets three question/answer pairs; the last question is always "Are there any
 anomalies?", answered with every anomaly's class, interval and (when known) region. Anomalous
 clips are also asked what and when, and where (issue 29: spatial questions; with several
-anomalies of different classes, the question names the type). Generation is pluggable: `TemplateQA` (deterministic, the default) or `LLMQA`, which
-hands a prompt to any callable `str -> str` (the paper used GPT-4, then human review) and parses
-its JSON reply.
+anomalies of different classes, the question names the type). Generation is pluggable:
+`TemplateQA` (deterministic, the default) or `LLMQA`, which hands a prompt to any callable
+`str -> str` (the paper used GPT-4, then human review) and parses its JSON reply.
 
 Output items: {"id", "video", "clip": [start_s, end_s], "label", "anomaly_intervals",
 "conversations": [{"from": "human", "value": "<video>\\nQ1"}, {"from": "gpt", ...}, ...]}.

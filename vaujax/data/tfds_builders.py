@@ -18,6 +18,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from vaujax.data.benchmark_files import LETTERS, MIN_OPTIONS
 from vaujax.errors import InputError
 
 
@@ -62,7 +63,7 @@ class InstructionData(tfds.core.GeneratorBasedBuilder):
 
 
 class MultipleChoiceBenchmark(tfds.core.GeneratorBasedBuilder):
-  """4-option MC benchmark files (XD-Violence style): manual_dir/test.json."""
+  """MC benchmark files (XD-Violence style; 2 to 8 options a question): manual_dir/test.json."""
 
   name = "vaujax_multiple_choice"
   VERSION = tfds.core.Version("1.0.0")
@@ -89,8 +90,11 @@ class MultipleChoiceBenchmark(tfds.core.GeneratorBasedBuilder):
         raise InputError(path, f"malformed JSON ({e.msg} at line {e.lineno})") from e
     for i, item in enumerate(items):
       missing = [k for k in ("id", "video", "question", "options", "answer") if k not in item]
-      if missing or len(item.get("options", [])) != 4:
-        raise InputError(path, f"item {i}: missing {missing} or not 4 options")
+      if missing:
+        raise InputError(path, f"item {i}: missing {missing}")
+      if not MIN_OPTIONS <= len(item["options"]) <= len(LETTERS):
+        raise InputError(path, f"item {i}: {len(item['options'])} options (the benchmark "
+                         f"reader takes {MIN_OPTIONS} to {len(LETTERS)})")
       yield i, {"id": item["id"], "video": item["video"], "question": item["question"],
                 "options": json.dumps(item["options"]), "answer": item["answer"],
                 "category": item.get("category", ""),
