@@ -234,3 +234,17 @@ def test_cli_writes_several_events(tmp_path):
                               "--normal_fraction", "0", "--max_events", "2",
                               "--multi_fraction", "1", "--spread_regions"])
   assert [len(e["events"]) for e in labels.values()] == [2, 2]
+
+
+def test_spread_regions_draws_one_event_regions_over_the_whole_grid():
+  from vaujax.data import regions
+  cfg = synthetic.SyntheticConfig(seconds=2.0, fps=1.0, size=32, aspects=(1.0, 16 / 9), seed=2,
+                                  spread_regions=True)
+  seen = []
+  for index in range(45):
+    _, truth = synthetic.render_video(cfg, index, "Explosion")
+    (event,) = truth.events
+    assert event.region == regions.region_of(*truth.location, truth.shape.width,
+                                             truth.shape.height)
+    seen.append(event.region)
+  assert set(seen) == set(regions.REGIONS)
