@@ -2,9 +2,9 @@
 
 Batched, sharded generation and option scoring over feature dicts (`tower_patches [T, N, Dv]`,
 `dino_patches [T, M, Dd]`, `dino_cls [T, Dd]`, `timestamps [T]`), and one video's structured
-answer `{anomaly, class, start_s, end_s, frame_scores, explanation}` (validated against
-`vaujax/schemas/answer.schema.json`). The evaluators, the trainer's in-training evaluations,
-the `infer` command and the demo all use it.
+answer `{anomaly, class, start_s, end_s, frame_scores, explanation[, region, events]}`
+(validated against `vaujax/schemas/answer.schema.json`). The evaluators, the trainer's
+in-training evaluations, the `infer` command and the demo all use it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 
 from vaujax import sharding
-from vaujax.data import conversation, frame_layout
+from vaujax.data import conversation, frame_layout, regions
 from vaujax.data.annotations import UCF_CRIME_CLASSES
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.evaluate import parsing
@@ -194,16 +194,24 @@ class Assistant:
     view = self.tetg_view(feats)   # the classifier runs once per question
     text = self.generate([chat], [feats], max_new_tokens=max_new_tokens, views=[view])[0]
     return structured_answer(text, None if view is None else view.scores, feats["timestamps"],
-                             None if view is None else view.interval, self.classes)
+                             None if view is None else view.interval, self.classes,
+                             () if view is None else view.intervals)
 
 
 def structured_answer(text: str, frame_scores: Optional[np.ndarray], timestamps: np.ndarray,
                       tetg_interval: Optional[tuple[float, float]],
-                      classes: Sequence[str]) -> dict:
-  """{anomaly, class, start_s, end_s, frame_scores, explanation} from the model's outputs.
+                      classes: Sequence[str],
+                      tetg_intervals: Sequence[tuple[float, float]] = ()) -> dict:
+  """{anomaly, class, start_s, end_s, frame_scores, explanation[, region, events]} from the
+  model's outputs.
 
   The interval is TETG's when it found one, else the one the text states; `anomaly` is the
   text's judgement, else whether TETG found an interval; `class` is the one class the text names.
+  An anomalous answer also gets `region` (the one region its events are at, else null) and
+  `events`: every anomaly the text names with a class (`parsing.parse_events`), each with the
+  interval and region the text gives it; an event without a stated interval takes the answer's
+  interval when it is the only event, else TETG's runs in time order when TETG found exactly one
+  run per event (`tetg_intervals`), else null. A normal answer keeps the old shape.
   """
   judgement = parsing.parse_judgement(text)
   interval = tetg_interval or parsing.parse_interval(text)
@@ -211,13 +219,28 @@ def structured_answer(text: str, frame_scores: Optional[np.ndarray], timestamps:
   name = parsing.parse_class(text, classes) if anomaly else None
   if not anomaly:
     interval = None
-  return {"anomaly": bool(anomaly), "class": name,
-          "start_s": None if interval is None else round(float(interval[0]), 2),
-          "end_s": None if interval is None else round(float(interval[1]), 2),
-          "frame_scores": [] if frame_scores is None else [
-              {"t": round(float(t), 3), "score": round(float(s), 4)}
-              for t, s in zip(timestamps, frame_scores)],
-          "explanation": text}
+  answer = {"anomaly": bool(anomaly), "class": name, "start_s": _seconds(interval, 0),
+            "end_s": _seconds(interval, 1),
+            "frame_scores": [] if frame_scores is None else [
+                {"t": round(float(t), 3), "score": round(float(s), 4)}
+                for t, s in zip(timestamps, frame_scores)],
+            "explanation": text}
+  if anomaly:
+    named = [e for e in parsing.parse_events(text, classes) if e[0] is not None]
+    runs = list(tetg_intervals) if len(tetg_intervals) == len(named) else [None] * len(named)
+    if len(named) == 1:
+      runs = [interval]
+    places = {region for _, _, region in named if region is not None}
+    answer["region"] = (regions.parse_region(text) if not named
+                        else places.pop() if len(places) == 1 else None)
+    answer["events"] = [{"class": c, "start_s": _seconds(said or run, 0),
+                         "end_s": _seconds(said or run, 1), "region": region}
+                        for (c, said, region), run in zip(named, runs)]
+  return answer
+
+
+def _seconds(interval: Optional[Sequence[float]], end: int) -> Optional[float]:
+  return None if interval is None else round(float(interval[end]), 2)
 
 
 def validate_answer(answer: dict) -> None:
