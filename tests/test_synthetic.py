@@ -161,7 +161,7 @@ def test_several_events_differ_in_class_time_and_region(multi_dataset):
 
 def test_each_event_is_drawn_where_and_when_annotated(multi_dataset):
   out, labels = multi_dataset
-  for video_id, entry in list(labels.items())[:3]:
+  for video_id, entry in labels.items():
     frames, ts = video.read_video(out / "videos" / f"{video_id}.mp4")
     reference = np.median(frames.astype(np.float32), axis=0)
     for e in entry["events"]:
@@ -169,15 +169,11 @@ def test_each_event_is_drawn_where_and_when_annotated(multi_dataset):
       patch = lambda f: np.abs(f[y - 2:y + 3, x - 2:x + 3].astype(np.float32)  # noqa: E731
                                - reference[y - 2:y + 3, x - 2:x + 3]).mean()
       inside = [patch(frames[i]) for i, t in enumerate(ts) if s <= t <= end]
-      others = [patch(frames[i]) for i, t in enumerate(ts)
-                if not any(o["interval"][0] - 0.6 <= t <= o["interval"][1] + 0.6
-                           for o in entry["events"])]
-      if e["label"] == "Stealing":     # the package waits at its place before: after only
-        others = [patch(frames[i]) for i, t in enumerate(ts) if t > end + 0.6
-                  and not any(o["interval"][0] - 0.6 <= t for o in entry["events"][1:]
-                              if o["interval"][0] > end)]
-      if inside and others:
-        assert max(inside) > 3 * max(np.mean(others), 2.0), (video_id, e)
+      # other times (not before a theft: its package waits there); the median, because other
+      # events' shapes can reach into the patch while they happen
+      others = [patch(frames[i]) for i, t in enumerate(ts) if not s - 0.6 <= t <= end + 0.6
+                and not (e["label"] == "Stealing" and t < s)]
+      assert max(inside) > 5 * max(np.median(others), 2.0), (video_id, e)
 
 
 def test_labels_round_trip_into_annotations_with_events(multi_dataset):
