@@ -32,9 +32,14 @@ def test_demo_smoke(tmp_path):
                       frames=4, out_of_range_videos=3, dinov2="tiny")
   summary = demo.run_demo(str(tmp_path), c, log=lambda s: None)
   report = _check_report(str(tmp_path))
-  assert set(summary["held_out"]) == {"in_range", "shorter", "longer", "larger", "xd"}
+  assert set(summary["held_out"]) == {"in_range", "shorter", "longer", "larger", "xd",
+                                      "two_events"}
   for name, held in summary["held_out"].items():
     assert held["results"]["mc_loglik"]["num_questions"] > 0, name
+  # every anomaly is asked where it is; two-anomaly videos are asked when each one happens
+  assert summary["results"]["mc_loglik"]["num_spatial"] > 0
+  assert summary["held_out"]["two_events"]["results"]["mc_loglik"]["num_event_temporal"] > 0
+  assert "| two anomalies per video |" in report and "Spatial Acc (%)" in report
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options |" in report
   assert summary["results"]["mc_loglik"]["num_questions"] > 0
   assert os.path.exists(tmp_path / "summary.json")
@@ -129,3 +134,22 @@ def test_demo_repeats_bit_for_bit(tmp_path):
     losses = [[json.loads(line)["loss"] for line in open(tmp_path / r / stage / "metrics.jsonl")]
               for r in ("a", "b")]
     assert losses[0] == losses[1] and len(losses[0]) == getattr(c, f"{stage}_steps")
+
+
+def test_check_goals_names_each_failed_goal():
+  def mc(total, temporal, spatial=0.9, per_event=float("nan")):
+    return {"mc_loglik": {"total_acc": total, "temporal_acc": temporal, "spatial_acc": spatial,
+                          "event_temporal_acc": per_event}}
+  good = {"results": mc(0.95, 0.9), "tetg": {"frame_auc": 0.99},
+          "held_out": {"shorter": {"results": mc(0.9, 0.8)}, "longer": {"results": mc(0.9, 0.85)},
+                       "two_events": {"results": mc(0.9, 0.9, per_event=0.8)}}}
+  assert demo.check_goals(good) == []
+  bad = json.loads(json.dumps(good))
+  bad["results"]["mc_loglik"]["spatial_acc"] = 0.84
+  bad["held_out"]["two_events"]["results"]["mc_loglik"]["event_temporal_acc"] = float("nan")
+  bad["held_out"]["shorter"]["results"]["mc_loglik"]["temporal_acc"] = 0.79
+  failed = demo.check_goals(bad)
+  assert len(failed) == 3
+  assert failed[0].startswith("shorter videos' MC Temporal Acc 79.0%")
+  assert failed[1] == "MC Spatial Acc 84.0% (goal 85%)"
+  assert failed[2].startswith("two-event videos' per-event MC Temporal Acc nan%")

@@ -6,8 +6,10 @@ Stage one is trained twice (with and without TETG hints in the prompt); every va
 stage two from the matching stage-one run (SETS on with ratio K, or off) and is evaluated on
 every held-out set of the demo (in range; shorter, longer, larger-frame and cross-domain "xd"
 videos): 4-option MC by option log-likelihood and open QA by generate-then-parse, Total Acc and
-Temporal Acc. The data, split and TETG classifier are the demo's (`vaujax.demo`). The table
-prints the paper's Total / Temporal Acc (VA-GPT, ICCV 2025, Tables 4 and 5) beside each row.
+Temporal Acc, and Spatial Acc (where the anomaly is, a 3x3 grid: the paper's claim that SETS
+improves spatial understanding, its Figure 5, measured). The data, split and TETG classifier
+are the demo's (`vaujax.demo`). The table prints the paper's Total / Temporal Acc (VA-GPT, ICCV
+2025, Tables 4 and 5) beside each row; the paper reports no Spatial Acc.
 """
 
 from __future__ import annotations
@@ -99,8 +101,13 @@ def paper_row(row: dict) -> Optional[tuple[float, float]]:
 
 def table(rows: list[dict]) -> str:
   """Markdown table: SETS / TETG check marks, K, the paper's Total / Temporal Acc, then ours
-  (MC Total / Temporal, open-QA Total / Temporal) on each held-out set."""
-  pct = lambda x: "n/a" if x != x else f"{100 * x:.1f}"  # noqa: E731
+  (MC Total / Temporal / Spatial, open-QA Total / Temporal / Spatial; Spatial where the set
+  asks where) on each held-out set."""
+  pct = lambda x: "n/a" if x is None or x != x else f"{100 * x:.1f}"  # noqa: E731
+
+  def accs(s):
+    out = f"{pct(s['total_acc'])} / {pct(s['temporal_acc'])}"
+    return out + (f" / {pct(s['spatial_acc'])}" if s.get("num_spatial") else "")
   set_names = list(rows[0].get("sets_by_name", {"in_range": None}))
   head = "| SETS | TETG | K | paper Total / Temporal | " + " | ".join(
       f"{n}: MC | {n}: QA" for n in set_names) + " |"
@@ -111,8 +118,7 @@ def table(rows: list[dict]) -> str:
     cells = []
     for n in set_names:
       m, q = by_set[n]["mc"], by_set[n]["open_qa"]
-      cells += [f"{pct(m['total_acc'])} / {pct(m['temporal_acc'])}",
-                f"{pct(q['total_acc'])} / {pct(q['temporal_acc'])}"]
+      cells += [accs(m), accs(q)]
     lines.append(f"| {'✓' if r['sets'] is not None else ''} | {'✓' if r['tetg'] else ''} | "
                  f"{r['sets'] if r['sets'] is not None else '-'} | {paper} | "
                  + " | ".join(cells) + " |")
