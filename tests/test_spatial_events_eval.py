@@ -9,7 +9,7 @@ import pytest
 
 from vaujax.evaluate import parsing, qa
 
-CLASSES = ("Explosion", "Fighting", "RoadAccidents", "Arson")
+CLASSES = ("Explosion", "Fighting", "RoadAccidents", "Arson", "Arrest")
 TWO = ("Yes, there are two anomalies: a fighting from 1.0 to 3.0 seconds at the top left of the "
        "scene, and an explosion from 5.0 to 7.0 seconds at the centre of the scene.")
 
@@ -27,10 +27,13 @@ TWO = ("Yes, there are two anomalies: a fighting from 1.0 to 3.0 seconds at the 
     # several: each mention owns the text up to the next; a missing part stays None
     ("Yes: a road-accident from 1 to 2 s, then arson on the left.",
      [("RoadAccidents", (1.0, 2.0), None), ("Arson", None, "middle left")]),
-    # a class named again fills only what its event lacks (the first interval is kept)
-    ("An explosion from 1 to 2, fighting from 3 to 4 at the bottom. The explosion, from 9 to 10, "
-     "was at the top.",
-     [("Explosion", (1.0, 2.0), "top centre"), ("Fighting", (3.0, 4.0), "bottom centre")]),
+    # a class named again fills what its event lacks ...
+    ("An explosion from 1 to 2, fighting from 3 to 4 at the bottom. The explosion was at the "
+     "top.", [("Explosion", (1.0, 2.0), "top centre"), ("Fighting", (3.0, 4.0), "bottom centre")]),
+    # ... but with an interval of its own it is another event of that class
+    ("Yes, there are two anomalies: an arrest from 1.0 to 3.0 seconds, and an arrest from 5.0 "
+     "to 7.0 seconds at the right.", [("Arrest", (1.0, 3.0), None),
+                                      ("Arrest", (5.0, 7.0), "middle right")]),
     # no class: one event per stated interval
     ("from 1 to 2 on the left and from 3 to 4 at the bottom",
      [(None, (1.0, 2.0), "middle left"), (None, (3.0, 4.0), "bottom centre")]),
@@ -136,6 +139,12 @@ def test_open_spatial_accuracy():
   assert s["num_questions"] == 0 and math.isnan(s["total_acc"])   # no final question here
   unsure = qa.grade_open(items[0], "Somewhere at the top, or the bottom.", CLASSES)
   assert unsure["region"] is None and unsure["correct"] is False
+  # the type named in the question: the region the answer gives that type
+  named = {"id": "w4", "category": "spatial", "label": "Explosion", "gt_region": "centre",
+           "question": "Where does the explosion happen?"}
+  assert qa.grade_open(named, TWO, CLASSES)["region"] == "centre"
+  assert qa.grade_open(dict(named, label="Fighting", gt_region="top left"), TWO, CLASSES)[
+      "correct"] is True
 
 
 def test_open_type_named_interval_questions():
@@ -188,6 +197,18 @@ def test_final_answer_about_two_anomalies_is_graded_per_event():
   assert [e["iou"] for e in no["events"]] == [0.0, 0.0] and no["iou"] == 0.0
 
 
+def test_several_anomalies_of_one_class_are_matched_in_order():
+  item = {"id": "r0", "label": "Arrest", "gt_interval": [1.0, 3.0],
+          "events": [{"label": "Arrest", "interval": [1.0, 3.0], "region": None},
+                     {"label": "Arrest", "interval": [5.0, 7.0], "region": None}]}
+  both = qa.grade_open(item, "Yes, there are two anomalies: an arrest from 1.0 to 3.0 seconds, "
+                       "and an arrest from 5.0 to 6.0 seconds.", CLASSES)
+  assert both["correct"] is True and [e["iou"] for e in both["events"]] == [1.0, 0.5]
+  assert [e["region_correct"] for e in both["events"]] == [None, None]   # no region known
+  one = qa.grade_open(item, "Yes, there is an arrest from 1.0 to 3.0 seconds.", CLASSES)
+  assert one["correct"] is True and [e["iou"] for e in one["events"]] == [1.0, 0.0]
+
+
 def test_open_summary_over_every_category():
   normal = {"id": "n", "label": "Normal", "gt_interval": None, "events": []}
   one = {"id": "o", "label": "Arson", "gt_interval": [2.0, 4.0],
@@ -231,3 +252,40 @@ def test_frame_metrics_label_every_event_of_a_video(tmp_path):
   first_only = {"two": {"anomaly_intervals": [[1.0, 2.0]]}}
   old = qa.evaluate_frames(lambda f: f["dino_cls"][:, 0], first_only, str(tmp_path), ["two"])
   assert old["frame_auc"] == pytest.approx(6 / 7)
+
+
+# -- the benchmark builders' own answers are graded right ----------------------------------------
+
+def _videos():
+  from vaujax.data.annotations import Event, VideoAnnotation
+  two = VideoAnnotation("two", 10.0, ((0.0, 10.0),), ("Things happen.",), "Fighting",
+                        ((1.0, 3.0), (5.0, 7.0)),
+                        (Event("Fighting", 1.0, 3.0, "top left"),
+                         Event("RoadAccidents", 5.0, 7.0, "bottom right")))
+  one = VideoAnnotation("one", 10.0, ((0.0, 10.0),), ("A fire.",), "Arson", ((2.0, 4.0),),
+                        (Event("Arson", 2.0, 4.0, "middle left"),))
+  normal = VideoAnnotation("calm", 10.0, ((0.0, 10.0),), ("Nothing.",))
+  return [two, one, normal]
+
+
+def test_the_reference_answers_of_the_open_benchmark_are_graded_right():
+  from vaujax.data import benchmark_files
+  items = benchmark_files.ucf_qa(_videos())
+  rows = [qa.grade_open(i, i["answer"], CLASSES) for i in items]
+  assert all(r["correct"] for r in rows), [(i["answer"], r) for i, r in zip(items, rows)
+                                           if not r["correct"]]
+  s = qa.summarize_open(rows)
+  assert s["total_acc"] == s["temporal_acc"] == s["spatial_acc"] == 1.0
+  assert s["event_temporal_acc"] == 1.0 and s["num_event_temporal"] == 4   # 2 named + 2 events
+  assert s["num_spatial"] == 3                                             # 2 named + 1
+
+
+def test_the_right_options_of_the_mc_benchmark_are_graded_right():
+  from vaujax.data import benchmark_files
+  items = benchmark_files.multiple_choice(_videos(), CLASSES)
+  right = [i["options"][benchmark_files.LETTERS.index(i["answer"])] for i in items]
+  rows = [qa.grade_choice(i, parsing.parse_choice(t, i["options"])) for i, t in zip(items, right)]
+  assert all(r["correct"] for r in rows)
+  s = qa.summarize_mc(rows)
+  assert s["spatial_acc"] == s["event_temporal_acc"] == 1.0
+  assert (s["num_spatial"], s["num_event_temporal"]) == (3, 2)

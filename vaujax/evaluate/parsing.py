@@ -157,30 +157,35 @@ def parse_events(text: str, classes: Sequence[str]) -> list[Event]:
   """The anomalies a (final) answer names: [(class, (start, end) | None, region | None)] in
   text order.
 
-  Each class mention owns the text up to the next mention of another class: the first
-  "from <s> to <e>" and the region words (`regions.parse_region`) in it are that event's
-  ("... a fighting from 1.0 to 3.0 seconds at the top left of the scene, and an explosion from
-  5.0 to 7.0 seconds at the centre of the scene."). A text naming one class reads the interval
-  and region from the whole text (as `parse_class` / `parse_interval` do: "From 1.0 to 3.0
-  seconds, a fighting."). A later mention of a class already named fills only what its event
-  lacks. A text naming no class gives one event per stated interval (class None), or none.
+  Each class mention owns the text up to the next class mention: the first "from <s> to <e>"
+  and the region words (`regions.parse_region`) in it are that event's ("... a fighting from
+  1.0 to 3.0 seconds at the top left of the scene, and an explosion from 5.0 to 7.0 seconds at
+  the centre of the scene."). A later mention of a class already named fills what that event
+  lacks ("The fighting is on the left."), unless both state an interval: then it is another
+  event of the same class ("an arrest from 1 to 3 s, and an arrest from 5 to 7 s"). A text
+  with one event reads what its part lacks from the whole text ("From 1.0 to 3.0 seconds, a
+  fighting."), as `parse_class` / `parse_interval` do. A text naming no class gives one event
+  per stated interval (class None), or none.
   """
   mentions = _class_mentions(text, classes)
-  if len({m[2] for m in mentions}) == 1:
-    return [(mentions[0][2], parse_interval(text), parse_region(text))]
   if mentions:
     bounds = [m[0] for m in mentions[1:]] + [len(text)]
     pieces = [(m[2], text[m[1]:end]) for m, end in zip(mentions, bounds)]
   else:
     starts = [m.start() for m in _INTERVAL.finditer(text)]
     pieces = [(None, text[a:b]) for a, b in zip(starts, starts[1:] + [len(text)])]
-  events: dict = {}
-  for k, (name, piece) in enumerate(pieces):
-    key = name if name is not None else k
+  events: list[list] = []
+  for name, piece in pieces:
     interval, region = parse_interval(piece), parse_region(piece)
-    old = events.get(key, (name, None, None))
-    events[key] = (name, old[1] or interval, old[2] or region)
-  return list(events.values())
+    same = [e for e in events if name is not None and e[0] == name]
+    if same and (same[-1][1] is None or interval is None):
+      same[-1][1], same[-1][2] = same[-1][1] or interval, same[-1][2] or region
+    else:
+      events.append([name, interval, region])
+  if len(events) == 1 and mentions:
+    name, interval, region = events[0]
+    events = [[name, interval or parse_interval(text), region or parse_region(text)]]
+  return [tuple(e) for e in events]
 
 
 def interval_iou(a: Optional[Sequence[float]], b: Optional[Sequence[float]]) -> float:

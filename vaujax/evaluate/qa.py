@@ -95,7 +95,7 @@ def grade_open(item: dict, text: str, classes: Sequence[str]) -> dict:
   default; per event for a video with several anomalies), "spatial" or "temporal_event"."""
   category = item.get("category", "judgement")
   if category == "spatial":
-    return _grade_spatial(item, text)
+    return _grade_spatial(item, text, classes)
   if category == "temporal_event":
     return _grade_event_interval(item, text, classes)
   if _several(item):
@@ -113,9 +113,12 @@ def grade_open(item: dict, text: str, classes: Sequence[str]) -> dict:
           "temporal_correct": None if iou is None else _temporal_correct(iou)}
 
 
-def _grade_spatial(item: dict, text: str) -> dict:
-  """"Where does the anomaly happen?": right when the region the text names is `gt_region`."""
-  region = regions.parse_region(text)
+def _grade_spatial(item: dict, text: str, classes: Sequence[str]) -> dict:
+  """"Where does the anomaly (the fighting) happen?": right when the region the text gives the
+  item's class (else the one region the text names) is `gt_region`."""
+  said = [r for c, _, r in parsing.parse_events(text, classes)
+          if c is not None and c == item.get("label") and r is not None]
+  region = said[0] if said else regions.parse_region(text)
   return {"id": item["id"], "category": "spatial", "label": item.get("label"), "output": text,
           "region": region, "gt_region": item["gt_region"],
           "correct": region is not None and region == item["gt_region"]}
@@ -124,12 +127,22 @@ def _grade_spatial(item: dict, text: str) -> dict:
 def _grade_event_interval(item: dict, text: str, classes: Sequence[str]) -> dict:
   """"When does the fighting happen?": the interval the text gives the named type (else the
   first one it states) against `gt_interval`; IoU >= 0.5 is right."""
-  said = {c: i for c, i, _ in parsing.parse_events(text, classes) if c is not None}
-  interval = said.get(item.get("label")) or parsing.parse_interval(text)
+  said = [i for c, i, _ in parsing.parse_events(text, classes)
+          if c is not None and c == item.get("label") and i is not None]
+  interval = said[0] if said else parsing.parse_interval(text)
   iou = parsing.interval_iou(interval, item["gt_interval"])
   return {"id": item["id"], "category": "temporal_event", "label": item.get("label"),
           "output": text, "interval": None if interval is None else list(interval), "iou": iou,
           "correct": _temporal_correct(iou), "temporal_correct": _temporal_correct(iou)}
+
+
+def _match_events(truth: Sequence[dict], said: Sequence[tuple]) -> list[tuple]:
+  """(interval, region) the answer gives each true event: events matched by class, several of
+  one class in order (the k-th said to the k-th true); (None, None) when unmatched."""
+  queues: dict = {}
+  for name, interval, region in said:
+    queues.setdefault(name, []).append((interval, region))
+  return [queues[e["label"]].pop(0) if queues.get(e["label"]) else (None, None) for e in truth]
 
 
 def _grade_events(item: dict, text: str, classes: Sequence[str]) -> dict:
@@ -137,13 +150,10 @@ def _grade_events(item: dict, text: str, classes: Sequence[str]) -> dict:
   names exactly the events' classes; each event is matched by class to the interval and region
   the answer gives it (IoU, region). `iou` is that of the item's own `label` / `gt_interval`."""
   judgement = parsing.parse_judgement(text)
-  said = {}
-  for name, interval, region in (parsing.parse_events(text, classes) if judgement else []):
-    if name is not None:
-      said.setdefault(name, (interval, region))
+  said = [e for e in (parsing.parse_events(text, classes) if judgement else [])
+          if e[0] is not None]
   rows = []
-  for event in item["events"]:
-    interval, region = said.get(event["label"], (None, None))
+  for event, (interval, region) in zip(item["events"], _match_events(item["events"], said)):
     iou = parsing.interval_iou(interval, event["interval"])
     rows.append({"label": event["label"], "gt_interval": list(event["interval"]),
                  "interval": None if interval is None else list(interval), "iou": iou,
@@ -151,12 +161,13 @@ def _grade_events(item: dict, text: str, classes: Sequence[str]) -> dict:
                  "region": region,
                  "region_correct": None if event.get("region") is None
                  else region == event["region"]})
-  own = said.get(item.get("label"), (None, None))[0]
+  own = next((r["interval"] for r in rows if r["label"] == item.get("label")), None)
   iou = parsing.interval_iou(own, item.get("gt_interval"))
-  correct = judgement is True and set(said) == {e["label"] for e in item["events"]}
+  named = {e[0] for e in said}
+  correct = judgement is True and named == {e["label"] for e in item["events"]}
   return {"id": item["id"], "label": item.get("label"), "output": text, "judgement": judgement,
           "class": parsing.parse_class(text, classes) if judgement else None,
-          "classes": sorted(said), "interval": None if own is None else list(own), "iou": iou,
+          "classes": sorted(named), "interval": own, "iou": iou,
           "correct": bool(correct), "temporal_correct": _temporal_correct(iou), "events": rows}
 
 
