@@ -2,12 +2,13 @@
 video (answers split into events, per-event Temporal Acc, frame AUC / AP over every event), on
 hand-made items and answers with hand-counted accuracies."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from vaujax.evaluate import parsing, qa
+from vaujax.evaluate import evaluators, parsing, qa
 
 CLASSES = ("Explosion", "Fighting", "RoadAccidents", "Arson", "Arrest")
 TWO = ("Yes, there are two anomalies: a fighting from 1.0 to 3.0 seconds at the top left of the "
@@ -246,8 +247,15 @@ def test_frame_metrics_label_every_event_of_a_video(tmp_path):
   scores = np.asarray([0.1, 0.7, 0.2, 0.1, 0.2, 0.9, 0.3, 0.1], np.float32)   # 1.5 s, 5.5 s
   features.write_features(str(tmp_path / "two.npz"), {"dino_cls": scores[:, None],
                                                       "timestamps": stamps})
-  labels = {"two": {"label": "Fighting", "anomaly_intervals": [[1.0, 2.0], [5.0, 6.0]]}}
-  out = qa.evaluate_frames(lambda f: f["dino_cls"][:, 0], labels, str(tmp_path), ["two"])
+  entry = {"label": "Fighting", "anomaly_intervals": [[1.0, 2.0], [5.0, 6.0]],
+           "events": [{"label": "Fighting", "interval": [1.0, 2.0], "region": "top left",
+                       "location": [10, 10]},
+                      {"label": "Arson", "interval": [5.0, 6.0], "region": "centre",
+                       "location": [50, 50]}]}
+  (tmp_path / "labels.json").write_text(json.dumps({"two": entry}))
+  labels, vids = evaluators.read_frame_truth(str(tmp_path / "labels.json"), None, str(tmp_path))
+  assert vids == ["two"]
+  out = qa.evaluate_frames(lambda f: f["dino_cls"][:, 0], labels, str(tmp_path), vids)
   assert out["frame_auc"] == 1.0 and out["frame_ap"] == 1.0 and out["num_frames"] == 8
   first_only = {"two": {"anomaly_intervals": [[1.0, 2.0]]}}
   old = qa.evaluate_frames(lambda f: f["dino_cls"][:, 0], first_only, str(tmp_path), ["two"])
