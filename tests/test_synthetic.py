@@ -244,3 +244,18 @@ def test_spread_regions_draws_one_event_regions_over_the_whole_grid():
                                              truth.shape.height)
     seen.append(event.region)
   assert set(seen) == set(regions.REGIONS)
+
+
+def test_several_events_keep_a_lone_events_length_until_they_fill_the_room():
+  cfg = synthetic.SyntheticConfig(seconds=16.0, event_fraction=(0.25, 0.45), min_event_s=1.5,
+                                  max_event_s=1e9)
+  rng = np.random.RandomState(0)
+  draws = [synthetic._event_intervals(rng, cfg, 16.0, 2) for _ in range(30)]
+  room = 16.0 - 2 * synthetic.EVENT_MARGIN_S - synthetic.EVENT_GAP_S
+  totals = [sum(e - s for s, e in d) for d in draws]
+  assert all(t <= synthetic.EVENTS_FILL * room + 1e-9 for t in totals)
+  assert min(totals) < synthetic.EVENTS_FILL * room - 0.5        # short pairs are not stretched
+  # a lone event: 4-7.2 s (0.25-0.45 of 16 s); two scaled together by at worst 9.8 / 14.4
+  assert all(e - s >= 4.0 * synthetic.EVENTS_FILL * room / 14.4 - 0.1 for d in draws
+             for s, e in d)
+  assert len({d[0][0] for d in draws}) > 5                       # placed anywhere in the room

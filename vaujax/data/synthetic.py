@@ -59,6 +59,7 @@ SENTENCES = {        # {where}: regions.region_text, e.g. "the top left of the s
 EVENT_GAP_S = 1.0        # several events: the least time between one's end and the next's start
 EVENT_MARGIN_S = 0.5     # ... and between the video's ends and the first / last event
 MIN_MULTI_EVENT_S = 1.0  # ... and the shortest event (fewer events where they do not fit)
+EVENTS_FILL = 0.7        # ... and the most of the room they take together (the rest places them)
 NORMAL_SENTENCE = "A {color} vehicle moves slowly from the {start} to the {end}."
 
 
@@ -242,14 +243,16 @@ def _event_intervals(rng, cfg: SyntheticConfig, seconds: float,
                      n: int) -> Optional[list[tuple[float, float]]]:
   """`n` non-overlapping [start, end] in time order (0.1 s steps), or None when they do not fit.
 
-  The rule: each event is drawn as long as a lone event would be (`_event_length`), divided by
-  `n`; at least min_event_s where n of those fit, else an equal share of the room; never under
-  MIN_MULTI_EVENT_S (None, drawing nothing, when n of those do not fit: the video then gets
-  fewer events). The room is the video less EVENT_MARGIN_S
-  at both ends and EVENT_GAP_S between events; lengths that overfill it are scaled down
-  together. The room left over is split at random before, between and after the events. E.g.
-  the demo's 4 s video (event_fraction 0.25-0.45, min_event_s 1.5) has 2 s of room: two 1.0 s
-  events at 0.5-1.5 and 2.5-3.5 s; a 16 s one two events of 2.0-3.6 s anywhere in 14 s.
+  The rule: the room is the video less EVENT_MARGIN_S at both ends and EVENT_GAP_S between
+  events. Each event is drawn as long as a lone event would be (`_event_length`); when together
+  they would take more than EVENTS_FILL of the room, all are scaled down together to that
+  share (the rest of the room is split at random before, between and after them, so where
+  they happen varies). Each is at least min_event_s where n of those fit, else an equal share
+  of the room, and never under MIN_MULTI_EVENT_S (None, drawing nothing, when n of those do
+  not fit: the video then gets fewer events). E.g. with the demo's settings (event_fraction
+  0.25-0.45, min_event_s 1.5) a 4 s video has 2 s of room: two 1.0 s events at 0.5-1.5 and
+  2.5-3.5 s; an 8 s one two events of about 2 s (4.2 s together) in 6 s; a 16 s one two of
+  4-7.2 s each, at most 9.8 s together, in 14 s.
   """
   tenth = lambda s: int(round(s * 10))   # noqa: E731  work in 0.1 s steps: exact gaps
   margin, gap, shortest = tenth(EVENT_MARGIN_S), tenth(EVENT_GAP_S), tenth(MIN_MULTI_EVENT_S)
@@ -257,11 +260,13 @@ def _event_intervals(rng, cfg: SyntheticConfig, seconds: float,
   if room < n * shortest:
     return None
   floor = max(shortest, min(tenth(cfg.min_event_s), room // n))
-  lengths = [max(floor, int(_event_length(rng, cfg, seconds) * 10 / n)) for _ in range(n)]
-  if sum(lengths) > room:
-    lengths = [max(shortest, int(length * room / sum(lengths))) for length in lengths]
-    if sum(lengths) > room:
-      lengths = [room // n] * n
+  lengths = [int(_event_length(rng, cfg, seconds) * 10) for _ in range(n)]
+  cap = int(room * EVENTS_FILL)
+  if sum(lengths) > cap:
+    lengths = [int(length * cap / sum(lengths)) for length in lengths]
+  lengths = [max(floor, length) for length in lengths]
+  if sum(lengths) > room:      # the floors overfill it: equal shares (at least the floor)
+    lengths = [room // n] * n
   cuts = np.sort(rng.randint(0, room - sum(lengths) + 1, n))   # slack before each event
   out, start = [], margin
   for i, length in enumerate(lengths):
