@@ -239,20 +239,29 @@ def test_length_buckets_give_the_same_answers_with_one_compile(run):
   exact = dataclasses.replace(bucketed, length_bucket=1)
   vids = sorted(run["labels"])
   options = [["Explosion", "A road accident.", "No.", "Fire near the road"]]
-  questions = [("<video>\nWhat happens?", 1), ("<video>\nIs there anything unusual in "
-                                                "this video at all?", 3), ("<video>\nWhen?", 2)]
+  # three lengths a few tokens apart (so most share a bucket), batches of 1, 3 and 2
+  questions = [("<video>\nWhat happens?", 1), ("<video>\nWhat happens in the video here?", 3),
+               ("<video>\nWhat happens here?", 2)]
   scores = {}
   for name, a in (("bucketed", bucketed), ("exact", exact)):
     _option_logprobs.clear_cache()
     out = []
     for text, n in questions:
       chats = [[{"from": "human", "value": text}]] * n
-      feats = [_feats(run, v) for v in vids[:n]]
+      feats = [_feats(run, vids[0])] * n     # one video: its hint's length is the same in each
       out.append(a.score_options(chats, feats, options * n, rows=3)[0])
     scores[name] = (out, _option_logprobs._cache_size())
   for b, e in zip(scores["bucketed"][0], scores["exact"][0]):
     np.testing.assert_allclose(b, e, atol=2e-4)
-  assert scores["bucketed"][1] == 1 < scores["exact"][1] == 3
+  # one compile per prompt width: exact widths without buckets, widths rounded up with them
+  # (the prompts' lengths depend on the data's hints, so the widths are measured, not assumed)
+  widths = [exact._batch([[{"from": "human", "value": text}]] * n,
+                         [_feats(run, vids[0])] * n, 3)[0][0].shape[1]
+            for text, n in questions]
+  buckets = {-(-w // bucketed.length_bucket) for w in widths}
+  assert len(set(widths)) == 3, widths                 # three prompt lengths ...
+  assert scores["exact"][1] == 3 and scores["bucketed"][1] == len(buckets) < 3   # ... fewer
+  # compiles with buckets
   chats = [[{"from": "human", "value": "<video>\nAre there any anomalies?"}]] * 3
   feats = [_feats(run, v) for v in vids[:3]]
   assert bucketed.generate(chats, feats, max_new_tokens=6, rows=4) == exact.generate(
