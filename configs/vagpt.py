@@ -47,6 +47,9 @@ def get_config(arg=None):
   c.sets_ratio = args.k           # [paper] K = 0.5, the best of its K ablation
   # [LLaMA-VID] one context + one content token per frame (--compress_type mean)
   c.frame_token_mode = args.mode
+  # [ours] a learned position embedding on the tower's patches before SETS and pooling
+  # (models/vagpt.py): off for LLaMA-VID's trained ViT, whose patches carry their position
+  c.patch_position = False
   c.attention = "chunked"  # [ours] LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
   # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run both

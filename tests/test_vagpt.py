@@ -166,3 +166,30 @@ def test_paper_config_parameter_counts():
   cd = vagpt_config.get_config("size=paper")
   cd.remat_policy = "dots"                                 # --config.model.remat_policy=dots
   assert vagpt.config_from_dict(cd).llm.remat_policy == "dots"
+
+
+def test_patch_position_makes_pooled_tokens_see_where_the_patches_were(setup):
+  """Context and content tokens pool the SETS-kept patches (attention, mean), so without a
+  position embedding, swapping the places of a kept patch and a dropped one (tower and DINOv2
+  features) leaves what the LLM sees unchanged: the same features are kept. With `patch_position` the kept patch now says it is elsewhere."""
+  cfg, _, batch = setup
+  sel = jax.vmap(lambda d, v: vagpt.sets.select(d, v, cfg.sets_ratio))(batch["dino"],
+                                                                       batch["tower"])
+  kept = int(np.asarray(sel["indices"][0, 2, 0]))
+  dropped = int(np.nonzero(~np.asarray(sel["mask"][0, 2]))[0][0])
+  # in every frame of the video, so each frame's differences, and so its kept features, stay
+  swap = lambda x: x.at[0, :, jnp.array([kept, dropped])].set(  # noqa: E731
+      x[0, :, jnp.array([dropped, kept])])
+  for position, differs in ((False, False), (True, True)):
+    model = vagpt.VAGPT(dataclasses.replace(cfg, patch_position=position))
+    params = model.init(jax.random.key(1), batch["ids"], batch["tower"], batch["dino"])
+    assert ("patch_position_embedding" in params["params"]) == position
+    tokens = lambda tower, dino: model.apply(params, tower, dino,  # noqa: E731
+                                             method=vagpt.VAGPT.frame_tokens)
+    gap = float(jnp.abs(tokens(swap(batch["tower"]), swap(batch["dino"]))
+                        - tokens(batch["tower"], batch["dino"])).max())
+    assert (gap > 1e-5) == differs, (position, gap)
+  # the embedding is an [N, Dv] table with logical axes, as every parameter
+  table = params["params"]["patch_position_embedding"]
+  assert table.names == (None, "vision") and table.value.shape == (cfg.num_patches,
+                                                                   cfg.frame_tokens.vision_dim)

@@ -226,6 +226,9 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.mc_instruction = "text"   # the MC training items ask for the option's text
   c_.data.sample_fps, c_.data.frame_times = c.sample_fps, c.frame_times
   c_.data.hint_intervals = c.hint_intervals
+  # the tiny random tower's patches do not say where they are; pooled tokens need the position
+  # to answer where-questions (models/vagpt.py, patch_position)
+  c_.model.patch_position = True
   c_.data.batch_size, c_.data.max_length = c.batch_size, 384
   # Length buckets cost a compile per length (~5 s here) and save ~15% a step: worth it over
   # stage one's thousands of steps, not stage two's hundred.

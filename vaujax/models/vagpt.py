@@ -52,6 +52,12 @@ class VAGPTConfig:
   # LLaMA-VID's text-guided Q-Former (`vlm_att_encoder`). None: the learned queries go to the
   # context attention directly (text-agnostic, no BERT).
   qformer: Optional[QFormerConfig] = None
+  # [ours] a learned embedding per patch position [N, Dv], added to the tower's patches before
+  # SETS picks and the frame tokens pool them, so a pooled token says where its patches were.
+  # A trained ViT's patch outputs carry their position already (LLaMA-VID: off); the tiny
+  # random tower's do not (a probe of the anomaly's mean patch feature finds its region at
+  # chance), so the demo's spatial questions need it.
+  patch_position: bool = False
 
   def __post_init__(self):
     q = self.qformer
@@ -106,6 +112,11 @@ class VAGPT(nn.Module):
       if cfg.qformer is not None:
         self.vlm_att_ln = layer_norm(1e-5, self.dtype, self.param_dtype, "vlm_att_ln")
         self.vlm_att_encoder = QFormer(cfg.qformer, self.dtype, self.param_dtype)
+    if cfg.patch_position:
+      self.patch_position_embedding = self.param(
+          "patch_position_embedding",
+          nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, "vision")),
+          (cfg.num_patches, cfg.frame_tokens.vision_dim), self.param_dtype)
 
   def select_tokens(self, tower_patches: Array, dino_patches: Optional[Array]):
     """SETS -> (patches [B, T, k, Dv] or the full [B, T, N, Dv], mask None)."""
@@ -146,6 +157,8 @@ class VAGPT(nn.Module):
     prompt gets its own frame tokens, in order: [B, P * V, D] for the P placeholders (rows of
     padding prompts fill no slot).
     """
+    if self.config.patch_position:   # before SETS: the kept patches keep where they were
+      tower_patches = tower_patches + self.patch_position_embedding.astype(tower_patches.dtype)
     kept = self.select_tokens(tower_patches, dino_patches)
     if qformer_ids is not None and qformer_ids.ndim == 3:
       b, p = qformer_ids.shape[:2]
@@ -203,7 +216,7 @@ def config_from_dict(cd) -> VAGPTConfig:
                                               cd.frame_token_mode),
       num_frames=cd.num_frames, num_patches=cd.num_patches, dino_patches=cd.dino_patches,
       num_queries=cd.num_queries, use_sets=cd.use_sets, sets_ratio=cd.sets_ratio,
-      qformer=qformer)
+      qformer=qformer, patch_position=bool(cd.get("patch_position", False)))
 
 
 def parameter_counts(cd) -> dict[str, int]:
