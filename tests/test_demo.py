@@ -28,9 +28,15 @@ def _check_report(workdir):
 
 
 def test_demo_smoke(tmp_path):
+  # with issue 29's options on: where-questions, two-anomaly videos, cut-frame images
   c = demo.DemoConfig(num_videos=16, stage1_steps=4, stage2_steps=2, mc_copies=1, batch_size=4,
-                      frames=4, out_of_range_videos=3, dinov2="tiny")
+                      frames=4, out_of_range_videos=3, dinov2="tiny", spatial=1, max_events=2,
+                      cut_frames=1, hint_intervals="all")
   summary = demo.run_demo(str(tmp_path), c, log=lambda s: None)
+  train = json.load(open(tmp_path / "data" / "train.json"))
+  assert any("frame_s" in item for item in train)
+  run_config = json.load(open(tmp_path / "stage2" / "run" / "config.json"))
+  assert run_config["model"]["patch_position"] and run_config["data"]["hint_intervals"] == "all"
   report = _check_report(str(tmp_path))
   assert set(summary["held_out"]) == {"in_range", "shorter", "longer", "larger", "xd",
                                       "two_events"}
@@ -140,7 +146,7 @@ def test_check_goals_names_each_failed_goal():
   def mc(total, temporal, spatial=0.9, per_event=float("nan")):
     return {"mc_loglik": {"total_acc": total, "temporal_acc": temporal, "spatial_acc": spatial,
                           "event_temporal_acc": per_event}}
-  good = {"results": mc(0.95, 0.9), "tetg": {"frame_auc": 0.99},
+  good = {"config": {"spatial": 1}, "results": mc(0.95, 0.9), "tetg": {"frame_auc": 0.99},
           "held_out": {"shorter": {"results": mc(0.9, 0.8)}, "longer": {"results": mc(0.9, 0.85)},
                        "two_events": {"results": mc(0.9, 0.9, per_event=0.8)}}}
   assert demo.check_goals(good) == []
@@ -153,3 +159,5 @@ def test_check_goals_names_each_failed_goal():
   assert failed[0].startswith("shorter videos' MC Temporal Acc 79.0%")
   assert failed[1] == "MC Spatial Acc 84.0% (goal 85%)"
   assert failed[2].startswith("two-event videos' per-event MC Temporal Acc nan%")
+  bad["config"]["spatial"] = 0         # no where-questions asked: no spatial goal
+  assert len(demo.check_goals(bad)) == 2
