@@ -297,3 +297,17 @@ def test_the_right_options_of_the_mc_benchmark_are_graded_right():
   s = qa.summarize_mc(rows)
   assert s["spatial_acc"] == s["event_temporal_acc"] == 1.0
   assert (s["num_spatial"], s["num_event_temporal"]) == (3, 2)
+
+
+def test_in_training_metrics_leave_out_accuracies_over_no_questions():
+  """metrics.jsonl and TensorBoard get numbers only: a benchmark without where-questions has
+  no Spatial Acc (NaN in the summary), which is neither logged nor written as invalid JSON."""
+  import json
+  from vaujax.evaluate import evaluators, qa
+  items = [{"id": "a", "options": ["x", "y"], "answer": "A", "category": "type"},
+           {"id": "b", "options": ["x", "y"], "answer": "B", "category": "temporal"}]
+  summary = qa.summarize_mc([qa.grade_choice(items[0], 0), qa.grade_choice(items[1], 0)])
+  logged = evaluators.numeric(summary)
+  assert logged["total_acc"] == 0.5 and logged["num_spatial"] == 0.0
+  assert "spatial_acc" not in logged and "event_temporal_acc" not in logged
+  json.loads(json.dumps(logged, allow_nan=False))

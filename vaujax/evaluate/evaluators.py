@@ -16,6 +16,7 @@ metrics; the MC prompt style is the run's `data.mc_instruction`.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import Mapping, Optional
 
@@ -159,9 +160,11 @@ def run_evaluator(assistant, spec: Mapping, *, feature_dir: Optional[str] = None
 
 
 def numeric(summary: Mapping) -> dict:
-  """The summary's numbers (what goes to metrics.jsonl and TensorBoard)."""
+  """The summary's numbers (what goes to metrics.jsonl and TensorBoard). An accuracy over no
+  questions (NaN, e.g. Spatial Acc of a benchmark that asks no where-question) is left out:
+  it is no measurement, and NaN is not JSON."""
   return {k: float(v) for k, v in summary.items()
-          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+          if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def evaluate_benchmark(assistant, benchmark: str, feature_dir: str, out_dir: str, *,
