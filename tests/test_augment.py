@@ -124,3 +124,19 @@ def test_shifted_and_scaled_copies_carry_every_event(tmp_path):
     shift = int(c.video_id.rsplit("shift", 1)[1])
     assert [e.start for e in c.events] == [round(1.2 + shift, 1), round(4.0 + shift, 1)]
     assert [e.region for e in c.events] == ["top left", "centre"]
+
+
+def test_several_time_scaled_copies_keep_the_first_and_differ(tmp_path):
+  feats, v = _feats(), _video()
+  features.write_features(str(tmp_path / "Arson001_x264.npz"), feats)
+  (one,) = augment.write_time_scaled(str(tmp_path), [v], seed=3)
+  three = augment.write_time_scaled(str(tmp_path), [v], copies=3, seed=3)
+  assert three[0] == one and len({c.video_id for c in three}) == 3
+  for copy in three:
+    factor = float(copy.video_id.rsplit("scale", 1)[1])
+    assert 1.5 <= factor <= 3.0 and copy.duration == round(v.duration * factor, 1)
+    np.testing.assert_allclose(
+        features.read_features(str(tmp_path / f"{copy.video_id}.npz"))["timestamps"],
+        STAMPS * factor)
+  # one fixed factor: the draws coincide, one copy
+  assert len(augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), copies=3)) == 1

@@ -92,23 +92,33 @@ def scale_annotation(v: VideoAnnotation, factor: float, video_id: str) -> VideoA
 
 
 def write_time_scaled(feature_dir: str, videos: Sequence[VideoAnnotation], *,
-                      factors: tuple[float, float] = (1.5, 3.0),
+                      factors: tuple[float, float] = (1.5, 3.0), copies: int = 1,
                       seed: int = 0) -> list[VideoAnnotation]:
-  """Writes one time-scaled copy per video, `<id>_scale<f>.npz`: the same frames with every
-  timestamp (and the annotation) multiplied by a factor drawn from `factors` (seeded), as if the
-  video ran that many times slower. A model trained on 4-16 s videos otherwise never writes a
-  time past 16 s and answers inside that range on longer videos, though TETG's hint and the
-  frame times carry the right numbers; the copies make it read them. Existing copies are
-  reused (the rerun is idempotent)."""
+  """Writes `copies` time-scaled copies per video, `<id>_scale<f>.npz`: the same frames with
+  every timestamp (and the annotation) multiplied by a factor drawn from `factors` (seeded; the
+  first copy's factor does not depend on `copies`), as if the video ran that many times slower.
+  A model trained on 4-16 s videos otherwise never writes a time past 16 s and answers inside
+  that range on longer videos, though TETG's hint and the frame times carry the right numbers;
+  the copies make it read them. Two draws that round to one factor give one copy. Existing
+  copies are reused (the rerun is idempotent)."""
   out = []
   for v in videos:
     rng = np.random.RandomState((seed * 1_000_033 + sum(map(ord, v.video_id))) % 2**31)
-    factor = round(float(rng.uniform(*factors)), 2)
-    video_id = f"{v.video_id}_scale{factor:g}"
-    path = os.path.join(feature_dir, video_id + ".npz")
-    if not os.path.exists(path):
-      feats = features.read_features(features.feature_path(feature_dir, v.video_id))
-      features.write_features(path, {**feats, "timestamps": np.asarray(feats["timestamps"],
-                                                                       np.float64) * factor})
-    out.append(scale_annotation(v, factor, video_id))
+    drawn = []
+    for _ in range(copies):
+      factor = round(float(rng.uniform(*factors)), 2)
+      if factor not in drawn:
+        drawn.append(factor)
+    out += [_scaled_copy(feature_dir, v, factor) for factor in drawn]
   return out
+
+
+def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float) -> VideoAnnotation:
+  """One copy of `v` on a clock `factor` times slower (its feature file written once)."""
+  video_id = f"{v.video_id}_scale{factor:g}"
+  path = os.path.join(feature_dir, video_id + ".npz")
+  if not os.path.exists(path):
+    feats = features.read_features(features.feature_path(feature_dir, v.video_id))
+    features.write_features(path, {**feats, "timestamps": np.asarray(feats["timestamps"],
+                                                                     np.float64) * factor})
+  return scale_annotation(v, factor, video_id)
