@@ -27,7 +27,7 @@ def get_config(arg=None):
       skip_bad=True, tetg_params="", classes="", mc_instruction="letter", encoder="",
       bert_vocab="", read_threads=0, prefetch_buffer=0,
       length_bucket=0 if args.size == "tiny" else 256,
-      sample_fps=0.0 if args.size == "tiny" else 1.0, frame_times="none"))
+      sample_fps=0.0 if args.size == "tiny" else 1.0, frame_times="none", min_frames=0))
   # Sources of the size=paper values ([paper] / [LLaMA-VID] / [ours], as in configs/vagpt.py;
   # BUILD.md has the table): max_length 2048 [LLaMA-VID --model_max_length 2048]; batch_size
   # is the GLOBAL batch, split over the processes and the mesh's data x fsdp devices, checked
@@ -47,8 +47,9 @@ def get_config(arg=None):
   # sample_fps: 0 = model.num_frames frames uniformly (LLaMA-VID); > 0 = frames at this rate up
   # to model.num_frames, uniformly beyond (videos of any length: shorter ones are padded and
   # get slots for their real frames only); frame_times: none | text (each frame's time before
-  # its slots, "3.0s"). Both shape features and prompts: recorded in the run
-  # (vaujax/data/frame_layout.py).
+  # its slots, "3.0s"); min_frames: with sample_fps, a video that would give fewer frames
+  # gives this many, sampled faster (0 = none; at most model.num_frames). All shape features
+  # and prompts: recorded in the run (vaujax/data/frame_layout.py).
   # imgsp: LLaMA-VID's multi-turn layout (its imgsp_v1 recipe): every question gets its own video
   # placeholder and Q-Former prompt, so each question's context tokens come from its own text;
   # at most imgsp_turns questions per example (VA-GPT's data has 3). Recorded in the run.

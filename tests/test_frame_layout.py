@@ -55,6 +55,18 @@ def test_settings_of_a_run_and_of_an_old_run():
   new = ml_collections.ConfigDict({"data": {"sample_fps": 1.0, "frame_times": "text"}})
   s = frame_layout.FrameSettings.of_run(new)
   assert s.variable_frames and s.sampling(8) == {"fps": 1.0, "max_frames": 8}
+  new.data.min_frames = 4
+  assert frame_layout.FrameSettings.of_run(new).sampling(8) == {"fps": 1.0, "max_frames": 8,
+                                                                "min_frames": 4}
+
+
+def test_min_frames_above_the_models_frames_is_refused_before_any_work():
+  from configs import vagpt_stage1
+  from vaujax.train import config_checks
+  c = vagpt_stage1.get_config("size=tiny,frames=4")
+  c.data.sample_fps, c.data.min_frames = 1.0, 6
+  with pytest.raises(InputError, match="min_frames: 6 is more than model.num_frames"):
+    config_checks.check_vagpt(c)
 
 
 def test_padded_frames_never_reach_the_llm(qformer=True):

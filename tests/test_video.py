@@ -66,6 +66,16 @@ def test_sampling_by_fps_and_count(counter_video):
   assert [_decode_counter(f) for f in frames] == list(range(0, 50, 5))
   frames, _ = video.read_video(counter_video, max_frames=3)
   assert [_decode_counter(f) for f in frames] == [0, 1, 2]
+  # min_frames: a 5 s video at 0.5 fps gives 3 frames; asked for at least 8, it gives 8,
+  # uniformly, with their true times; a video with fewer frames than asked gives all it has
+  frames, ts = video.read_video(counter_video, fps=0.5, max_frames=12, min_frames=8)
+  assert [_decode_counter(f) for f in frames] == [3, 9, 15, 21, 28, 34, 40, 46]
+  np.testing.assert_allclose(ts, np.array([3, 9, 15, 21, 28, 34, 40, 46]) / 10)
+  frames, _ = video.read_video(counter_video, fps=2, max_frames=12, min_frames=8)
+  assert [_decode_counter(f) for f in frames] == list(range(0, 50, 5))   # 10 >= 8: unchanged
+  assert len(video.sample_indices(5, 10.0, fps=1, max_frames=12, min_frames=8)) == 5
+  with pytest.raises(ValueError, match="min_frames 9 > max_frames 4"):
+    video.sample_indices(50, 10.0, fps=1, max_frames=4, min_frames=9)
 
 
 def test_chunked_streaming_equals_full_read(counter_video):

@@ -42,6 +42,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("max_frames", None, "with --fps: at most this many frames, sampled "
                        "uniformly when --fps would give more (a run's data.sample_fps and "
                        "model.num_frames)", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("min_frames", None, "with --fps: a video that would give fewer frames "
+                       "gives this many, sampled faster (a run's data.min_frames)",
+                       lower_bound=1, flag_values=fv)
 
 
 def encoder(spec: str):
@@ -65,7 +68,10 @@ def main(fv: flags.FlagValues) -> dict:
   cli.require(fv, "videos", "out", "encoder")
   require_dir(fv.videos, "video directory")
   from vaujax.data import features
-  report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps, max_frames=fv.max_frames,
+  if fv.min_frames and fv.max_frames and fv.min_frames > fv.max_frames:
+    raise cli.fail("--min_frames", f"{fv.min_frames} is more than --max_frames {fv.max_frames}")
+  report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps,
+                                   max_frames=fv.max_frames, min_frames=fv.min_frames,
                                    num_frames=fv.num_frames)
   if report["failed"]:
     raise SystemExit(1)

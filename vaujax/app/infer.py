@@ -82,9 +82,9 @@ def main(fv: flags.FlagValues) -> dict:
   frames = None
   if fv.video:
     encoder = features.encoder_from_spec(config.data.get("encoder") or "tiny:0")
-    feats, frames = features.encode_video(
-        fv.video, encoder, config.model.num_frames,
-        fps=frame_layout.FrameSettings.of_run(config).sample_fps)
+    layout = frame_layout.FrameSettings.of_run(config)
+    feats, frames = features.encode_video(fv.video, encoder, config.model.num_frames,
+                                          fps=layout.sample_fps, min_frames=layout.min_frames)
   else:
     feats = checked_feats
   assistant = Assistant.from_run(run)

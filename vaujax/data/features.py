@@ -402,8 +402,8 @@ def _read_frames(path: str, **sampling) -> tuple[np.ndarray, np.ndarray]:
 
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
-                   max_frames: Optional[int] = None, images: bool = True,
-                   log: Callable[[str], None] = print) -> dict:
+                   max_frames: Optional[int] = None, min_frames: Optional[int] = None,
+                   images: bool = True, log: Callable[[str], None] = print) -> dict:
   """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
   into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
   With `images`, image files (IMAGE_EXTS) too, each into a one-frame file (timestamps [0.0])
@@ -423,7 +423,8 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
     try:
       files.makedirs(os.path.dirname(out))
       frames, stamps = _read_frames(os.path.join(video_dir, name), fps=fps,
-                                    num_frames=num_frames, max_frames=max_frames)
+                                    num_frames=num_frames, max_frames=max_frames,
+                                    min_frames=min_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps})
       report["written"] += 1
     except (InputError, ValueError, OSError) as e:
@@ -511,11 +512,14 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
 
 
 def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int, *,
-                 fps: Optional[float] = None) -> tuple[dict, np.ndarray]:
+                 fps: Optional[float] = None,
+                 min_frames: Optional[int] = None) -> tuple[dict, np.ndarray]:
   """(feature dict, the sampled uint8 frames [T, H, W, 3]) of one video file: `num_frames`
-  uniformly, or with `fps` at that rate up to `num_frames` (a run's `data.sample_fps`)."""
+  uniformly, or with `fps` at that rate up to `num_frames` (a run's `data.sample_fps`), and
+  at least `min_frames` (`data.min_frames`) when the video has them."""
   if fps:
-    frames, stamps = video_io.read_video(path, fps=fps, max_frames=num_frames)
+    frames, stamps = video_io.read_video(path, fps=fps, max_frames=num_frames,
+                                         min_frames=min_frames or None)
     if len(frames) == 0:
       raise InputError(path, "no decodable frames")
     return {**encoder(frames), "timestamps": stamps}, frames

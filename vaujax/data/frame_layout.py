@@ -146,15 +146,18 @@ def real_frames(batch_or_feats: Mapping[str, np.ndarray]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class FrameSettings:
-  """A run's frame sampling and layout (`data.sample_fps`, `data.frame_times`); runs saved
-  before these keys existed read as uniform T frames without times."""
+  """A run's frame sampling and layout (`data.sample_fps`, `data.frame_times`,
+  `data.min_frames`); runs saved before these keys existed read as uniform T frames without
+  times (and no minimum)."""
   sample_fps: float = 0.0
   frame_times: str = "none"
+  min_frames: int = 0     # with sample_fps: a shorter video gives this many frames, faster
 
   @classmethod
   def of_run(cls, config) -> "FrameSettings":
     data = config.get("data") or {}
-    return cls(float(data.get("sample_fps", 0.0) or 0.0), str(data.get("frame_times", "none")))
+    return cls(float(data.get("sample_fps", 0.0) or 0.0), str(data.get("frame_times", "none")),
+               int(data.get("min_frames", 0) or 0))
 
   @property
   def variable_frames(self) -> bool:
@@ -172,5 +175,6 @@ class FrameSettings:
   def sampling(self, num_frames: int) -> dict:
     """Keyword arguments of `video.read_video` for this run."""
     if self.variable_frames:
-      return {"fps": self.sample_fps, "max_frames": num_frames}
+      out = {"fps": self.sample_fps, "max_frames": num_frames}
+      return {**out, "min_frames": self.min_frames} if self.min_frames else out
     return {"num_frames": num_frames}

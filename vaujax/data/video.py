@@ -92,19 +92,27 @@ def _probe(path: str | os.PathLike) -> tuple[VideoInfo, Fraction]:
 
 
 def sample_indices(num_frames: int, src_fps: float, *, fps: Optional[float] = None,
-                   count: Optional[int] = None, max_frames: Optional[int] = None) -> np.ndarray:
+                   count: Optional[int] = None, max_frames: Optional[int] = None,
+                   min_frames: Optional[int] = None) -> np.ndarray:
   """Frame indices to keep (sorted, unique). `fps` + `max_frames`: at `fps`, or `max_frames`
-  uniformly when `fps` would give more; `max_frames` alone: the first `max_frames`."""
+  uniformly when `fps` would give more; with `min_frames`, a video that would give fewer at
+  `fps` gives that many uniformly (all it has, if fewer): a short clip is sampled faster, so
+  its frames still place an event to better than a second. `max_frames` alone: the first
+  `max_frames`."""
   if fps is not None and count is not None:
     raise ValueError("pass fps or num_frames, not both")
   if max_frames is not None and max_frames <= 0:
     raise ValueError(f"max_frames must be positive, got {max_frames}")
+  if min_frames and max_frames and min_frames > max_frames:
+    raise ValueError(f"min_frames {min_frames} > max_frames {max_frames}")
   if fps is not None:
     if fps <= 0:
       raise ValueError(f"fps must be positive, got {fps}")
     idx = np.arange(0, num_frames, max(1, round(src_fps / fps)))
     if max_frames and len(idx) > max_frames:
       return sample_indices(num_frames, src_fps, count=max_frames)
+    if min_frames and len(idx) < min(min_frames, num_frames):
+      return sample_indices(num_frames, src_fps, count=min(min_frames, num_frames))
   elif count is not None:
     if count <= 0:
       raise ValueError(f"num_frames must be positive, got {count}")
@@ -180,11 +188,13 @@ def _decode(path: str, wanted: np.ndarray, chunk_size: int, rate: Fraction, max_
 
 def read_video(path: str | os.PathLike, *, fps: Optional[float] = None,
                num_frames: Optional[int] = None, max_frames: Optional[int] = None,
+               min_frames: Optional[int] = None,
                max_side: int = MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
   """Decodes sampled frames -> (uint8 [T, H, W, 3] RGB, float64 [T] timestamps in seconds);
   frames are at most `max_side` pixels on their longer side."""
   chunks = list(iter_video_chunks(path, chunk_size=1 << 30, fps=fps, num_frames=num_frames,
-                                  max_frames=max_frames, max_side=max_side))
+                                  max_frames=max_frames, min_frames=min_frames,
+                                  max_side=max_side))
   if len(chunks) == 1:   # the usual case: no second copy of the frames
     return chunks[0]
   return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
@@ -192,6 +202,7 @@ def read_video(path: str | os.PathLike, *, fps: Optional[float] = None,
 
 def iter_video_chunks(path: str | os.PathLike, *, chunk_size: int, fps: Optional[float] = None,
                       num_frames: Optional[int] = None, max_frames: Optional[int] = None,
+                      min_frames: Optional[int] = None,
                       max_side: int = MAX_SIDE) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (frames [<=chunk_size, H, W, 3], timestamps) without holding the whole video."""
   if chunk_size < 1:
@@ -200,7 +211,7 @@ def iter_video_chunks(path: str | os.PathLike, *, chunk_size: int, fps: Optional
     raise ValueError(f"max_side must be >= 2, got {max_side}")
   info, rate = _probe(path)
   wanted = sample_indices(info.num_frames, info.fps, fps=fps, count=num_frames,
-                          max_frames=max_frames)
+                          max_frames=max_frames, min_frames=min_frames)
   got = 0
   for frames, indices, stamps in _decode(info.path, wanted, chunk_size, rate, max_side):
     got += len(indices)

@@ -100,6 +100,11 @@ def check_vagpt(config: ml_collections.ConfigDict,
   _choice(config, "data.mc_instruction", {"letter", "text"})
   n(config, "data.sample_fps", low=0, required=False)
   _choice(config, "data.frame_times", {"none", "text"})
+  n(config, "data.min_frames", low=0, integer=True, required=False)
+  min_frames, frames = _get(config, "data.min_frames"), _get(config, "model.num_frames")
+  if min_frames is not _MISSING and frames is not _MISSING and min_frames > frames:
+    raise InputError(_flag("data.min_frames"), f"{min_frames} is more than model.num_frames "
+                     f"({frames}), the most frames a video may give")
   _choice(config, "data.hint_intervals", {"strongest", "all"})
   _choice(config, "data.imgsp", {True, False})
   n(config, "data.imgsp_turns", low=1, integer=True, required=False)
