@@ -356,3 +356,22 @@ def test_generated_events_flow_into_instructions_and_benchmarks(tmp_path):
   mc = bench.multiple_choice(videos, cfg.classes, seed=0)
   assert sum(i["category"] == "spatial" for i in mc) == sum(counts)
   assert bench.read_mc(tmp_json(tmp_path, mc)) == mc
+
+
+def test_template_without_varied_wording_asks_the_first_phrasings():
+  """`TemplateQA(vary=False)`: every clip gets the wording used before issue 29."""
+  from vaujax.data.annotations import VideoAnnotation
+  v = VideoAnnotation("Fighting001_x264", 8.0, ((2.0, 4.0),), ("Two people fight.",),
+                      "Fighting", ((2.0, 4.0),))
+  normal = VideoAnnotation("Normal_Videos_002_x264", 8.0, ((0.0, 8.0),), ("Traffic.",))
+  for seed in range(5):
+    qa = ins.TemplateQA(seed=seed, vary=False)
+    assert qa(ins.clips_of(v)[0]) == [
+        ("What happens in the video?", "Two people fight."),
+        ("What type of anomaly happens in the video, and when?",
+         "Fighting, from 2.0 to 4.0 seconds."),
+        ("Are there any anomalies?", "Yes, there is a fighting from 2.0 to 4.0 seconds.")]
+    assert qa(ins.clips_of(normal)[0])[1] == (
+        "Is anything unusual happening in the video?", "No, everything in the video looks normal.")
+  varied = {ins.TemplateQA(seed=s)(ins.clips_of(v)[0])[0][0] for s in range(8)}
+  assert len(varied) > 1

@@ -144,6 +144,17 @@ def phrasing_rng(seed: int, key: str) -> random.Random:
                                       "little"))
 
 
+class _FirstPhrasing:
+  """A phrasing chooser that always takes the first phrasing; events are still drawn."""
+
+  def __init__(self, rng: random.Random):
+    self.randrange = rng.randrange
+
+  @staticmethod
+  def choice(options):
+    return options[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class TemplateQA:
   """Deterministic questions, each phrased by a seeded per-clip choice.
@@ -156,9 +167,11 @@ class TemplateQA:
   """
 
   seed: int = 0
+  vary: bool = True     # False: always each list's first phrasing (the wording before issue 29)
 
   def __call__(self, clip: Clip) -> list[tuple[str, str]]:
-    rng = phrasing_rng(self.seed, f"{clip.video_id}:{clip.start}")
+    seeded = phrasing_rng(self.seed, f"{clip.video_id}:{clip.start}")
+    rng = seeded if self.vary else _FirstPhrasing(seeded)
     describe = (rng.choice(DESCRIBE_QUESTIONS), " ".join(clip.sentences))
     events = clip_events(clip)
     if clip.label == NORMAL or not events:
