@@ -12,14 +12,12 @@ anomaly is, and (last, as for videos) "Are there any anomalies?", answered witho
 
 from __future__ import annotations
 
-import hashlib
 from typing import Iterable, Sequence
 
-import numpy as np
-
 from vaujax.data.annotations import NORMAL, VideoAnnotation, events_of
+from vaujax.data.benchmark_files import _rng       # the seeded per-video stream benchmarks use
 from vaujax.data.conversation import IMAGE_PLACEHOLDER
-from vaujax.data.instructions import FINAL_QUESTION, readable
+from vaujax.data.instructions import FINAL_QUESTION, _article, readable
 from vaujax.data.regions import region_text
 
 WHERE_QUESTIONS = ("Where in the image is the anomaly?",
@@ -27,15 +25,6 @@ WHERE_QUESTIONS = ("Where in the image is the anomaly?",
                    "Where does the anomaly happen in this image?")
 NORMAL_QUESTIONS = ("Is anything unusual happening in the image?",
                     "Does anything in this image look abnormal?")
-
-
-def _rng(seed: int, key: str) -> np.random.RandomState:
-  digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-  return np.random.RandomState(int.from_bytes(digest[:4], "little"))
-
-
-def _article(word: str) -> str:
-  return "an" if word[0].lower() in "aeiou" else "a"
 
 
 def _active_sentences(v: VideoAnnotation, t: float) -> str:
