@@ -4,8 +4,11 @@ value or an unknown flag is one line `error: <file or flag>: <problem>` with exi
 model is loaded. Run in process: the checks must not need JAX to compile anything."""
 
 import importlib
+import os
 
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 COMMANDS = ["train", "evaluate", "infer", "demo", "ablation"]
 
@@ -109,3 +112,40 @@ def test_run_overrides_are_applied_and_printed(tmp_path):
   assert run.config.data.classes == "c,d" and run.saved.data.classes == "a,b"
   assert run_dir.classes(run.config) == ("c", "d")
   assert printed == ["override of the run's saved config: data.classes: 'a,b' -> 'c,d'"]
+
+
+_FAILING_AFTERMATH = '''
+import asyncio, threading, time
+from vaujax.app import cli
+from vaujax.errors import InputError
+
+async def _fails():
+  raise ValueError("OUT_OF_RANGE: a write of a background task failed")
+
+def main(fv):
+  loop = asyncio.new_event_loop()
+  task = loop.create_task(_fails())     # its exception is never retrieved
+  loop.run_until_complete(asyncio.sleep(0))
+  loop.close()
+  threading.Thread(target=lambda: (time.sleep(0.3), 1 / 0)).start()   # dies after the error
+  raise InputError("/ckpt", "writing the checkpoint failed")
+
+cli.run("A command whose failed write leaves a task and a thread behind.", lambda fv: None, main)
+'''
+
+
+def test_a_failed_write_leaves_only_the_one_line_behind(tmp_path):
+  """A failed orbax write leaves an asyncio task whose exception nobody retrieved (logged at
+  collection) and threads that die with it: after the one-line error, stderr stays empty —
+  and with --verbose they are shown."""
+  import subprocess
+  import sys
+  script = tmp_path / "cmd.py"
+  script.write_text(_FAILING_AFTERMATH)
+  env = dict(os.environ, PYTHONPATH=REPO)
+  quiet = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+  assert quiet.returncode == 2
+  assert quiet.stderr.splitlines() == ["error: /ckpt: writing the checkpoint failed"]
+  loud = subprocess.run([sys.executable, str(script), "--verbose"], capture_output=True,
+                        text=True, env=env)
+  assert "ZeroDivisionError" in loud.stderr and "InputError" in loud.stderr

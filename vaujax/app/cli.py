@@ -89,9 +89,14 @@ def _not_from_orbax(record: logging.LogRecord) -> bool:
   return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
+# Set by the `vaujax` console script: the command it dispatches is the whole process.
+ends_the_process = False
+
+
 def run(doc: str, define_flags: Callable[[flags.FlagValues], None],
         main: Callable[[flags.FlagValues], object], argv: Optional[Sequence[str]] = None):
   """Parses `argv` (default sys.argv) into fresh flags and runs `main`; see the module doc."""
+  argv_is_the_process = argv is None or ends_the_process   # the process ends with the command
   argv = list(sys.argv if argv is None else argv)
   fv = flags.FlagValues()
   import inspect
@@ -120,7 +125,7 @@ def run(doc: str, define_flags: Callable[[flags.FlagValues], None],
   except InputError as e:
     if fv.verbose:
       raise
-    _exit_with(str(e), verbose=False)
+    _exit_with(str(e), verbose=False, whole_process=argv_is_the_process)
 
 
 # -- commands that read a run directory (evaluate, infer) ----------------------------------------
@@ -211,12 +216,26 @@ def _flag_problem(e: Exception) -> str:
   return f"flags: {text}"
 
 
-def _exit_with(message: str, verbose: bool) -> None:
+def _exit_with(message: str, verbose: bool, whole_process: bool = False) -> None:
   if verbose:
     import traceback
     traceback.print_exc()
+  elif whole_process:
+    _silence_aftermath()
   print(f"error: {message}", file=sys.stderr, flush=True)
   raise SystemExit(USAGE_ERROR)
+
+
+def _silence_aftermath() -> None:
+  """After the one-line error nothing else reaches stderr: a failed write can leave an
+  asyncio task whose exception was never retrieved (orbax's serialization; logged by the
+  `asyncio` logger when the task is collected), a background thread that dies with the same
+  error, or an object whose __del__ raises at shutdown. Each would print a traceback."""
+  import logging
+  import threading
+  logging.getLogger("asyncio").disabled = True
+  threading.excepthook = lambda args: None
+  sys.unraisablehook = lambda unraisable: None
 
 
 # -- the persistent compilation cache -------------------------------------------------------------

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from vaujax.app import cli
+
 # command -> (module, one-line summary)
 COMMANDS = {
     "train": ("vaujax.app.train", "train VA-GPT (stage one / two) or the TETG classifier"),
@@ -36,6 +38,8 @@ def usage() -> str:
 
 
 def main(argv=None):
+  if argv is None:
+    cli.ends_the_process = True
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     sys.stdout.write(usage())
