@@ -60,6 +60,11 @@ def get_config(arg=None):
   # videos with several anomalies; runs/tetg_files.py). Recorded in the run; runs saved
   # before the key read "strongest".
   c.data.hint_intervals = "strongest"
+  # hint_jitter: in training only, each boundary of the hint's interval moves by a uniform draw
+  # of up to this many frame spacings (a new draw per read), so the LLM learns to choose the
+  # answer nearest an inexact hint rather than copy its digits. 0: the hint as TETG gives it
+  # (the paper). Recorded in the run; runs saved before the key read 0.
+  c.data.hint_jitter = 0.0
   # Paper: learning_rate 2e-5 [LLaMA-VID stage 2, whose "all but the vision tower" matches the
   # paper's stage one]; warmup 1/30 of the steps, then cosine to 0 [LLaMA-VID --warmup_ratio
   # 0.03 --lr_scheduler_type cosine]; AdamW b1 0.9, b2 0.999, eps 1e-8 (train/optimizer.py)

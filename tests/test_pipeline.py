@@ -257,3 +257,34 @@ def test_tfds_mc_benchmark_builder(tmp_path):
   tfds_builders.build(tfds_builders.MultipleChoiceBenchmark, str(tmp_path / "t"), str(manual))
   src = tfds.data_source("vaujax_multiple_choice", data_dir=str(tmp_path / "t"), split="test")
   assert json.loads(src[0]["options"]) == ["a", "b", "c", "d"] and src[0]["answer"] == b"C"
+
+
+def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
+  """With hint_jitter, the hint function gets the jitter and a generator seeded by the
+  example's place in the repeated, shuffled stream: an example read in two epochs gets two
+  draws, and a rebuilt dataset (a resumed run) the same draws in the same order. Without it,
+  the hint function is called as before, with no draw."""
+  root, items, tok, cfg = data
+  source, _ = pipeline.json_source(str(root / "train.json"))
+
+  def stream(jitter):
+    calls = []
+
+    def hint(vid, feats, jitter=None, rng=None):
+      calls.append((vid, jitter, None if rng is None else round(float(rng.uniform()), 9)))
+      return "Known common crime types are: 'Arson'."
+    jcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "num_epochs": 2, "hint_jitter": jitter,
+                                      "read_threads": -1})
+    for _ in pipeline.make_dataset(source, jcfg, tok, hint_fn=hint):
+      pass
+    return calls
+
+  calls = stream(0.5)
+  assert calls == stream(0.5)                               # a rebuilt stream: the same draws
+  assert len(calls) >= len(source) and all(j == 0.5 for _, j, _ in calls)
+  by_video = {}
+  for vid, _, draw in calls:
+    by_video.setdefault(vid, []).append(draw)
+  twice = [d for d in by_video.values() if len(d) >= 2]
+  assert twice and all(len(set(d)) == len(d) for d in twice)   # each read its own draw
+  assert all(j is None and d is None for _, j, d in stream(0.0))   # off: no jitter, no draw

@@ -1,5 +1,7 @@
 """TETG: paper loss, training to high frame AUC, labels, interval extraction, hint text."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -384,3 +386,57 @@ def test_hint_intervals_is_a_recorded_checked_key(tmp_path):
   assert run_dir.run_tetg(config).hint_intervals == "strongest"       # saved before the key
   config.data.hint_intervals = "all"
   assert run_dir.run_tetg(config).hint_intervals == "all"
+
+
+def test_jittered_hints_move_each_boundary_within_the_frame_spacings():
+  from vaujax.runs import tetg_files
+  rng = np.random.default_rng(0)
+  moved = [tetg_files.jittered((4.0, 9.0), 1.5, rng) for _ in range(2000)]
+  starts, ends = np.array(moved).T
+  assert starts.min() >= 2.5 and starts.max() <= 5.5 and ends.min() >= 7.5 and ends.max() <= 10.5
+  assert starts.std() > 0.8 and ends.std() > 0.8                    # uniform over +-1.5: 0.87
+  assert abs(np.corrcoef(starts, ends)[0, 1]) < 0.1                 # drawn apart
+  near_zero = [tetg_files.jittered((0.2, 0.4), 2.0, rng) for _ in range(200)]
+  assert all(0.0 <= s and e >= s + 0.1 - 1e-9 for s, e in near_zero)
+  assert tetg_files.frame_spacing(np.array([0.0, 2.5, 5.0, 7.5])) == 2.5
+  assert tetg_files.frame_spacing(np.array([3.0])) == 0.0
+  # the hint function: jitter in frame spacings, a named interval per run; none -> TETG's hint
+  feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T}
+  classes = ("Fighting", "Explosion")
+  for named in ("strongest", "all"):
+    fixed = _fixed_tetg(named)
+    hint = fixed.hint_fn(classes)
+    exact = fixed.view(feats, classes).hint
+    assert hint("v", feats) == exact == hint("v", feats, jitter=0.0, rng=rng)
+    texts = {hint("v", feats, jitter=0.5, rng=np.random.default_rng(k)) for k in range(20)}
+    assert len(texts) > 10 and exact not in texts
+    for text in texts:
+      spans = [tuple(map(float, m)) for m in re.findall(r"from ([\d.]+) to ([\d.]+)", text)]
+      truth = fixed.view(feats, classes).intervals if named == "all" else [(6.0, 8.0)]
+      spacing = float(np.median(np.diff(T)))
+      assert len(spans) == len(truth)
+      assert all(abs(a - c) <= 0.5 * spacing + 0.05 and abs(b - d) <= 0.5 * spacing + 0.05
+                 for (a, b), (c, d) in zip(spans, truth))
+  nothing = {**feats, "dino_cls": np.zeros((10, 1))}
+  assert _fixed_tetg("strongest").hint_fn(classes)("v", nothing, jitter=1.0, rng=rng) == (
+      conversation.hint_text(None, classes))
+
+
+def test_hint_jitter_is_a_recorded_checked_training_only_key():
+  import ml_collections
+  from configs import vagpt_stage1
+  from vaujax.errors import InputError
+  from vaujax.runs import run_dir
+  from vaujax.train import config_checks, vagpt_task
+  config = vagpt_stage1.get_config("size=tiny")
+  assert config.data.hint_jitter == 0.0
+  config.data.hint_jitter = -0.5
+  with pytest.raises(InputError, match=r"--config\.data\.hint_jitter"):
+    config_checks.check_vagpt(config)
+  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "hint_jitter": 0.0}})
+  assert run_dir.diff_configs(saved, given) == []          # runs before the key: no jitter
+  config.data.hint_jitter = 0.5
+  cfg = run_dir.model_config(config, 32000)
+  assert vagpt_task.pipeline_config(config, cfg, train=True).hint_jitter == 0.5
+  assert vagpt_task.pipeline_config(config, cfg, train=False).hint_jitter == 0.0   # held out

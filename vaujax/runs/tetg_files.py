@@ -54,9 +54,33 @@ class TrainedTETG:
     return TETGView(scores, interval, conversation.hint_text(named, classes), intervals)
 
   def hint_fn(self, classes: Sequence[str]):
-    """A data-pipeline hint function `(video_id, feats) -> hint text`."""
+    """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None) -> hint text`;
+    with `jitter` > 0 the named intervals are those of `jittered`."""
     classes = tuple(classes)
-    return lambda video_id, feats: self.view(feats, classes).hint
+
+    def hint(video_id, feats, jitter: float = 0.0, rng=None):
+      view = self.view(feats, classes)
+      if jitter <= 0 or not view.intervals:
+        return view.hint
+      named = view.intervals if self.hint_intervals == "all" else (view.interval,)
+      spacing = frame_spacing(feats["timestamps"])
+      return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes)
+    return hint
+
+
+def frame_spacing(timestamps) -> float:
+  """The median time between a video's frames (0 for fewer than two)."""
+  t = np.asarray(timestamps, np.float64)
+  return float(np.median(np.diff(t))) if t.size > 1 else 0.0
+
+
+def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:
+  """`interval` with each boundary moved by a uniform draw in [-most, most] seconds, kept in
+  order (at least 0.1 s long) and not before 0: what TETG's frame-quantised interval is off by
+  on a video it was not trained on."""
+  start = max(0.0, interval[0] + float(rng.uniform(-most, most)))
+  end = max(start + 0.1, interval[1] + float(rng.uniform(-most, most)))
+  return start, end
 
 
 def save_tetg(path: str, params: dict, config: tetg.TETGConfig) -> None:
