@@ -50,6 +50,9 @@ def get_config(arg=None):
   # [ours] a learned position embedding on the tower's patches before SETS and pooling
   # (models/vagpt.py): off for LLaMA-VID's trained ViT, whose patches carry their position
   c.patch_position = False
+  # [ours] content tokens per frame: one per cell of a g x g grid over the tower's patches
+  # (models/frame_tokens.py), so a frame's tokens say where things are; 1: LLaMA-VID's one mean
+  c.content_grid = 1
   c.attention = "chunked"  # [ours] LLM attention kernel: chunked | einsum | xla | cudnn (models/llama.py)
   c.attention_chunks = 8   # "chunked": at most this many causal query chunks
   # Paper scale: rematerialise each LLM and Q-Former layer in the backward pass, and run both

