@@ -267,7 +267,9 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   # to answer where-questions (models/vagpt.py, patch_position)
   c_.model.patch_position = bool(c.spatial)
   c_.model.content_grid = c.content_grid   # g x g content tokens per frame say where, too
-  c_.data.batch_size, c_.data.max_length = c.batch_size, 384
+  # 384 tokens hold the longest example with two tokens a frame; a content grid adds g*g - 1
+  c_.data.batch_size = c.batch_size
+  c_.data.max_length = 384 + (c.content_grid ** 2 - 1) * c.frames
   # Length buckets cost a compile per length (~5 s here) and save ~15% a step: worth it over
   # stage one's thousands of steps, not stage two's hundred.
   c_.data.length_bucket = 32 if steps >= 1000 else 0
