@@ -288,3 +288,21 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
   twice = [d for d in by_video.values() if len(d) >= 2]
   assert twice and all(len(set(d)) == len(d) for d in twice)   # each read its own draw
   assert all(j is None and d is None for _, j, d in stream(0.0))   # off: no jitter, no draw
+
+  # a resumed run (the trainer restores the iterator's state) reads the same draws
+  def draws(state=None, batches=3):
+    calls = []
+    hint = lambda vid, feats, jitter=None, rng=None: calls.append(rng.uniform()) or "h"  # noqa
+    jcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "num_epochs": 2, "hint_jitter": 0.5,
+                                      "read_threads": -1})
+    it = iter(pipeline.make_dataset(source, jcfg, tok, hint_fn=hint))
+    if state is not None:
+      it.set_state(state)
+    for _ in range(batches):
+      next(it)
+    return it.get_state(), calls
+
+  state, first = draws()
+  rest = draws(batches=6)[1]
+  resumed = draws(state)[1]
+  assert rest[:len(first)] == first and resumed == rest[len(first):]
