@@ -195,6 +195,7 @@ class Prepare(grain.transforms.Map):
     if self.hint_fn is not None:   # an image has no time: TETG gets no frames, no interval
       seen = frame_layout.no_frames(feats) if is_one_frame(item) else feats
       if cfg.hint_jitter > 0:      # a new draw per read: the position in the repeated stream
+        # (the 7 keeps these draws apart from imgsp's [seed, index] stream below)
         draw = np.random.default_rng([cfg.seed, 7, max(0, int(item.get("_draw", 0)))])
         hint = self.hint_fn(video_key(item), seen, jitter=cfg.hint_jitter, rng=draw)
       else:
