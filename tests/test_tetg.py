@@ -398,8 +398,9 @@ def test_jittered_hints_move_each_boundary_within_the_frame_spacings():
   assert abs(np.corrcoef(starts, ends)[0, 1]) < 0.1                 # drawn apart
   near_zero = [tetg_files.jittered((0.2, 0.4), 2.0, rng) for _ in range(200)]
   assert all(0.0 <= s and e >= s + 0.1 - 1e-9 for s, e in near_zero)
-  assert tetg_files.frame_spacing(np.array([0.0, 2.5, 5.0, 7.5])) == 2.5
-  assert tetg_files.frame_spacing(np.array([3.0])) == 0.0
+  assert tetg.frame_spacing(np.array([0.0, 2.5, 5.0, 7.5])) == 2.5
+  assert tetg.frame_spacing(np.array([3.0])) == 0.0
+  assert tetg.frame_spacing(np.array([3.0]), default=1.0) == 1.0
   # the hint function: jitter in frame spacings, a named interval per run; none -> TETG's hint
   feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T}
   classes = ("Fighting", "Explosion")

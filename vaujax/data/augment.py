@@ -19,6 +19,7 @@ import numpy as np
 
 from vaujax.data import features
 from vaujax.data.annotations import VideoAnnotation
+from vaujax.models import tetg
 
 
 def shift_features(feats: dict, frames: int) -> dict:
@@ -66,7 +67,7 @@ def write_time_shifted(feature_dir: str, videos: Sequence[VideoAnnotation], copi
     rng = np.random.RandomState((seed * 1_000_003 + sum(map(ord, v.video_id))) % 2**31)
     feats = features.read_features(features.feature_path(feature_dir, v.video_id))
     stamps = np.asarray(feats["timestamps"], np.float64)
-    spacing = float(np.median(np.diff(stamps))) if len(stamps) > 1 else v.duration
+    spacing = tetg.frame_spacing(stamps, default=v.duration)
     for s in rng.permutation(shifts)[:copies]:
       video_id = f"{v.video_id}_shift{int(s):+d}"
       moved = shift_annotation(v, int(s) * spacing, video_id)

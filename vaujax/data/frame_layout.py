@@ -22,6 +22,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from vaujax.errors import InputError
+from vaujax.models import tetg
 from vaujax.models.vagpt import VIDEO_TOKEN_ID
 
 FRAME_TIMES = ("none", "text")
@@ -121,7 +122,7 @@ def cut_frame(feats: Mapping[str, np.ndarray], frame_s: float,
   t = np.asarray(feats["timestamps"], np.float64)
   if not len(t):
     raise InputError(source, "has zero frames")
-  step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+  step = tetg.frame_spacing(t, default=1.0)
   if frame_s > t[-1] + step:
     raise InputError(source, f"has no frame near frame_s {frame_s:g}: its last sampled frame is "
                      f"at {t[-1]:.2f} s")

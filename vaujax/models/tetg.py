@@ -122,10 +122,16 @@ def _confident_runs(probs, timestamps, config: TETGConfig):
   return p, t, _runs(p >= config.threshold, config.merge_gap)
 
 
+def frame_spacing(timestamps, default: float = 0.0) -> float:
+  """The median time between a video's consecutive frames; `default` for fewer than two."""
+  t = np.asarray(timestamps, np.float64)
+  return float(np.median(np.diff(t))) if t.size > 1 else default
+
+
 def _seconds(t: np.ndarray, start: int, end: int, config: TETGConfig) -> tuple[float, float]:
   """A run's first and last frame times, each moved outwards by `extend` frame spacings."""
   if config.extend and len(t) > 1:
-    dt = float(np.median(np.diff(t)))
+    dt = frame_spacing(t)
     return (max(0.0, float(t[start]) - config.extend * dt),
             float(t[end]) + config.extend * dt)
   return float(t[start]), float(t[end])

@@ -63,15 +63,9 @@ class TrainedTETG:
       if jitter <= 0 or not view.intervals:
         return view.hint
       named = view.intervals if self.hint_intervals == "all" else (view.interval,)
-      spacing = frame_spacing(feats["timestamps"])
+      spacing = tetg.frame_spacing(feats["timestamps"])
       return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes)
     return hint
-
-
-def frame_spacing(timestamps) -> float:
-  """The median time between a video's frames (0 for fewer than two)."""
-  t = np.asarray(timestamps, np.float64)
-  return float(np.median(np.diff(t))) if t.size > 1 else 0.0
 
 
 def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:
