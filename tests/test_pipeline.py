@@ -267,7 +267,8 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
   root, items, tok, cfg = data
   source, _ = pipeline.json_source(str(root / "train.json"))
 
-  def stream(jitter):
+  def read(jitter=0.5, state=None, batches=None):
+    """(the iterator's state after `batches` batches (None: all), [(video, jitter, draw)])."""
     calls = []
 
     def hint(vid, feats, jitter=None, rng=None):
@@ -275,34 +276,24 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
       return "Known common crime types are: 'Arson'."
     jcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "num_epochs": 2, "hint_jitter": jitter,
                                       "read_threads": -1})
-    for _ in pipeline.make_dataset(source, jcfg, tok, hint_fn=hint):
-      pass
-    return calls
+    it = iter(pipeline.make_dataset(source, jcfg, tok, hint_fn=hint))
+    if state is not None:
+      it.set_state(state)
+    _ = list(it) if batches is None else [next(it) for _ in range(batches)]
+    return it.get_state(), calls
 
-  calls = stream(0.5)
-  assert calls == stream(0.5)                               # a rebuilt stream: the same draws
+  calls = read()[1]
+  assert calls == read()[1]                                 # a rebuilt stream: the same draws
   assert len(calls) >= len(source) and all(j == 0.5 for _, j, _ in calls)
   by_video = {}
   for vid, _, draw in calls:
     by_video.setdefault(vid, []).append(draw)
   twice = [d for d in by_video.values() if len(d) >= 2]
   assert twice and all(len(set(d)) == len(d) for d in twice)   # each read its own draw
-  assert all(j is None and d is None for _, j, d in stream(0.0))   # off: no jitter, no draw
+  assert all(j is None and d is None for _, j, d in read(jitter=0.0)[1])   # off: no draw
 
   # a resumed run (the trainer restores the iterator's state) reads the same draws
-  def draws(state=None, batches=3):
-    calls = []
-    hint = lambda vid, feats, jitter=None, rng=None: calls.append(rng.uniform()) or "h"  # noqa
-    jcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "num_epochs": 2, "hint_jitter": 0.5,
-                                      "read_threads": -1})
-    it = iter(pipeline.make_dataset(source, jcfg, tok, hint_fn=hint))
-    if state is not None:
-      it.set_state(state)
-    for _ in range(batches):
-      next(it)
-    return it.get_state(), calls
-
-  state, first = draws()
-  rest = draws(batches=6)[1]
-  resumed = draws(state)[1]
+  state, first = read(batches=3)
+  rest = read(batches=6)[1]
+  resumed = read(state=state, batches=3)[1]
   assert rest[:len(first)] == first and resumed == rest[len(first):]
