@@ -9,8 +9,8 @@ import platform
 
 import pytest
 
-from benchmarks import (eval_buckets, host_memory, input_pipeline, mfu, optimisations, scaling,
-                        sets_payoff, train_step, utilization)
+from benchmarks import (eval_buckets, host_memory, input_pipeline, mfu, optimisations,
+                        preprocess_frames, scaling, sets_payoff, train_step, utilization)
 
 TINY_LLAMA = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, max_position_embeddings=256)
@@ -52,6 +52,12 @@ def test_sets_payoff():
   for row in rows:
     _check(row, "sets_payoff", ("vaujax", "reference", "ratio"))
     assert row["seq"] < row["seq_base"]   # K=0.5 keeps half the patch tokens
+
+
+def test_preprocess_frames_both_paths_on_varied_sizes():
+  rows = preprocess_frames.measure(count=3, size=56)
+  _check(rows[0], "preprocess_frames", ("vaujax", "reference", "ratio", "cpu_ratio"))
+  assert rows[0]["shapes"] == 3   # three videos, three sizes: a compile each on the jitted side
 
 
 def test_scaling():

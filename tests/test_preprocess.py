@@ -54,3 +54,42 @@ def test_dinov2_bit_image_processor_parity(clip):
 def test_rejects_non_uint8_frames():
   with pytest.raises(ValueError, match="expected uint8 frames"):
     preprocess.preprocess(np.zeros((1, 32, 32, 3), np.float32), preprocess.CLIP_224)
+
+
+@pytest.mark.parametrize("clip", ["carphone_pristine.mp4", "bikes.mp4"])
+@pytest.mark.parametrize("spec", [preprocess.CLIP_224, preprocess.DINOV2_EVAL,
+                                  preprocess.PreprocessSpec(112, 112, preprocess.IMAGENET_MEAN,
+                                                            preprocess.IMAGENET_STD)])
+def test_host_preprocessing_equals_the_jitted_one_bit_for_bit(clip, spec):
+  frames = _real_frames(clip, 2)
+  np.testing.assert_array_equal(preprocess.preprocess_frames(frames, spec),
+                                preprocess.preprocess(frames, spec))
+
+
+@pytest.mark.parametrize("shape", [(120, 160), (160, 120), (112, 150), (150, 112), (112, 112),
+                                   (97, 331), (256, 256)])
+def test_host_resize_and_crop_equal_pil(shape):
+  """Landscape, portrait, a side that needs no resize (PIL skips that pass), a square that
+  needs none, an odd size and a downscale: PIL's resize then HF's center crop."""
+  h, w = shape
+  frames = np.random.RandomState(h * w).randint(0, 256, (3, h, w, 3), dtype=np.uint8)
+  spec = preprocess.PreprocessSpec(112, 112, preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD)
+  ours = preprocess.resize_crop_frames(frames, spec)
+  out_h, out_w = preprocess.shortest_edge_size(h, w, 112)
+  top, left = (out_h - 112) // 2, (out_w - 112) // 2
+  for frame, mine in zip(frames, ours):
+    ref = np.asarray(Image.fromarray(frame).resize((out_w, out_h), Image.BICUBIC,
+                                                   reducing_gap=None))
+    np.testing.assert_array_equal(mine, ref[top:top + 112, left:left + 112])
+  np.testing.assert_array_equal(preprocess.preprocess_frames(frames, spec),
+                                preprocess.preprocess(frames, spec))
+
+
+def test_host_preprocessing_rejects_bad_frames():
+  with pytest.raises(ValueError, match="expected uint8 frames"):
+    preprocess.preprocess_frames(np.zeros((1, 32, 32, 3), np.float32), preprocess.CLIP_224)
+  with pytest.raises(ValueError, match="expected uint8 frames"):
+    preprocess.preprocess_frames(np.zeros((32, 32, 3), np.uint8), preprocess.CLIP_224)
+  spec = preprocess.PreprocessSpec(100, 112, preprocess.CLIP_MEAN, preprocess.CLIP_STD)
+  with pytest.raises(ValueError, match="smaller than the crop 112"):
+    preprocess.preprocess_frames(np.zeros((1, 50, 80, 3), np.uint8), spec)

@@ -327,12 +327,18 @@ class FrameEncoder:
 
     self._encode = jax.jit(encode)
 
-  def _apply(self, frames: jax.Array) -> dict:
-    # The preprocessing (its own small jit per frame size) runs apart from the towers, so
-    # videos of many sizes compile the towers once per chunk length, not once per size.
+  def _apply(self, frames: np.ndarray) -> dict:
+    # The preprocessing (its own small programs per size bucket, preprocess_frames) runs apart
+    # from the towers, so videos of many sizes compile the towers once per chunk length. Two
+    # specs that differ only in mean and std share one resized crop.
+    tower_crops = preprocess.resize_crop_frames(frames, self.tower_spec)
+    same_geometry = ((self.tower_spec.shortest_edge, self.tower_spec.crop)
+                     == (self.dino_spec.shortest_edge, self.dino_spec.crop))
+    dino_crops = (tower_crops if same_geometry
+                  else preprocess.resize_crop_frames(frames, self.dino_spec))
     return self._encode(self.tower_params, self.dino_params,
-                        preprocess.preprocess(frames, self.tower_spec),
-                        preprocess.preprocess(frames, self.dino_spec))
+                        preprocess.normalize_crops(tower_crops, self.tower_spec),
+                        preprocess.normalize_crops(dino_crops, self.dino_spec))
 
   def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
     """Chunks of `batch_size` frames, a shorter chunk padded to the next power of two (at least
@@ -344,7 +350,7 @@ class FrameEncoder:
       padded = min(self.batch_size, max(4, 1 << (n - 1).bit_length()))
       if padded > n:
         chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), chunk.dtype)])
-      out = self._apply(jnp.asarray(chunk))
+      out = self._apply(chunk)
       chunks.append({k: np.asarray(v)[:n] for k, v in out.items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 

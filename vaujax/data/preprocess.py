@@ -7,6 +7,12 @@ uint8 images, which works in 8-bit fixed point with 22 fractional bits and round
 each separable pass. We apply the same integer coefficients as two int32 matmuls, horizontal
 pass first, so the resized frames are bit-identical to PIL's; center crop and normalisation then
 follow HF (rescale by 1/255, subtract mean, divide by std).
+
+`preprocess` is jittable and compiles once per frame size. `preprocess_frames`, for host frames
+(feature extraction), gives the same values bit for bit with nothing compiled per size: the
+resize and crop are two integer matrices (the crop's rows of the resize matrices; a pass PIL
+skips is an exact selection) applied as exact float64 matmuls on the host, and only the
+normalisation is jitted. Videos of a hundred sizes then cost no compiles.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaujax.models import resample
 
@@ -52,19 +59,20 @@ def shortest_edge_size(height: int, width: int, shortest: int) -> tuple[int, int
 def pil_bicubic_resize(frames: jax.Array, height: int, width: int) -> jax.Array:
   """Bit-exact `PIL.Image.resize((width, height), BICUBIC, reducing_gap=None)` on uint8 frames."""
   t, h, w, c = frames.shape
-  half = 1 << (resample.PIL_PRECISION_BITS - 1)
-
-  def fixed_point_pass(x, coeffs, spec):
-    acc = jnp.einsum(spec, jnp.asarray(coeffs), x.astype(jnp.int32),
-                     preferred_element_type=jnp.int32)
-    return jnp.clip(jnp.right_shift(acc + half, resample.PIL_PRECISION_BITS), 0, 255)
-
   x = frames
   if width != w:
-    x = fixed_point_pass(x, resample.pil_fixed_point_matrix(w, width), "ox,tyxc->tyoc")
+    x = _fixed_point_pass(x, resample.pil_fixed_point_matrix(w, width), "ox,tyxc->tyoc")
   if height != h:
-    x = fixed_point_pass(x, resample.pil_fixed_point_matrix(h, height), "oy,tyxc->toxc")
+    x = _fixed_point_pass(x, resample.pil_fixed_point_matrix(h, height), "oy,tyxc->toxc")
   return x.astype(jnp.uint8)
+
+
+def _fixed_point_pass(x: jax.Array, coeffs, spec: str) -> jax.Array:
+  """One separable pass in PIL's fixed point: int32 products, rounded, clipped to 0..255."""
+  half = 1 << (resample.PIL_PRECISION_BITS - 1)
+  acc = jnp.einsum(spec, jnp.asarray(coeffs), x.astype(jnp.int32),
+                   preferred_element_type=jnp.int32)
+  return jnp.clip(jnp.right_shift(acc + half, resample.PIL_PRECISION_BITS), 0, 255)
 
 
 def center_crop(frames: jax.Array, size: int) -> jax.Array:
@@ -91,3 +99,61 @@ def preprocess(frames: jax.Array, spec: PreprocessSpec) -> jax.Array:
   resized = pil_bicubic_resize(frames, out_h, out_w)
   return normalize(center_crop(resized, spec.crop), spec.mean, spec.std)
 
+
+
+def crop_matrices(height: int, width: int, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+  """Fixed-point matrices ([crop, height], [crop, width] int32) whose two passes give the
+  center crop of the shortest-edge resize: the crop's rows of PIL's coefficients, or, where
+  PIL skips a pass (the size does not change), a selection of the crop scaled by 2**22, which
+  the pass's rounding turns back into the same pixels."""
+  out_h, out_w = shortest_edge_size(height, width, spec.shortest_edge)
+  if out_h < spec.crop or out_w < spec.crop:
+    raise ValueError(f"frames {height}x{width} resize to {out_h}x{out_w}, smaller than the "
+                     f"crop {spec.crop}")
+
+  def one_side(size, out):
+    start = (out - spec.crop) // 2
+    if size == out:
+      full = np.eye(size, dtype=np.int32) << resample.PIL_PRECISION_BITS
+    else:
+      full = resample.pil_fixed_point_matrix(size, out)
+    return full[start:start + spec.crop]
+
+  return one_side(height, out_h), one_side(width, out_w)
+
+
+def _host_fixed_point_pass(x: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+  """`_fixed_point_pass` over the last axis in float64 on the host: every product and partial
+  sum is an integer below 2**53, so the matmul is exact in any order, and floor((acc + half) /
+  2**22) is the arithmetic right shift."""
+  acc = x @ coeffs.T.astype(np.float64)
+  half = float(1 << (resample.PIL_PRECISION_BITS - 1))
+  return np.clip(np.floor((acc + half) * 2.0 ** -resample.PIL_PRECISION_BITS), 0, 255)
+
+
+def resize_crop_frames(frames: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+  """uint8 [T, H, W, 3] -> uint8 [T, crop, crop, 3], bit for bit `preprocess`'s resized crop,
+  computed on the host (BLAS) with no program to compile for each frame size."""
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+  rows, cols = crop_matrices(*frames.shape[1:3], spec)
+  x = frames.transpose(0, 1, 3, 2).astype(np.float64)       # [T, H, 3, W]
+  x = _host_fixed_point_pass(x, cols)                         # [T, H, 3, S] (horizontal first)
+  x = _host_fixed_point_pass(x.transpose(0, 3, 2, 1), rows)  # [T, S(x), 3, S(y)]
+  return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.uint8)   # [T, S(y), S(x), 3]
+
+
+@jax.jit
+def _normalize(crops: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+  return normalize(crops, mean, std)
+
+
+def normalize_crops(crops: np.ndarray, spec: PreprocessSpec) -> jax.Array:
+  """uint8 crops [T, S, S, 3] -> float32, as `preprocess` normalises (one program per T)."""
+  return _normalize(crops, np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32))
+
+
+def preprocess_frames(frames: np.ndarray, spec: PreprocessSpec) -> jax.Array:
+  """`preprocess` bit for bit on host frames, with nothing compiled per frame size."""
+  return normalize_crops(resize_crop_frames(frames, spec), spec)

@@ -15,6 +15,7 @@ sizes, so the jitted functions are plain matmuls and match the reference impleme
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -61,6 +62,14 @@ def antialiased_bicubic_weights(in_size: int, out_size: int) -> np.ndarray:
 
 
 def pil_fixed_point_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """[out, in] int32 coefficients exactly as PIL's 8-bit resampler rounds them."""
+  """[out, in] int32 coefficients exactly as PIL's 8-bit resampler rounds them (read-only,
+  cached: a folder of videos asks for the same few sizes again and again)."""
+  return _pil_fixed_point_matrix(int(in_size), int(out_size))
+
+
+@functools.lru_cache(maxsize=512)
+def _pil_fixed_point_matrix(in_size: int, out_size: int) -> np.ndarray:
   w = antialiased_bicubic_weights(in_size, out_size) * (1 << PIL_PRECISION_BITS)
-  return np.where(w < 0, np.trunc(w - 0.5), np.trunc(w + 0.5)).astype(np.int32)
+  out = np.where(w < 0, np.trunc(w - 0.5), np.trunc(w + 0.5)).astype(np.int32)
+  out.flags.writeable = False
+  return out
