@@ -355,8 +355,10 @@ class FrameEncoder:
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
-def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
-  """Seeded random tiny towers for tests and the CPU demo (patch 14 on a 112 crop: 8x8 grid)."""
+def tiny_encoder(seed: int = 0, image_size: int = 112, dino: bool = True) -> FrameEncoder:
+  """Seeded random tiny towers for tests and the CPU demo (patch 14 on a 112 crop: 8x8 grid).
+  Without `dino` the tiny DINOv2 is left uninitialised (None params; about 4 s saved) for a
+  caller that puts a converted one beside the tower; the tower's weights do not change."""
   tower_cfg = vit.tiny_vit("eva", image_size=image_size)
   dino_cfg = vit.tiny_vit("dinov2", image_size=image_size, hidden_size=64, num_heads=4,
                           mlp_dim=128)
@@ -367,8 +369,8 @@ def tiny_encoder(seed: int = 0, image_size: int = 112) -> FrameEncoder:
                                    preprocess.CLIP_STD)
   dspec = preprocess.PreprocessSpec(image_size, image_size, preprocess.IMAGENET_MEAN,
                                     preprocess.IMAGENET_STD)
-  return FrameEncoder(tower_cfg, init(tower_cfg, seed), dino_cfg, init(dino_cfg, seed + 1),
-                      spec, dspec)
+  return FrameEncoder(tower_cfg, init(tower_cfg, seed), dino_cfg,
+                      init(dino_cfg, seed + 1) if dino else None, spec, dspec)
 
 
 def read_image(path: str, max_pixels: int = MAX_IMAGE_PIXELS,
@@ -494,9 +496,9 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
   if tiny == "tiny" and len(parts) <= 2:
     if not (seed or "0").isdigit():
       raise InputError(flag, f"bad tiny encoder seed in {spec!r}")
-    encoder = tiny_encoder(int(seed or "0"))
     if len(parts) == 1:
-      return encoder
+      return tiny_encoder(int(seed or "0"))
+    encoder = tiny_encoder(int(seed or "0"), dino=False)
     from vaujax.convert import params_io
     path, _, size = parts[1].rpartition("@") if "@" in parts[1] else (parts[1], "", "")
     params, meta = params_io.read_params_dir(path)
