@@ -129,6 +129,32 @@ def test_temporal_distractors_fit_around_a_long_event():
   assert all(interval_iou(a, b) < 0.5 for a in others for b in others if a != b)
 
 
+def test_temporal_distractors_fit_in_videos_of_a_few_seconds():
+  """A 0.5x-clock copy of a 5 s training video (2.5 s, a 1 s event at 1.1 s) left room for two
+  distractors only, and the demo stopped with a traceback (2026-12-06). Every short video now
+  gets three, on the truth's start grid, inside the video, apart from the truth and each other."""
+  from vaujax.evaluate.parsing import interval_iou, parse_interval
+  from vaujax.data.annotations import VideoAnnotation
+  rng = np.random.RandomState(1)
+  cases = [(2.5, (1.1, 2.1))] + [
+      (d, (s, round(s + ln, 1))) for d, ln, s in
+      ((d, ln, round(float(rng.uniform(0, d - ln)), 1)) for d, ln in
+       ((d, round(float(rng.uniform(0.5, 0.6 * d)), 1)) for d in rng.uniform(1.5, 4.0, 300)))]
+  for k, (duration, interval) in enumerate(cases):
+    v = VideoAnnotation(f"Arson{k:03d}", duration, ((0.0, duration),), ("fire",), "Arson",
+                        (interval,))
+    (item,) = [i for i in bench.multiple_choice([v], CLASSES5, seed=k)
+               if i["category"] == "temporal"]
+    spans = [parse_interval(o) for o in item["options"]]
+    truth = spans[bench.LETTERS.index(item["answer"])]
+    others = [sp for sp in spans if sp != truth]
+    assert truth == interval and len(others) == 3, (duration, interval, spans)
+    assert all(0 <= a < b <= duration + 0.05 for a, b in spans), (duration, spans)   # to 0.1 s
+    assert all(interval_iou(o, truth) < 0.5 for o in others)
+    assert all(interval_iou(a, b) < 0.5 for a in others for b in others if a != b)
+    assert len({round(a * 10) % 5 for a, _ in spans}) == 1
+
+
 # -- spatial questions and several events (issue 29) ------------------------------------------
 
 def _video(*events, label=None):

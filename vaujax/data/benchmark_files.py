@@ -102,7 +102,8 @@ def _temporal_distractors(rng, interval, duration, taken=()) -> list[tuple[float
   `taken`: distractors given first (the other events' intervals: the question names one event
   and they are its wrong answers). Candidates: every start on a 0.5 s grid with lengths L, L/2
   and 2L (L the true length), drawn in a seeded random order; when a long event leaves no room
-  for three, shorter ones (L/4 and 1 s) are added after them.
+  for three, shorter ones (L/4 and 1 s) are added after them, and in a video of a few seconds
+  (a 0.5x-clock copy of a 5 s training video: 2.5 s) intervals of 0.2-0.4 s after those.
 
   The grid is shifted to the truth's start (as printed, to 0.1 s): every option's start has the
   same tenths modulo 0.5 s. On an unshifted grid the true start was the only one off x.0/x.5
@@ -119,7 +120,7 @@ def _temporal_distractors(rng, interval, duration, taken=()) -> list[tuple[float
   if len(out) == 3:
     return out
   for lengths in ((length, max(length / 2, 0.5), min(2 * length, duration)),
-                  (max(length / 4, 0.5), 1.0)):
+                  (max(length / 4, 0.5), 1.0), (0.4, 0.3, 0.2)):
     candidates = grid(lengths)
     for i in rng.permutation(len(candidates)):
       c = candidates[i]
