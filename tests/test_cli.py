@@ -52,6 +52,7 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
      "/nope/f.npz: feature file does not exist"),
     ("infer", ["--run=/nope/run"], "--video: give exactly one of --video and --features"),
     ("demo", ["--seconds=0"], "--seconds: must be positive"),
+    ("demo", ["--fresh_videos=-1"], "--fresh_videos: must be 0 or more"),
     ("ablation", ["--k=0.5,abc"], "--k: not a list of numbers"),
     ("demo", ["--frames=x"], "--frames: "),
     ("evaluate", ["--bogus=1"], "--bogus: unknown flag (see --help)"),

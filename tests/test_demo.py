@@ -54,6 +54,19 @@ def test_demo_smoke(tmp_path):
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options |" in report
   assert summary["results"]["mc_loglik"]["num_questions"] > 0
   assert os.path.exists(tmp_path / "summary.json")
+  # fresh held-out sets: new videos of every kind, evaluated by the finished run
+  fresh = demo.evaluate_fresh_sets(str(tmp_path), c, 3, seed=900, log=lambda s: None)
+  assert set(fresh) == set(summary["held_out"])
+  saved = json.load(open(tmp_path / "fresh_900" / "summary.json"))
+  assert _same(saved["held_out"], fresh) and saved["seed"] == 900
+  for name, results in fresh.items():
+    questions = json.load(open(tmp_path / "fresh_900" / name / "test_mc.json"))
+    assert results["mc_loglik"]["num_questions"] == len(questions) > 0, name
+    answers = json.load(open(tmp_path / "fresh_900" / name / "eval" / "mc_loglik.json"))
+    assert len(answers["results"]) == len(questions)
+  ours = json.load(open(tmp_path / "fresh_900" / "in_range" / "synthetic" / "labels.json"))
+  theirs = json.load(open(tmp_path / "data" / "synthetic" / "labels.json"))
+  assert ours != theirs   # other videos than the demo's
 
 
 def _command(module, *args):

@@ -218,17 +218,10 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   for i, (name, overrides) in enumerate(OUT_OF_RANGE.items()):
     if name == "two_events" and c.max_events < 2:
       continue
-    sub = os.path.join(root, f"held_out_{name}")
     cfg = _synthetic_config(c, num_videos=c.out_of_range_videos, seed=c.seed + 101 + i,
                             **overrides)
-    sub_labels = synthetic.generate(os.path.join(sub, "synthetic"), cfg)
-    feature_dir = os.path.join(sub, "features")
-    features.extract_folder(os.path.join(sub, "synthetic", "videos"), feature_dir, encoder,
-                            log=log, **sampling)
-    paths["held_out"][name] = _held_out_set(
-        sub, name, _read_videos(os.path.join(sub, "synthetic"), sub_labels, bool(c.spatial)),
-        sub_labels,
-        feature_dir, os.path.join(sub, "synthetic", "videos"), syn.classes, c.seed)
+    paths["held_out"][name] = _synthetic_held_out_set(
+        os.path.join(root, f"held_out_{name}"), name, cfg, encoder, sampling, c, log)
   paths["train_ids"] = [v.video_id for v in train]
   paths["test_ids"] = [v.video_id for v in test]
   for key in ("mc", "ucf_qa", "test_mc", "test_ucf_qa"):    # the in-range set, as before
@@ -241,6 +234,19 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
                                                    for t in i["conversations"]]
   paths["tokenizer"] = train_sentencepiece(texts * 3, os.path.join(root, "tokenizer"), 600)
   return paths
+
+
+def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig, encoder,
+                            sampling: dict, c: DemoConfig, log=print) -> dict:
+  """A held-out set of its own videos (generated from `cfg`), features and benchmarks, under
+  `sub` (files already there are reused)."""
+  labels = synthetic.generate(os.path.join(sub, "synthetic"), cfg)
+  feature_dir = os.path.join(sub, "features")
+  features.extract_folder(os.path.join(sub, "synthetic", "videos"), feature_dir, encoder,
+                          log=log, **sampling)
+  return _held_out_set(
+      sub, name, _read_videos(os.path.join(sub, "synthetic"), labels, bool(c.spatial)), labels,
+      feature_dir, os.path.join(sub, "synthetic", "videos"), cfg.classes, c.seed)
 
 
 def _held_out_set(root: str, name: str, videos: list, labels: dict, feature_dir: str,
@@ -395,6 +401,43 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   return summary
 
 
+def evaluate_fresh_sets(workdir: str, c: DemoConfig, num_videos: int, seed: int,
+                        log=print) -> dict:
+  """The finished run `workdir/stage2` on fresh held-out sets: `num_videos` new videos of each
+  kind (in range, then every out-of-range kind) from seeds `seed`, `seed + 1`, ..., written
+  under `workdir/fresh_<seed>/`. The demo's own held-out sets are small (15-17 interval
+  questions out of range) and its defaults were chosen on them; these sets are neither."""
+  from vaujax.evaluate import evaluators
+  from vaujax.inference.assistant import Assistant
+  workdir = os.path.abspath(workdir)
+  encoder = features.encoder_from_spec(_encoder_spec(os.path.join(workdir, "data"), c))
+  sampling = frame_layout.FrameSettings(c.sample_fps, c.frame_times,
+                                        c.min_frames).sampling(c.frames)
+  assistant = Assistant.from_run(os.path.join(workdir, "stage2"))
+  root = os.path.join(workdir, f"fresh_{seed}")
+  kinds = {"in_range": {}, **{k: v for k, v in OUT_OF_RANGE.items()
+                              if k != "two_events" or c.max_events >= 2}}
+  by_set = {}
+  for i, (name, overrides) in enumerate(kinds.items()):
+    cfg = _synthetic_config(c, num_videos=num_videos, seed=seed + i, **overrides)
+    held = _synthetic_held_out_set(os.path.join(root, name), name, cfg, encoder, sampling, c,
+                                   log=lambda s: None)
+    results = {}
+    for bench in ("mc", "ucf_qa"):
+      results.update(evaluators.evaluate_benchmark(
+          assistant, held[f"test_{bench}"], held["features"], os.path.join(root, name, "eval"),
+          name=bench, progress=False))
+    by_set[name] = results
+    m, q = results["mc_loglik"], results["ucf_qa"]
+    log(f"fresh {name:10s} ({num_videos} videos, seed {seed + i}): MC {m['total_acc']:.1%} / "
+        f"Temporal {m['temporal_acc']:.1%} of {m['num_temporal']} / Type {m['type_acc']:.1%}; "
+        f"open QA {q['total_acc']:.1%} / Temporal {q['temporal_acc']:.1%}")
+  files.write_json(os.path.join(root, "summary.json"),
+                   {"config": dataclasses.asdict(c), "num_videos": num_videos, "seed": seed,
+                    "held_out": by_set})
+  return by_set
+
+
 def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("workdir", "demo_out", "where everything goes (reruns reuse it)",
                       flag_values=fv)
@@ -446,6 +489,12 @@ def define_flags(fv: flags.FlagValues) -> None:
                     f"Spatial Acc >= {SPATIAL_GOAL:.0%}, with --max_events >= 2 per-event "
                     f"Temporal Acc >= {EVENT_TEMPORAL_GOAL:.0%} on two-event videos",
                     flag_values=fv)
+  flags.DEFINE_integer("fresh_videos", 0, "after the run (a finished workdir is reused), "
+                       "evaluate it on fresh held-out sets of this many new videos of each kind "
+                       "(in range and every out-of-range kind), written under "
+                       "WORKDIR/fresh_<fresh_seed>/ (0: none)", flag_values=fv)
+  flags.DEFINE_integer("fresh_seed", 700, "seed of the first fresh held-out set (the next kinds "
+                       "take the next seeds)", flag_values=fv)
 
 
 def check_goals(summary: dict) -> list[str]:
@@ -500,8 +549,12 @@ def main(fv: flags.FlagValues) -> dict:
     _synthetic_config(c)
   except ValueError as e:
     raise cli.fail("--aspects" if "aspect" in str(e) else "flags", str(e)) from None
+  if fv.fresh_videos < 0:
+    raise cli.fail("--fresh_videos", f"must be 0 or more, got {fv.fresh_videos}")
   cpu_runtime.reuse_host_memory()   # XLA:CPU steps reuse their buffers (see cpu_runtime)
   summary = run_demo(fv.workdir, c)
+  if fv.fresh_videos:
+    summary["fresh"] = evaluate_fresh_sets(fv.workdir, c, fv.fresh_videos, fv.fresh_seed)
   if fv.check:
     failed = check_goals(summary)
     if failed:
