@@ -93,3 +93,14 @@ def test_host_preprocessing_rejects_bad_frames():
   spec = preprocess.PreprocessSpec(100, 112, preprocess.CLIP_MEAN, preprocess.CLIP_STD)
   with pytest.raises(ValueError, match="smaller than the crop 112"):
     preprocess.preprocess_frames(np.zeros((1, 50, 80, 3), np.uint8), spec)
+
+
+def test_host_preprocessing_in_groups_of_frames_equals_one_group(monkeypatch):
+  """Large frames go through the host passes a few at a time (a bounded float64 copy)."""
+  frames = np.random.RandomState(5).randint(0, 256, (5, 90, 120, 3), dtype=np.uint8)
+  spec = preprocess.PreprocessSpec(64, 56, preprocess.CLIP_MEAN, preprocess.CLIP_STD)
+  whole = preprocess.resize_crop_frames(frames, spec)
+  monkeypatch.setattr(preprocess, "_HOST_PASS_VALUES", 2 * 90 * 120 * 3)   # 2 frames a group
+  np.testing.assert_array_equal(preprocess.resize_crop_frames(frames, spec), whole)
+  np.testing.assert_array_equal(whole, np.asarray(preprocess.pil_bicubic_resize(
+      frames, 64, 85))[:, 4:60, 14:70])

@@ -100,7 +100,6 @@ def preprocess(frames: jax.Array, spec: PreprocessSpec) -> jax.Array:
   return normalize(center_crop(resized, spec.crop), spec.mean, spec.std)
 
 
-
 def crop_matrices(height: int, width: int, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
   """Fixed-point matrices ([crop, height], [crop, width] int32) whose two passes give the
   center crop of the shortest-edge resize: the crop's rows of PIL's coefficients, or, where
@@ -122,6 +121,9 @@ def crop_matrices(height: int, width: int, spec: PreprocessSpec) -> tuple[np.nda
   return one_side(height, out_h), one_side(width, out_w)
 
 
+_HOST_PASS_VALUES = 1 << 23   # float64 values per group of frames on the host (64 MiB)
+
+
 def _host_fixed_point_pass(x: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
   """`_fixed_point_pass` over the last axis in float64 on the host: every product and partial
   sum is an integer below 2**53, so the matmul is exact in any order, and floor((acc + half) /
@@ -137,11 +139,16 @@ def resize_crop_frames(frames: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
   frames = np.asarray(frames)
   if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
     raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
-  rows, cols = crop_matrices(*frames.shape[1:3], spec)
-  x = frames.transpose(0, 1, 3, 2).astype(np.float64)       # [T, H, 3, W]
-  x = _host_fixed_point_pass(x, cols)                         # [T, H, 3, S] (horizontal first)
-  x = _host_fixed_point_pass(x.transpose(0, 3, 2, 1), rows)  # [T, S(x), 3, S(y)]
-  return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.uint8)   # [T, S(y), S(x), 3]
+  t, h, w, _ = frames.shape
+  rows, cols = crop_matrices(h, w, spec)
+  out = np.empty((t, spec.crop, spec.crop, 3), np.uint8)
+  group = max(1, _HOST_PASS_VALUES // (h * w * 3))   # bounds the float64 copy (HD: 1 frame)
+  for i in range(0, t, group):
+    x = frames[i:i + group].transpose(0, 1, 3, 2).astype(np.float64)   # [t, H, 3, W]
+    x = _host_fixed_point_pass(x, cols)                         # [t, H, 3, S] (horizontal first)
+    x = _host_fixed_point_pass(x.transpose(0, 3, 2, 1), rows)  # [t, S(x), 3, S(y)]
+    out[i:i + group] = x.transpose(0, 3, 1, 2)                 # [t, S(y), S(x), 3]
+  return out
 
 
 @jax.jit
