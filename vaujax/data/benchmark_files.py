@@ -81,7 +81,8 @@ def _open_item(v, video, category, question, answer, interval, label, suffix="",
           **extra}
 
 
-def _rng(seed: int, key: str) -> np.random.RandomState:
+def seeded_rng(seed: int, key: str) -> np.random.RandomState:
+  """A stream of its own per (seed, key), e.g. per video: items do not shift when others change."""
   digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
   return np.random.RandomState(int.from_bytes(digest[:4], "little"))
 
@@ -141,7 +142,7 @@ def multiple_choice(videos: Iterable[VideoAnnotation], classes: Sequence[str], *
   questions and options for the same seed)."""
   items = []
   for v in videos:
-    rng = _rng(seed, v.video_id)
+    rng = seeded_rng(seed, v.video_id)
     events = events_of(v) if v.label != NORMAL else ()
     named = instructions.named_classes(events)
     extra = {"events": len(events)} if named else {}
@@ -161,7 +162,7 @@ def multiple_choice(videos: Iterable[VideoAnnotation], classes: Sequence[str], *
       items.append(_item(v, video_ext, "temporal", TEMPORAL_QUESTION, _interval_text(*interval),
                          wrong, rng, list(interval)))
     if len(events) == 1 and events[0].region:
-      srng = _rng(seed, f"{v.video_id}:spatial")
+      srng = seeded_rng(seed, f"{v.video_id}:spatial")
       question = instructions.WHERE_QUESTIONS[srng.randint(len(instructions.WHERE_QUESTIONS))]
       items.append(_item(v, video_ext, "spatial", question, events[0].region,
                          _region_distractors(srng, events[0].region), srng, None,
@@ -173,7 +174,7 @@ def _event_items(v, ext, events, seed) -> list[dict]:
   """A temporal and (region known) a spatial item per event, the question naming its type."""
   out = []
   for k, e in enumerate(events):
-    rng = _rng(seed, f"{v.video_id}:event{k}")
+    rng = seeded_rng(seed, f"{v.video_id}:event{k}")
     name = readable(e.label).lower()
     others = [o for o in events if o is not e]
     fields = dict(suffix=f"_{k}", event_label=e.label, events=len(events))

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from vaujax.data.annotations import NORMAL, VideoAnnotation, events_of
-from vaujax.data.benchmark_files import _rng       # the seeded per-video stream benchmarks use
+from vaujax.data.benchmark_files import seeded_rng   # the per-video stream benchmarks use
 from vaujax.data.conversation import IMAGE_PLACEHOLDER
-from vaujax.data.instructions import FINAL_QUESTION, _article, readable
+from vaujax.data.instructions import FINAL_QUESTION, article, readable
 from vaujax.data.regions import region_text
 
 WHERE_QUESTIONS = ("Where in the image is the anomaly?",
@@ -49,7 +49,7 @@ def cut_frame_items(videos: Iterable[VideoAnnotation], *, per_event: int = 1,
   region (real annotations) get the type question instead."""
   items = []
   for v in videos:
-    rng = _rng(seed, v.video_id)
+    rng = seeded_rng(seed, v.video_id)
     path = video_dir_prefix + v.video_id + video_ext
     events = events_of(v)
     if v.label == NORMAL or not events:
@@ -71,10 +71,10 @@ def cut_frame_items(videos: Iterable[VideoAnnotation], *, per_event: int = 1,
           where = region_text(event.region)
           second = (WHERE_QUESTIONS[rng.randint(len(WHERE_QUESTIONS))],
                     f"At {where}.")
-          final = f"Yes, there is {_article(name)} {name} at {where}."
+          final = f"Yes, there is {article(name)} {name} at {where}."
         else:
           second = ("What type of anomaly does the image show?", f"{readable(event.label)}.")
-          final = f"Yes, there is {_article(name)} {name}."
+          final = f"Yes, there is {article(name)} {name}."
         pairs = [("What happens in the image?", _active_sentences(v, t)), second,
                  (FINAL_QUESTION, final)]
         items.append({"id": f"{v.video_id}_event{e_index}_frame{k}", "video": path,

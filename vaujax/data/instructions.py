@@ -88,7 +88,7 @@ def clips_of(video: VideoAnnotation, clip_seconds: float | None = None) -> list[
   return out
 
 
-def _article(word: str) -> str:
+def article(word: str) -> str:
   return "an" if word[0].lower() in "aeiou" else "a"
 
 
@@ -105,7 +105,7 @@ def event_phrase(event: Event) -> str:
   region is unknown)."""
   name = readable(event.label).lower()
   where = f" at {region_text(event.region)}" if event.region else ""
-  return f"{_article(name)} {name} from {event.start:.1f} to {event.end:.1f} seconds{where}"
+  return f"{article(name)} {name} from {event.start:.1f} to {event.end:.1f} seconds{where}"
 
 
 def anomaly_answer(clip: Clip) -> str:
