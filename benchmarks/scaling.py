@@ -73,9 +73,11 @@ def setting(frames: int, seq: int, batch: int, size: str = "tiny", llm=None,
 def measure(frames=FRAMES, seqs=SEQS, batch: int = ts.TINY_BATCH, seq_at_frames: int = 256,
             frames_at_seq: int = 8, repeats: int = ts.STEPS, size: str = "tiny") -> list[dict]:
   """Rows per setting; a setting in both sweeps is compiled and timed once (listed twice)."""
-  wanted = [("frames", t, seq_at_frames - 2 * frames_at_seq + 2 * t) for t in frames]
-  wanted += [("seq", frames_at_seq, s) for s in seqs]
   cfg, cd = ts.vagpt_config(size, frames=frames_at_seq)
+  per_frame = cfg.num_video_tokens // frames_at_seq   # 2 (context + content); 1 + g*g with a grid
+  # the frames sweep keeps the text of the `seq_at_frames` setting: its length grows by the frames
+  wanted = [("frames", t, seq_at_frames + per_frame * (t - frames_at_seq)) for t in frames]
+  wanted += [("seq", frames_at_seq, s) for s in seqs]
   init = ts.vagpt_params(cfg, ts.video_batch(cfg, cd.dino_dim, 1, 4))[1]   # one init for all
   runs = {}
   for _, t, s in wanted:
