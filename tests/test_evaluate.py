@@ -406,6 +406,33 @@ def test_ablation_variants_and_table():
   assert ablation.paper_row({"name": "SETS + TETG, K=0.25", "sets": 0.25}) is None
 
 
+def test_ablation_orderings_name_each_verdict_and_its_size():
+  from vaujax.app import ablation
+  accs = {"none": (0.50, 0.40), "SETS": (0.55, 0.40), "TETG": (0.80, 0.70),
+          "SETS + TETG": (0.80, 0.75), 0.1: (0.90, 0.80), 0.9: (0.70, 0.60)}
+  rows = []
+  for r in ablation.variants((0.1, 0.5, 0.9)):
+    total, temporal = accs[r["name"]] if r["name"] in accs else accs[r["sets"]]
+    rows.append({**r, "mc": {"total_acc": total, "temporal_acc": temporal,
+                             "num_questions": 100, "num_temporal": 20}})
+  assert ablation.orderings(rows) == [
+      "TETG > none: holds (80.0 / 70.0 against 50.0 / 40.0; +30 of 100 questions, "
+      "+6 of 20 temporal)",
+      "SETS > none: holds on Total Acc only, tie on Temporal (55.0 / 40.0 against 50.0 / 40.0; +5 of 100 questions, "
+      "+0 of 20 temporal)",
+      "SETS + TETG > TETG: holds on Temporal Acc only, tie on Total (80.0 / 75.0 against 80.0 / 70.0; +0 of 100 questions, "
+      "+1 of 20 temporal)",
+      "SETS + TETG > SETS: holds (80.0 / 75.0 against 55.0 / 40.0; +25 of 100 questions, "
+      "+7 of 20 temporal)",
+      "K = 0.5 best of K = 0.1, 0.5, 0.9: does not hold (best: K = 0.1, 90.0 / 80.0; "
+      "K = 0.5: 80.0 / 75.0)"]
+  worse = [dict(r, mc={**r["mc"], "temporal_acc": 0.1}) if r["name"] == "TETG" else r
+           for r in rows]
+  assert ablation.orderings(worse)[0].startswith("TETG > none: does not hold")
+  same = [dict(r, mc=rows[0]["mc"]) if r["name"] == "SETS" else r for r in rows]
+  assert ablation.orderings(same)[1].startswith("SETS > none: tie (50.0 / 40.0")
+
+
 def _mc_for_run(run):
   from vaujax.data import annotations, benchmark_files
   labels = run["labels"]
