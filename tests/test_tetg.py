@@ -423,6 +423,33 @@ def test_jittered_hints_move_each_boundary_within_the_frame_spacings():
       conversation.hint_text(None, classes))
 
 
+def test_the_hint_function_runs_the_classifier_once_per_video():
+  """An epoch reads each video again: the view is kept by the video's id and its features'
+  digest, so a cut frame of the same video (other features) gets its own, and the memo is
+  bounded."""
+  from vaujax.runs import tetg_files
+  calls = []
+
+  class Counting(tetg_files.TrainedTETG):
+    def scores(self, class_embeddings):
+      calls.append(len(class_embeddings))
+      return np.asarray(class_embeddings)[:, 0]
+  classes = ("Fighting", "Explosion")
+  hint = Counting({}, tetg.TETGConfig()).hint_fn(classes, max_cached=2)
+  feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T}
+  first = hint("v", feats)
+  assert hint("v", dict(feats)) == first and calls == [10]
+  moved = {**feats, "dino_cls": np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1])[:, None]}
+  assert hint("v", moved) == conversation.hint_text((7.0, 9.0), classes) != first
+  cut = {"dino_cls": feats["dino_cls"][6:7], "timestamps": np.zeros(1)}
+  hint("v", cut)
+  assert calls == [10, 10, 1]
+  hint("w", feats)                                # a fourth view: the memo of two starts afresh
+  assert hint("v", feats) == first and calls == [10, 10, 1, 10, 10]
+  jittered = {hint("v", feats, jitter=0.5, rng=np.random.default_rng(k)) for k in range(5)}
+  assert len(jittered) > 1 and len(calls) == 5    # a new draw per read, from the kept view
+
+
 def test_hint_jitter_is_a_recorded_checked_training_only_key():
   import ml_collections
   from configs import vagpt_stage1

@@ -4,6 +4,7 @@ interval, the prompt hint. One object, so the classifier runs once per video."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -53,13 +54,32 @@ class TrainedTETG:
     named = intervals if self.hint_intervals == "all" else interval
     return TETGView(scores, interval, conversation.hint_text(named, classes), intervals)
 
-  def hint_fn(self, classes: Sequence[str]):
+  def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
     """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None) -> hint text`;
-    with `jitter` > 0 the named intervals are those of `jittered`."""
+    with `jitter` > 0 the named intervals are those of `jittered`. The classifier runs once
+    per video: its view is kept by the video's id and a digest of its class embeddings and
+    timestamps (an epoch reads each video again; a cut frame of it has other features), at
+    most `max_cached` views (then the memo starts afresh)."""
     classes = tuple(classes)
+    views: dict = {}
+
+    def cached_view(video_id, feats):
+      digest = hashlib.blake2b(digest_size=16)
+      for key in ("dino_cls", "timestamps"):
+        value = np.ascontiguousarray(feats[key])
+        digest.update(f"{key}:{value.dtype}:{value.shape}".encode())
+        digest.update(value.tobytes())
+      key = (video_id, digest.digest())
+      view = views.get(key)
+      if view is None:
+        view = self.view(feats, classes)
+        if len(views) >= max_cached:
+          views.clear()
+        views[key] = view
+      return view
 
     def hint(video_id, feats, jitter: float = 0.0, rng=None):
-      view = self.view(feats, classes)
+      view = cached_view(video_id, feats)
       if jitter <= 0 or not view.intervals:
         return view.hint
       named = view.intervals if self.hint_intervals == "all" else (view.interval,)
