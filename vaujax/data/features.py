@@ -328,9 +328,9 @@ class FrameEncoder:
     self._encode = jax.jit(encode)
 
   def _apply(self, frames: np.ndarray) -> dict:
-    # The preprocessing (its own small programs per size bucket, preprocess_frames) runs apart
-    # from the towers, so videos of many sizes compile the towers once per chunk length. Two
-    # specs that differ only in mean and std share one resized crop.
+    # The resize and crop run on the host (preprocess.resize_crop_frames: nothing compiled per
+    # frame size), so videos of many sizes compile the towers once per chunk length. Two specs
+    # that differ only in mean and std share one resized crop.
     tower_crops = preprocess.resize_crop_frames(frames, self.tower_spec)
     same_geometry = ((self.tower_spec.shortest_edge, self.tower_spec.crop)
                      == (self.dino_spec.shortest_edge, self.dino_spec.crop))
