@@ -54,6 +54,11 @@ def test_demo_smoke(tmp_path):
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options |" in report
   assert summary["results"]["mc_loglik"]["num_questions"] > 0
   assert os.path.exists(tmp_path / "summary.json")
+  # a finished workdir is reused: nothing trains again, the losses come from the stages' logs
+  again = demo.run_demo(str(tmp_path), c, log=lambda s: None)
+  for key in ("stage1_loss", "stage2_loss", "results", "held_out", "tetg"):
+    assert _same(again[key], summary[key]), key
+  assert len(open(tmp_path / "stage1" / "metrics.jsonl").readlines()) == c.stage1_steps
   # fresh held-out sets: new videos of every kind, evaluated by the finished run
   fresh = demo.evaluate_fresh_sets(str(tmp_path), c, 3, seed=900, log=lambda s: None)
   assert set(fresh) == set(summary["held_out"])

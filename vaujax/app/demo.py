@@ -32,6 +32,7 @@ Everything lands in --workdir; rerunning reuses finished steps (videos, features
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -311,6 +312,18 @@ def train_tetg(paths: dict, workdir: str, log=print):
   return out, result, frame
 
 
+def stage_history(stage_dir: str, trained: list) -> list[dict]:
+  """A stage's training rows since its first step, from its metrics log: a rerun returns only
+  the steps it trained (none when the stage had finished, which is how a finished workdir is
+  reused), while the log holds every step (`trained` where there is no log)."""
+  path = os.path.join(stage_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return list(trained)
+  with open(path) as f:
+    logged = [row for row in (json.loads(line) for line in f if line.strip()) if "loss" in row]
+  return logged or list(trained)
+
+
 def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   from configs import vagpt_stage1, vagpt_stage2
   from vaujax.evaluate import evaluators
@@ -346,12 +359,14 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   s1 = stage_config(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir)
   s1.evals.mc = ml_collections.ConfigDict(dict(kind="mc", benchmark=paths["test_mc"],
                                                every=max(1, c.stage1_steps // 2)))
-  h1 = loop.train_and_evaluate(s1, os.path.join(workdir, "stage1"))
+  h1 = stage_history(os.path.join(workdir, "stage1"),
+                     loop.train_and_evaluate(s1, os.path.join(workdir, "stage1")))
   lap("stage1", t0)
   t0 = time.perf_counter()
   s2 = stage_config(vagpt_stage2.get_config, paths, c, c.stage2_steps, tetg_dir)
   s2.init_from = os.path.join(workdir, "stage1")
-  h2 = loop.train_and_evaluate(s2, os.path.join(workdir, "stage2"))
+  h2 = stage_history(os.path.join(workdir, "stage2"),
+                     loop.train_and_evaluate(s2, os.path.join(workdir, "stage2")))
   lap("stage2", t0)
   log(f"[5/6] stage one loss {h1[0]['loss']:.3f} -> {h1[-1]['loss']:.3f}; "
       f"stage two (SETS K=0.5) loss {h2[0]['loss']:.3f} -> {h2[-1]['loss']:.3f}")

@@ -4,7 +4,6 @@ it describes."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from fractions import Fraction
@@ -197,14 +196,6 @@ def frames_like_features(video_path: str, feats: Mapping, c: Mapping) -> np.ndar
   return frames[nearest_frames(t, stamps)]
 
 
-def _history(rows: Sequence[dict], metrics_path: str) -> list[dict]:
-  """A stage's training rows; a rerun that trained nothing returns none, so read its log."""
-  if rows or not os.path.exists(metrics_path):
-    return list(rows)
-  with open(metrics_path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def _video_dir(paths: Mapping, name: str, held: Mapping) -> str:
   if held.get("videos"):
     return held["videos"]
@@ -253,8 +244,7 @@ def write_demo_report(workdir: str, summary: dict, paths: dict, assistant, tetg_
   c = summary["config"]
   ratio = assistant.model.config.sets_ratio
   fig_dir = os.path.join(workdir, "figures")
-  h1 = _history(histories[0], os.path.join(workdir, "stage1", "metrics.jsonl"))
-  h2 = _history(histories[1], os.path.join(workdir, "stage2", "metrics.jsonl"))
+  h1, h2 = list(histories[0]), list(histories[1])   # every step (demo.stage_history)
   figs = {"loss": plots.loss_curves(os.path.join(fig_dir, "loss_curves.png"),
                                     {"stage one": h1, f"stage two (SETS, K = {ratio:g})": h2})}
   held_sets = _held_sets(paths)
