@@ -167,14 +167,19 @@ def _encoder_spec(root: str, c: DemoConfig) -> str:
   return f"tiny:{c.seed},{out}@112"
 
 
+def _frame_sampling(c: DemoConfig) -> dict:
+  """The frame sampling of feature extraction (`extract_folder`'s keywords) the run records."""
+  return frame_layout.FrameSettings(c.sample_fps, c.frame_times,
+                                    c.min_frames).sampling(c.frames)
+
+
 def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   """Videos, features, train/held-out split, training JSON, benchmarks and tokenizer."""
   syn = _synthetic_config(c)
   labels = synthetic.generate(os.path.join(root, "synthetic"), syn)
   encoder_spec = _encoder_spec(root, c)
   encoder = features.encoder_from_spec(encoder_spec)
-  sampling = frame_layout.FrameSettings(c.sample_fps, c.frame_times,
-                                        c.min_frames).sampling(c.frames)
+  sampling = _frame_sampling(c)
   paths = {"videos": os.path.join(root, "synthetic", "videos"),
            "features": os.path.join(root, "features"), "encoder": encoder_spec,
            "dino_dim": int(encoder.dino_config.hidden_size),
@@ -248,6 +253,17 @@ def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig,
   return _held_out_set(
       sub, name, _read_videos(os.path.join(sub, "synthetic"), labels, bool(c.spatial)), labels,
       feature_dir, os.path.join(sub, "synthetic", "videos"), cfg.classes, c.seed)
+
+
+def _evaluate_held_out_set(assistant, held: dict, out_dir: str) -> dict:
+  """MC (both methods) and open-QA results of one held-out set, their per-question JSON in
+  `out_dir`: what `vaujax evaluate --run ... --benchmark` computes."""
+  from vaujax.evaluate import evaluators
+  results = {}
+  for name in ("mc", "ucf_qa"):
+    results.update(evaluators.evaluate_benchmark(
+        assistant, held[f"test_{name}"], held["features"], out_dir, name=name, progress=False))
+  return results
 
 
 def _held_out_set(root: str, name: str, videos: list, labels: dict, feature_dir: str,
@@ -326,7 +342,6 @@ def stage_history(stage_dir: str, trained: list) -> list[dict]:
 
 def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   from configs import vagpt_stage1, vagpt_stage2
-  from vaujax.evaluate import evaluators
   from vaujax.inference.assistant import Assistant
   from vaujax.train import loop
   start = time.perf_counter()
@@ -377,10 +392,7 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   by_set = {}
   for set_name, held in paths["held_out"].items():
     out = evals if set_name == "in_range" else os.path.join(evals, set_name)
-    by_set[set_name] = {}
-    for name in ("mc", "ucf_qa"):
-      by_set[set_name].update(evaluators.evaluate_benchmark(
-          assistant, held[f"test_{name}"], held["features"], out, name=name, progress=False))
+    by_set[set_name] = _evaluate_held_out_set(assistant, held, out)
   results = by_set["in_range"]
   lap("evaluate", t0)
   mc = results["mc_loglik"]
@@ -422,12 +434,10 @@ def evaluate_fresh_sets(workdir: str, c: DemoConfig, num_videos: int, seed: int,
   kind (in range, then every out-of-range kind) from seeds `seed`, `seed + 1`, ..., written
   under `workdir/fresh_<seed>/`. The demo's own held-out sets are small (15-17 interval
   questions out of range) and its defaults were chosen on them; these sets are neither."""
-  from vaujax.evaluate import evaluators
   from vaujax.inference.assistant import Assistant
   workdir = os.path.abspath(workdir)
   encoder = features.encoder_from_spec(_encoder_spec(os.path.join(workdir, "data"), c))
-  sampling = frame_layout.FrameSettings(c.sample_fps, c.frame_times,
-                                        c.min_frames).sampling(c.frames)
+  sampling = _frame_sampling(c)
   assistant = Assistant.from_run(os.path.join(workdir, "stage2"))
   root = os.path.join(workdir, f"fresh_{seed}")
   kinds = {"in_range": {}, **{k: v for k, v in OUT_OF_RANGE.items()
@@ -437,12 +447,8 @@ def evaluate_fresh_sets(workdir: str, c: DemoConfig, num_videos: int, seed: int,
     cfg = _synthetic_config(c, num_videos=num_videos, seed=seed + i, **overrides)
     held = _synthetic_held_out_set(os.path.join(root, name), name, cfg, encoder, sampling, c,
                                    log=lambda s: None)
-    results = {}
-    for bench in ("mc", "ucf_qa"):
-      results.update(evaluators.evaluate_benchmark(
-          assistant, held[f"test_{bench}"], held["features"], os.path.join(root, name, "eval"),
-          name=bench, progress=False))
-    by_set[name] = results
+    results = by_set[name] = _evaluate_held_out_set(assistant, held,
+                                                    os.path.join(root, name, "eval"))
     m, q = results["mc_loglik"], results["ucf_qa"]
     log(f"fresh {name:10s} ({num_videos} videos, seed {seed + i}): MC {m['total_acc']:.1%} / "
         f"Temporal {m['temporal_acc']:.1%} of {m['num_temporal']} / Type {m['type_acc']:.1%}; "
