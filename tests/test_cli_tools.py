@@ -155,6 +155,12 @@ def test_synthetic_and_features_commands(tmp_path, capsys):
                           "--num_frames", "2"])
   assert report["written"] == 2 and not report["failed"]
   assert "2 written" in capsys.readouterr().out
+  # the folder remembers its sampling: other frames into it are refused in one line, exit 2
+  with pytest.raises(SystemExit) as e:
+    app_main.main(["vaujax", "features", "--videos", str(tmp_path / "syn" / "videos"),
+                   "--out", str(tmp_path / "feats"), "--encoder", "tiny:1", "--num_frames", "3"])
+  assert e.value.code == 2
+  assert "num_frames 2 (asked: 3)" in _one_error(capsys, str(tmp_path / "feats"))
 
 
 def test_vaujax_lists_every_command(capsys):

@@ -1,6 +1,7 @@
 """Feature store: extraction CLI on real videos, resumability, and bad feature files."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ def test_extract_folder_and_resume(dataset, tmp_path):
   report = features.extract_folder(str(dataset / "videos"), str(tmp_path / "f"),
                                    features.tiny_encoder(), num_frames=6, log=lambda s: None)
   assert report["written"] == 3 and report["failed"][0][0] == "broken.mp4"
-  files = sorted(p.name for p in (tmp_path / "f").iterdir())
+  files = sorted(p.name for p in (tmp_path / "f").iterdir()
+                 if p.name != features.EXTRACTION_RECORD)
   assert len(files) == 3 and all(f.endswith(".npz") for f in files)
   feats = features.read_features(str(tmp_path / "f" / files[0]),
                          {"tower_patches": (64, 32), "dino_patches": (64, 64), "dino_cls": (64,),
@@ -31,6 +33,42 @@ def test_extract_folder_and_resume(dataset, tmp_path):
                                   features.tiny_encoder(), num_frames=6, log=lambda s: None)
   assert again["written"] == 0 and again["skipped"] == 3
   (dataset / "videos" / "broken.mp4").unlink()
+
+
+def test_extraction_record_refuses_other_settings(dataset, tmp_path):
+  """A feature folder remembers its sampling (and the encoder's name): extracting into it with
+  other settings is refused before anything is read or written; the same settings resume."""
+  videos, out = str(dataset / "videos"), tmp_path / "f"
+  quiet = dict(log=lambda s: None)
+  report = features.extract_folder(videos, str(out), features.tiny_encoder(), fps=2.0,
+                                   max_frames=6, encoder_name="tiny:0", **quiet)
+  assert report["written"] == 3
+  record = json.loads((out / features.EXTRACTION_RECORD).read_text())
+  assert record == {"fps": 2.0, "num_frames": None, "max_frames": 6, "min_frames": None,
+                    "encoder": "tiny:0"}
+  before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+  for other, words in [(dict(fps=2.0, max_frames=6, min_frames=4), "min_frames None"),
+                       (dict(fps=1.0, max_frames=6), "fps 2.0"),
+                       (dict(num_frames=6), "num_frames None"),
+                       (dict(fps=2.0, max_frames=6, encoder_name="tiny:1"), "encoder 'tiny:0'")]:
+    with pytest.raises(InputError) as e:
+      features.extract_folder(videos, str(out), features.tiny_encoder(), **other, **quiet)
+    assert e.value.source == str(out) and words in e.value.problem
+  assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before   # nothing touched
+  # the same sampling resumes; 0 and None both say "not set"; an unnamed encoder is not compared
+  again = features.extract_folder(videos, str(out), features.tiny_encoder(), fps=2.0,
+                                  max_frames=6, min_frames=0, **quiet)
+  assert again["skipped"] == 3 and again["written"] == 0
+  # a folder of files made before records were kept is extracted into unchecked, no record
+  (out / features.EXTRACTION_RECORD).unlink()
+  (out / min(n for n in before if n.endswith(".npz"))).unlink()
+  legacy = features.extract_folder(videos, str(out), features.tiny_encoder(), num_frames=3,
+                                   **quiet)
+  assert legacy["written"] == 1 and not (out / features.EXTRACTION_RECORD).exists()
+  # a damaged record is named
+  (out / features.EXTRACTION_RECORD).write_text("{not json")
+  with pytest.raises(InputError, match="malformed JSON"):
+    features.extract_folder(videos, str(out), features.tiny_encoder(), **quiet)
 
 
 def test_encoder_matches_towers_applied_by_hand(dataset):
@@ -96,7 +134,8 @@ def test_a_long_legal_video_name_is_extracted_and_the_rest_follow(dataset, tmp_p
   report = features.extract_folder(str(videos), str(tmp_path / "f"), features.tiny_encoder(),
                                    num_frames=4, log=lambda s: None)
   assert report == {"written": 2, "skipped": 0, "failed": []}
-  assert sorted(os.listdir(tmp_path / "f")) == ["x" * 245 + ".npz", "zz_after.npz"]
+  assert sorted(os.listdir(tmp_path / "f")) == [features.EXTRACTION_RECORD, "x" * 245 + ".npz",
+                                               "zz_after.npz"]
   got = features.read_features(str(tmp_path / "f" / ("x" * 245 + ".npz")), frames=4)
   want = features.read_features(str(tmp_path / "f" / "zz_after.npz"), frames=4)
   for key in want:

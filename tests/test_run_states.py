@@ -383,7 +383,7 @@ def test_disk_full_during_evaluation_keeps_whole_answers_and_the_rerun_finishes(
   from vaujax.evaluate import evaluators
   from vaujax.inference.assistant import Assistant
   paths, workdir = base["paths"], base["finished"]
-  videos = sorted(os.listdir(paths["features"]))
+  videos = sorted(n for n in os.listdir(paths["features"]) if n.endswith(".npz"))
   options = ["Explosion", "Road accident", "There is no anomaly.", "Arson"]
   bench = str(tmp_path / "bench.json")
   with open(bench, "w") as f:

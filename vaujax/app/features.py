@@ -16,6 +16,8 @@ than full HD are scaled down while decoding. Image files of the folder (.jpg, .j
 are extracted too, each into a one-frame feature file (timestamps [0.0]) keyed by the same
 rule (`frames/x.jpg` -> OUT/frames/x.npz), for image examples (`{"image": "frames/x.jpg"}`);
 a corrupt image, or one declaring more than 40 M pixels, is reported like a bad video.
+OUT/extraction.json records the frame sampling; extracting into OUT again with another
+(--fps, --num_frames, --max_frames, --min_frames) is refused before anything is read.
 (`python -m vaujax.data.features` runs the same command.)
 """
 

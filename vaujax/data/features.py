@@ -14,7 +14,10 @@ before any of its data is, so a small crafted file (a deflated zip bomb, a heade
   vaujax features --videos DIR --out DIR --encoder tiny     # seeded random tiny towers
 
 Extraction is resumable: finished videos are skipped, each file is written under a temporary
-name and renamed, and a video that fails to decode is reported and counted, not fatal.
+name and renamed, and a video that fails to decode is reported and counted, not fatal. The
+folder records how its files were made (`extraction.json`: the frame sampling and, when the
+caller names it, the encoder); an extraction into it with other settings is refused before any
+video is read, instead of skipping files that were sampled another way.
 Image files (.jpg, .png) of the folder become one-frame feature files (timestamps [0.0]),
 through the same encoder and preprocessing as video frames, keyed by the same rule
 (`frames/x.jpg` -> `frames/x.npz`): an image example reads its file as a one-frame video.
@@ -408,22 +411,69 @@ def _read_frames(path: str, **sampling) -> tuple[np.ndarray, np.ndarray]:
   return video_io.read_video(path, **sampling)
 
 
+# What a feature folder's files were made with (`extract_folder`), beside them.
+EXTRACTION_RECORD = "extraction.json"
+
+
+def extraction_settings(*, fps: Optional[float] = None, num_frames: Optional[int] = None,
+                        max_frames: Optional[int] = None, min_frames: Optional[int] = None,
+                        encoder: Optional[str] = None) -> dict:
+  """The settings `extract_folder` records: the frame sampling (None and 0 alike say "not
+  set") and the encoder's name (None: not named, not compared)."""
+  def norm(v):
+    return None if v in (None, 0) else (float(v) if isinstance(v, float) else int(v))
+  return {"fps": norm(fps), "num_frames": norm(num_frames), "max_frames": norm(max_frames),
+          "min_frames": norm(min_frames), "encoder": encoder}
+
+
+def check_extraction_record(out_dir: str, settings: Mapping) -> bool:
+  """Refuses (InputError naming the folder) a feature folder whose record says its files were
+  made with other settings than `settings`; -> whether the folder has a record. A record's
+  encoder is compared only when both name one. A folder of files without a record (made before
+  records were kept) is not checked."""
+  path = os.path.join(out_dir, EXTRACTION_RECORD)
+  if not files.exists(path):
+    return False
+  saved = files.read_json(path, "feature extraction record")
+  differ = [f"{k} {saved.get(k)!r} (asked: {settings[k]!r})" for k in settings
+            if k != "encoder" and saved.get(k) != settings[k]]
+  if settings.get("encoder") and saved.get("encoder") and saved["encoder"] != settings["encoder"]:
+    differ.append(f"encoder {saved['encoder']!r} (asked: {settings['encoder']!r})")
+  if differ:
+    raise InputError(out_dir, "its features were extracted with " + ", ".join(differ)
+                     + f" ({EXTRACTION_RECORD}); extract into another folder (nothing was "
+                     "changed here)")
+  return True
+
+
 def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray], dict], *,
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
                    max_frames: Optional[int] = None, min_frames: Optional[int] = None,
-                   images: bool = True, log: Callable[[str], None] = print) -> dict:
+                   images: bool = True, encoder_name: Optional[str] = None,
+                   log: Callable[[str], None] = print) -> dict:
   """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
   into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
   With `images`, image files (IMAGE_EXTS) too, each into a one-frame file (timestamps [0.0])
   through the same encoder. Two files of one folder whose names differ only in the extension
   (`001.mp4`, `001.avi`, `001.jpg`) keep it in their file names (`001.mp4.npz`, ...). A file
   that fails (unreadable, or a file-system error writing its features) is reported and
-  counted; the files after it are still extracted."""
+  counted; the files after it are still extracted. The folder's `extraction.json` records the
+  sampling and `encoder_name` (a spec such as `tiny:0`); a folder recorded with other settings
+  is refused before anything is read (`check_extraction_record`). A folder that already holds
+  files but no record (made before records were kept) is extracted into unchecked, and gets
+  no record, since what its files were made with is unknown."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
+  settings = extraction_settings(fps=fps, num_frames=num_frames, max_frames=max_frames,
+                                 min_frames=min_frames, encoder=encoder_name)
+  recorded = files.isdir(out_dir) and check_extraction_record(out_dir, settings)
+  todo = video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ()))
   files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
+  if not recorded and not any(files.exists(os.path.join(out_dir, key + ".npz"))
+                              for _, key in todo):
+    files.write_json(os.path.join(out_dir, EXTRACTION_RECORD), settings)
   report = {"written": 0, "skipped": 0, "failed": []}
-  for name, key in video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ())):
+  for name, key in todo:
     out = os.path.join(out_dir, key + ".npz")
     if files.exists(out):
       report["skipped"] += 1
