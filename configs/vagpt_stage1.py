@@ -65,6 +65,13 @@ def get_config(arg=None):
   # answer nearest an inexact hint rather than copy its digits. 0: the hint as TETG gives it
   # (the paper). Recorded in the run; runs saved before the key read 0.
   c.data.hint_jitter = 0.0
+  # tetg_fps: the rate of TETG's own frames in the feature files (`vaujax features --tetg_fps`,
+  # written where they outnumber the model's capped frames; vaujax/data/features.py). TETG reads
+  # them, the LLM does not, so the hint is as precise on a long video as on a short one; a
+  # file without them gives TETG the model's frames. `vaujax infer --video` extracts them at
+  # this rate. 0: none [ours; the paper's TETG reads every 1-fps frame, uncapped]. Recorded in
+  # the run; runs saved before the key read 0.
+  c.data.tetg_fps = 0.0
   # Paper: learning_rate 2e-5 [LLaMA-VID stage 2, whose "all but the vision tower" matches the
   # paper's stage one]; warmup 1/30 of the steps, then cosine to 0 [LLaMA-VID --warmup_ratio
   # 0.03 --lr_scheduler_type cosine]; AdamW b1 0.9, b2 0.999, eps 1e-8 (train/optimizer.py)

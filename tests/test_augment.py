@@ -140,3 +140,27 @@ def test_several_time_scaled_copies_keep_the_first_and_differ(tmp_path):
         STAMPS * factor)
   # one fixed factor: the draws coincide, one copy
   assert len(augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), copies=3)) == 1
+
+
+def test_copies_move_and_scale_tetgs_own_frames(tmp_path):
+  """TETG's denser frames move with the model's: a shift of k model frames (2 s apart) moves
+  them by the same seconds (2k frames at 1 s), a slower clock scales their times."""
+  rng = np.random.RandomState(1)
+  model_t = np.arange(4) * 2.0 + 1.0
+  dense_t = np.arange(8) + 0.5
+  feats = {"dino_cls": rng.randn(4, 2).astype(np.float32), "timestamps": model_t,
+           "tetg_cls": rng.randn(8, 2).astype(np.float32), "tetg_timestamps": dense_t}
+  for k in (-1, 1):
+    moved = augment.shift_features(feats, k)
+    np.testing.assert_array_equal(moved["tetg_timestamps"], dense_t)
+    source = np.clip(np.arange(8) - 2 * k, 0, 7)
+    np.testing.assert_array_equal(moved["tetg_cls"], feats["tetg_cls"][source])
+    np.testing.assert_array_equal(moved["dino_cls"], feats["dino_cls"][np.clip(
+        np.arange(4) - k, 0, 3)])
+  features.write_features(str(tmp_path / "Arson001_x264.npz"), feats)
+  v = VideoAnnotation("Arson001_x264", 8.0, ((2.0, 5.0),), ("fire",), "Arson", ((2.0, 5.0),))
+  copy, = augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0))
+  scaled = features.read_features(str(tmp_path / f"{copy.video_id}.npz"))
+  np.testing.assert_array_equal(scaled["tetg_timestamps"], dense_t * 2.0)
+  np.testing.assert_array_equal(scaled["timestamps"], model_t * 2.0)
+  np.testing.assert_array_equal(scaled["tetg_cls"], feats["tetg_cls"])

@@ -53,6 +53,7 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("infer", ["--run=/nope/run"], "--video: give exactly one of --video and --features"),
     ("demo", ["--seconds=0"], "--seconds: must be positive"),
     ("demo", ["--fresh_videos=-1"], "--fresh_videos: must be 0 or more"),
+    ("demo", ["--tetg_fps=-1"], "--tetg_fps: must be positive"),
     ("ablation", ["--k=0.5,abc"], "--k: not a list of numbers"),
     ("demo", ["--frames=x"], "--frames: "),
     ("evaluate", ["--bogus=1"], "--bogus: unknown flag (see --help)"),

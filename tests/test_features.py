@@ -304,3 +304,57 @@ def test_zero_frame_feature_files(tmp_path):
   for kwargs in ({"expected": {"tower_patches": (4, 8)}}, {"frames": 8}, {"expected": {}}):
     with pytest.raises(InputError, match=r"zero.npz: has (zero frames|0 frames, expected 8)"):
       features.read_features(str(tmp_path / "zero.npz"), **kwargs)
+
+
+def test_tetg_frames_are_extracted_beyond_the_models_cap(dataset, tmp_path):
+  """With tetg_fps, a video whose model frames are capped also gets TETG's own frames (DINOv2
+  class embeddings at that rate, each equal to the frame's own); where the rate gives no more
+  frames than the model's, the file has none. The record keeps the rate."""
+  from vaujax.data import video
+  videos, out = str(dataset / "videos"), tmp_path / "f"
+  enc = features.tiny_encoder()
+  report = features.extract_folder(videos, str(out), enc, fps=1.0, max_frames=2, tetg_fps=2.0,
+                                   log=lambda s: None)
+  assert report["written"] == 3
+  assert json.loads((out / features.EXTRACTION_RECORD).read_text())["tetg_fps"] == 2.0
+  name = sorted(p.name for p in (dataset / "videos").iterdir())[0]
+  feats = features.read_features(str(out / name.replace(".mp4", ".npz")), frames=2)
+  frames, stamps = video.read_video(dataset / "videos" / name, fps=2.0)
+  assert len(stamps) == 8 and features.frame_count(feats) == 2         # 4 s: 8 at 2 fps
+  np.testing.assert_array_equal(feats["tetg_timestamps"], stamps)
+  np.testing.assert_allclose(feats["tetg_cls"], enc(frames)["dino_cls"], atol=1e-6)
+  cls, times = features.tetg_inputs(feats)
+  assert cls is feats["tetg_cls"] and times is feats["tetg_timestamps"]
+  assert set(features.without_tetg_frames(feats)) == set(features.KEYS)
+  # no more frames than the model's: none written, TETG reads the model's
+  few = features.extract_folder(videos, str(tmp_path / "g"), enc, fps=1.0, max_frames=4,
+                                tetg_fps=1.0, log=lambda s: None)
+  plain = features.read_features(str(tmp_path / "g" / name.replace(".mp4", ".npz")))
+  assert few["written"] == 3 and set(plain) == set(features.KEYS)
+  assert features.tetg_inputs(plain)[1] is plain["timestamps"]
+  # the encoded video of `vaujax infer --video` carries them the same way
+  encoded, _ = features.encode_video(str(dataset / "videos" / name), enc, 2, fps=1.0,
+                                     tetg_fps=2.0)
+  np.testing.assert_array_equal(encoded["tetg_timestamps"], stamps)
+  # another rate into the folder is refused
+  with pytest.raises(InputError, match=r"tetg_fps 2.0 \(asked: 1.0\)"):
+    features.extract_folder(videos, str(out), enc, fps=1.0, max_frames=2, tetg_fps=1.0,
+                            log=lambda s: None)
+
+
+@pytest.mark.parametrize("arrays, words", [
+    (dict(tetg_cls=np.zeros((5, 4))), "need both"),
+    (dict(tetg_cls=np.zeros((5, 4)), tetg_timestamps=np.zeros(6)), "one frame count"),
+    (dict(tetg_cls=np.zeros((5, 3)), tetg_timestamps=np.zeros(5)), "expected [S, D] as dino_cls"),
+    (dict(tetg_cls=np.zeros((5, 4)), tetg_timestamps=np.zeros((5, 2))), "expected [S, D]"),
+])
+def test_tetg_frames_are_checked(tmp_path, arrays, words):
+  path = str(tmp_path / "x.npz")
+  base = {"dino_cls": np.zeros((2, 4), np.float32), "timestamps": np.arange(2.0)}
+  features.write_features(path, {**base, **arrays})
+  with pytest.raises(InputError) as e:
+    features.read_features(path)
+  assert e.value.source == path and words in e.value.problem
+  features.write_features(path, {**base, "tetg_cls": np.zeros((5, 4)),
+                                 "tetg_timestamps": np.arange(5.0)})
+  assert features.frame_count(features.read_features(path, frames=2)) == 2

@@ -297,3 +297,34 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
   rest = read(batches=6)[1]
   resumed = read(state=state, batches=3)[1]
   assert rest[:len(first)] == first and resumed == rest[len(first):]
+
+
+def test_tetgs_own_frames_reach_the_hint_but_not_the_batch(data, tmp_path):
+  """A feature file with TETG's denser frames (tetg_cls [S, D], tetg_timestamps [S]) gives
+  the hint function all of them and batches exactly like one without: the batch holds the
+  model's T frames only, so files with and without them (and other S) stack together."""
+  root, items, tok, cfg = data
+  source, _ = pipeline.json_source(str(root / "train.json"))
+  feats_dir = tmp_path / "feats"
+  feats_dir.mkdir()
+  for n, p in enumerate(sorted((root / "feats").iterdir())):
+    f = features.read_features(str(p))
+    if n % 2 == 0:   # every other file: TETG frames of their own, of different counts
+      f = {**f, "tetg_cls": np.ones((6 + n, 5), np.float32),
+           "tetg_timestamps": np.arange(6.0 + n) * 0.5}
+    features.write_features(str(feats_dir / p.name), f)
+  seen = {}
+
+  def hint(vid, f):
+    seen[vid] = len(features.tetg_inputs(f)[1])
+    return "Known common crime types are: 'Arson'."
+  dense_cfg = pipeline.PipelineConfig(**{**cfg.__dict__, "feature_dir": str(feats_dir)})
+  plain = [pipeline.Prepare(cfg, tok, hint_fn=hint).map(item) for item in source]
+  dense = [pipeline.Prepare(dense_cfg, tok, hint_fn=hint).map(item) for item in source]
+  assert any(n > T for n in seen.values())           # the hint saw the denser frames
+  for a, b in zip(plain, dense):
+    assert set(a) == set(b) and not set(b) & set(features.TETG_KEYS)
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  batch = next(iter(pipeline.make_dataset(source, dense_cfg, tok, hint_fn=hint)))
+  assert batch["tower_patches"].shape[1:] == (T, N, DV)

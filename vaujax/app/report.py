@@ -295,7 +295,7 @@ def _answer_figure(fig_dir, name, vid, feats, frames, label, truth, assistant, r
       os.path.join(fig_dir, f"answer_{name}_{vid}.png"), feats, frames,
       view and view.scores, view and view.interval, truth, ratio,
       title=f"{SET_NAMES.get(name, name)}: {vid}", answer=answer, truth_class=label,
-      question=FINAL_QUESTION)
+      question=FINAL_QUESTION, score_times=view and view.timestamps)
   return {"set": name, "id": vid, "path": path}
 
 

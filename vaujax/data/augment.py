@@ -24,11 +24,18 @@ from vaujax.models import tetg
 
 def shift_features(feats: dict, frames: int) -> dict:
   """Per-frame arrays [T, ...] moved by `frames` (> 0: later), edges repeated; `timestamps`
-  and anything that is not per-frame are kept."""
+  and anything that is not per-frame are kept. TETG's own frames (`tetg_cls`), when the file
+  has them, move by the same time: `frames` model frame spacings in TETG's spacings, rounded."""
   t = len(feats["timestamps"])
   source = np.clip(np.arange(t) - frames, 0, t - 1)
-  return {k: (v if k == "timestamps" or np.ndim(v) == 0 or len(v) != t else v[source])
-          for k, v in feats.items()}
+  out = {k: (v if k in ("timestamps", *features.TETG_KEYS) or np.ndim(v) == 0 or len(v) != t
+             else v[source]) for k, v in feats.items()}
+  if all(k in feats for k in features.TETG_KEYS):
+    s = len(feats["tetg_timestamps"])
+    seconds = frames * tetg.frame_spacing(feats["timestamps"])
+    moved = int(round(seconds / max(tetg.frame_spacing(feats["tetg_timestamps"]), 1e-9)))
+    out["tetg_cls"] = np.asarray(feats["tetg_cls"])[np.clip(np.arange(s) - moved, 0, s - 1)]
+  return out
 
 
 def shift_annotation(v: VideoAnnotation, seconds: float, video_id: str,
@@ -120,6 +127,7 @@ def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float) -> VideoAn
   path = os.path.join(feature_dir, video_id + ".npz")
   if not os.path.exists(path):
     feats = features.read_features(features.feature_path(feature_dir, v.video_id))
-    features.write_features(path, {**feats, "timestamps": np.asarray(feats["timestamps"],
-                                                                     np.float64) * factor})
+    scaled = {k: np.asarray(feats[k], np.float64) * factor
+              for k in ("timestamps", "tetg_timestamps") if k in feats}
+    features.write_features(path, {**feats, **scaled})
   return scale_annotation(v, factor, video_id)

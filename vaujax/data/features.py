@@ -5,6 +5,13 @@ code): `tower_patches` [T, N, Dv] (vision-tower patch tokens, CLS dropped), `din
 [T, M, Dd], `dino_cls` [T, Dd] (DINOv2 class embedding, TETG's input) and `timestamps` [T]
 (seconds). LLaMA-VID `.pkl` files are read through the restricted unpickler.
 
+TETG's own frames (optional): `tetg_cls` [S, Dd] and `tetg_timestamps` [S], DINOv2 class
+embeddings of the video sampled at `tetg_fps` with no cap, written only where that gives more
+frames than the model's T (a video longer than T seconds at 1 fps). The LLM's frames stay capped
+(a batch needs a fixed T), while TETG, a per-frame MLP, reads every sampled second, as VA-GPT's
+does on uncapped 1-fps frames: its interval, and so the hint, is then as precise on a long video
+as on a short one (`tetg_inputs`). Files without them give TETG the model's frames.
+
 Reading is bounded: every array's `.npy` header (shape, dtype) is read and checked against the
 expected shapes, the expected frame count, the size the zip declares for it and a byte budget
 before any of its data is, so a small crafted file (a deflated zip bomb, a header declaring
@@ -60,6 +67,9 @@ from vaujax.errors import InputError, require_file
 from vaujax.models import vit
 
 KEYS = ("tower_patches", "dino_patches", "dino_cls", "timestamps")
+# TETG's denser frames (module docstring): their own frame count S, not the model's T
+TETG_KEYS = ("tetg_cls", "tetg_timestamps")
+MAX_TETG_FRAMES = 4096             # 68 minutes at 1 fps; longer videos are sampled uniformly
 # numpy parses each array header with ast.literal_eval, and CPython 3.11's AST constructor is not
 # thread-safe (python/cpython#106905: "SystemError: AST constructor recursion depth mismatch",
 # seen once in CI when Grain's prefetch threads loaded feature files concurrently).
@@ -145,8 +155,22 @@ def video_feature_path(feature_dir: str, video: str, ext: str = ".npz") -> str:
 
 
 def frame_count(feats: Mapping[str, np.ndarray]) -> int:
-  """Frames of a feature dict (0 for an empty one)."""
-  return min((np.shape(v)[0] if np.ndim(v) else 0 for v in feats.values()), default=0)
+  """Frames of a feature dict (0 for an empty one); TETG's own frames are not counted."""
+  return min((np.shape(v)[0] if np.ndim(v) else 0 for k, v in feats.items()
+              if k not in TETG_KEYS), default=0)
+
+
+def tetg_inputs(feats: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """(class embeddings [S, D], timestamps [S]) TETG reads: its own denser frames when the file
+  has them, else the model's (`dino_cls`, `timestamps`)."""
+  if all(k in feats for k in TETG_KEYS):
+    return feats["tetg_cls"], feats["tetg_timestamps"]
+  return feats["dino_cls"], feats["timestamps"]
+
+
+def without_tetg_frames(feats: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The arrays of the model's T frames only (what a batch stacks)."""
+  return {k: v for k, v in feats.items() if k not in TETG_KEYS}
 
 
 def read_features(path: str, expected: Optional[Mapping[str, tuple]] = None, *,
@@ -187,9 +211,21 @@ def _check_shapes(path: str, shapes: Mapping[str, tuple], expected, frames) -> N
     if shape is not None and tuple(shapes[key][1:]) != tuple(shape):
       raise InputError(path, f"feature {key!r} has shape {tuple(shapes[key])}, expected "
                        f"[T, {', '.join(map(str, shape))}]")
-  counts = {k: v[0] for k, v in shapes.items()}
+  counts = {k: v[0] for k, v in shapes.items() if k not in TETG_KEYS}
   if len(set(counts.values())) > 1:
     raise InputError(path, f"features disagree on the number of frames: {counts}")
+  tetg = {k: v[0] for k, v in shapes.items() if k in TETG_KEYS}
+  if tetg and (len(tetg) != len(TETG_KEYS) or len(set(tetg.values())) > 1):
+    raise InputError(path, f"TETG's frames need both {list(TETG_KEYS)} with one frame count, "
+                     f"found {tetg}")
+  if tetg and not 0 < next(iter(tetg.values())) <= MAX_TETG_FRAMES:
+    raise InputError(path, f"has {next(iter(tetg.values()))} TETG frames; 1 to "
+                     f"{MAX_TETG_FRAMES} are read")
+  if tetg and (len(shapes["tetg_timestamps"]) != 1 or ("dino_cls" in shapes and tuple(
+      shapes["tetg_cls"][1:]) != tuple(shapes["dino_cls"][1:]))):
+    raise InputError(path, f"TETG's frames have shapes tetg_cls {tuple(shapes['tetg_cls'])}, "
+                     f"tetg_timestamps {tuple(shapes['tetg_timestamps'])}; expected [S, D] as "
+                     "dino_cls and [S]")
   count = next(iter(counts.values()), 0)
   if frames is not None and count != frames:
     raise InputError(path, f"has {count} frames, expected {frames} (every feature file of a "
@@ -404,6 +440,24 @@ def read_image(path: str, max_pixels: int = MAX_IMAGE_PIXELS,
   return np.asarray(rgb, np.uint8)[None]
 
 
+def tetg_frames(path: str, encoder: Callable[[np.ndarray], dict], tetg_fps: Optional[float],
+                model_timestamps: np.ndarray, chunk_size: int = 64) -> dict[str, np.ndarray]:
+  """TETG's own frames of a video file: {`tetg_cls` [S, D], `tetg_timestamps` [S]} sampled at
+  `tetg_fps` (at most MAX_TETG_FRAMES, uniformly beyond), decoded and encoded `chunk_size`
+  frames at a time (a long video is never held whole); {} when that gives no more frames than
+  the model's (`model_timestamps`), whose own then serve TETG, and for an image."""
+  if not tetg_fps or not path.lower().endswith(VIDEO_EXTS):
+    return {}
+  cls, stamps = [], []
+  for frames, times in video_io.iter_video_chunks(path, chunk_size=chunk_size, fps=tetg_fps,
+                                                  max_frames=MAX_TETG_FRAMES):
+    cls.append(np.asarray(encoder(frames)["dino_cls"]))
+    stamps.append(np.asarray(times, np.float64))
+  if sum(map(len, stamps)) <= len(model_timestamps):
+    return {}
+  return {"tetg_cls": np.concatenate(cls), "tetg_timestamps": np.concatenate(stamps)}
+
+
 def _read_frames(path: str, **sampling) -> tuple[np.ndarray, np.ndarray]:
   """(frames, timestamps) of a video, or of an image file (one frame at 0.0 s)."""
   if path.lower().endswith(IMAGE_EXTS):
@@ -417,13 +471,15 @@ EXTRACTION_RECORD = "extraction.json"
 
 def extraction_settings(*, fps: Optional[float] = None, num_frames: Optional[int] = None,
                         max_frames: Optional[int] = None, min_frames: Optional[int] = None,
-                        encoder: Optional[str] = None) -> dict:
-  """The settings `extract_folder` records: the frame sampling (None and 0 alike say "not
-  set") and the encoder's name (None: not named, not compared)."""
+                        tetg_fps: Optional[float] = None, encoder: Optional[str] = None) -> dict:
+  """The settings `extract_folder` records: the frame sampling and TETG's (None and 0 alike
+  say "not set"; a record without `tetg_fps` had none) and the encoder's name (None: not
+  named, not compared)."""
   def norm(v):
     return None if v in (None, 0) else (float(v) if isinstance(v, float) else int(v))
-  return {"fps": norm(fps), "num_frames": norm(num_frames), "max_frames": norm(max_frames),
-          "min_frames": norm(min_frames), "encoder": encoder}
+  out = {"fps": norm(fps), "num_frames": norm(num_frames), "max_frames": norm(max_frames),
+         "min_frames": norm(min_frames), "encoder": encoder}
+  return {**out, "tetg_fps": float(tetg_fps)} if tetg_fps else out
 
 
 def check_extraction_record(out_dir: str, settings: Mapping) -> bool:
@@ -435,8 +491,9 @@ def check_extraction_record(out_dir: str, settings: Mapping) -> bool:
   if not files.exists(path):
     return False
   saved = files.read_json(path, "feature extraction record")
-  differ = [f"{k} {saved.get(k)!r} (asked: {settings[k]!r})" for k in settings
-            if k != "encoder" and saved.get(k) != settings[k]]
+  differ = [f"{k} {saved.get(k)!r} (asked: {settings.get(k)!r})"
+            for k in sorted(set(settings) | set(saved))
+            if k != "encoder" and saved.get(k) != settings.get(k)]
   if settings.get("encoder") and saved.get("encoder") and saved["encoder"] != settings["encoder"]:
     differ.append(f"encoder {saved['encoder']!r} (asked: {settings['encoder']!r})")
   if differ:
@@ -450,6 +507,7 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
                    fps: Optional[float] = None, num_frames: Optional[int] = None,
                    max_frames: Optional[int] = None, min_frames: Optional[int] = None,
                    images: bool = True, encoder_name: Optional[str] = None,
+                   tetg_fps: Optional[float] = None,
                    log: Callable[[str], None] = print) -> dict:
   """Encodes every video under `video_dir` (subfolders too, links to folders not followed)
   into `out_dir/<relative path without extension>.npz`, folders mirrored; returns a report.
@@ -461,11 +519,12 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
   sampling and `encoder_name` (a spec such as `tiny:0`); a folder recorded with other settings
   is refused before anything is read (`check_extraction_record`). A folder that already holds
   files but no record (made before records were kept) is extracted into unchecked, and gets
-  no record, since what its files were made with is unknown."""
+  no record, since what its files were made with is unknown. `tetg_fps`: each video also gets
+  TETG's own frames at that rate (`tetg_frames`) where they outnumber the model's."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
   settings = extraction_settings(fps=fps, num_frames=num_frames, max_frames=max_frames,
-                                 min_frames=min_frames, encoder=encoder_name)
+                                 min_frames=min_frames, tetg_fps=tetg_fps, encoder=encoder_name)
   recorded = files.isdir(out_dir) and check_extraction_record(out_dir, settings)
   todo = video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ()))
   files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
@@ -483,7 +542,9 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
       frames, stamps = _read_frames(os.path.join(video_dir, name), fps=fps,
                                     num_frames=num_frames, max_frames=max_frames,
                                     min_frames=min_frames)
-      write_features(out, {**encoder(frames), "timestamps": stamps})
+      write_features(out, {**encoder(frames), "timestamps": stamps,
+                           **tetg_frames(os.path.join(video_dir, name), encoder, tetg_fps,
+                                         stamps)})
       report["written"] += 1
     except (InputError, ValueError, OSError) as e:
       report["failed"].append((name, str(e)))
@@ -570,17 +631,19 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
 
 
 def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int, *,
-                 fps: Optional[float] = None,
-                 min_frames: Optional[int] = None) -> tuple[dict, np.ndarray]:
+                 fps: Optional[float] = None, min_frames: Optional[int] = None,
+                 tetg_fps: Optional[float] = None) -> tuple[dict, np.ndarray]:
   """(feature dict, the sampled uint8 frames [T, H, W, 3]) of one video file: `num_frames`
   uniformly, or with `fps` at that rate up to `num_frames` (a run's `data.sample_fps`), and
-  at least `min_frames` (`data.min_frames`) when the video has them."""
+  at least `min_frames` (`data.min_frames`) when the video has them; with `tetg_fps`
+  (`data.tetg_fps`), TETG's own frames too, as `extract_folder` writes them."""
   if fps:
     frames, stamps = video_io.read_video(path, fps=fps, max_frames=num_frames,
                                          min_frames=min_frames or None)
     if len(frames) == 0:
       raise InputError(path, "no decodable frames")
-    return {**encoder(frames), "timestamps": stamps}, frames
+    return {**encoder(frames), "timestamps": stamps,
+            **tetg_frames(path, encoder, tetg_fps, stamps)}, frames
   frames, stamps = video_io.read_video(path, num_frames=num_frames)
   if len(frames) < num_frames:
     raise InputError(path, f"only {len(frames)} decodable frames, the model needs {num_frames}")

@@ -200,6 +200,7 @@ class Prepare(grain.transforms.Map):
         hint = self.hint_fn(video_key(item), seen, jitter=cfg.hint_jitter, rng=draw)
       else:
         hint = self.hint_fn(video_key(item), seen)
+    feats = features.without_tetg_frames(feats)   # TETG's own frames: read, not batched
     video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
                                          cfg.num_frames, cfg.variable_frames, cfg.frame_times,
                                          self.tokenizer, video_path(item))

@@ -295,9 +295,12 @@ def answer_text(answer: Optional[dict] = None, truth=None, truth_class: Optional
 def video_figure(path: str, feats: dict, frames: Optional[np.ndarray],
                  scores: Optional[np.ndarray], predicted, truth, ratio: float,
                  title: str = "", *, answer: Optional[dict] = None,
-                 truth_class: Optional[str] = None, question: Optional[str] = None) -> str:
+                 truth_class: Optional[str] = None, question: Optional[str] = None,
+                 score_times: Optional[np.ndarray] = None) -> str:
   """The answer (text, predicted class and interval, ground truth) over the TETG score curve
-  with its interval and the true one, over the frames with SETS's kept patches and a key."""
+  with its interval and the true one, over the frames with SETS's kept patches and a key.
+  `score_times`: the times of `scores` when TETG read its own frames (`TETGView.timestamps`),
+  else the frames'."""
   t = np.asarray(feats["timestamps"])
   cols = len(t)
   caption = answer_text(answer, truth, truth_class, question)
@@ -312,7 +315,8 @@ def video_figure(path: str, feats: dict, frames: Optional[np.ndarray],
              family="monospace", bbox=dict(boxstyle="round", facecolor="0.95", edgecolor="0.6"))
   ax = fig.add_subplot(gs[0, :])
   if scores is not None:
-    draw_scores(ax, t, scores, predicted, truth)
+    draw_scores(ax, t if score_times is None else np.asarray(score_times), scores, predicted,
+                truth)
     ax.set_ylabel("P(anomalous)")
     ax.legend(fontsize=8, loc="upper left")
   else:

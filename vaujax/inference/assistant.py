@@ -193,7 +193,8 @@ class Assistant:
     chat = [{"from": "human", "value": f"{conversation.VIDEO_PLACEHOLDER}\n{question}"}]
     view = self.tetg_view(feats)   # the classifier runs once per question
     text = self.generate([chat], [feats], max_new_tokens=max_new_tokens, views=[view])[0]
-    return structured_answer(text, None if view is None else view.scores, feats["timestamps"],
+    times = feats["timestamps"] if view is None or view.timestamps is None else view.timestamps
+    return structured_answer(text, None if view is None else view.scores, times,
                              None if view is None else view.interval, self.classes,
                              () if view is None else view.intervals)
 

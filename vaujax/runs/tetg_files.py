@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from vaujax.convert import params_io
-from vaujax.data import conversation
+from vaujax.data import conversation, features
 from vaujax.errors import InputError
 from vaujax.models import tetg
 
@@ -22,11 +22,13 @@ HINT_INTERVALS = ("strongest", "all")   # data.hint_intervals: which runs the hi
 
 @dataclasses.dataclass(frozen=True)
 class TETGView:
-  """What TETG says about one video."""
-  scores: np.ndarray                              # [T] P(anomalous) per frame
+  """What TETG says about one video, on the frames it read (`features.tetg_inputs`: its own
+  denser frames when the features have them, else the model's)."""
+  scores: np.ndarray                              # [S] P(anomalous) per frame TETG read
   interval: Optional[tuple[float, float]]         # seconds, the strongest run, or None
   hint: str                                       # the prompt hint text
   intervals: tuple[tuple[float, float], ...] = ()  # every confident run, in time order
+  timestamps: Optional[np.ndarray] = None         # [S] the times of `scores`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +49,15 @@ class TrainedTETG:
     return tetg.frame_probabilities(self.params, self.config, class_embeddings)
 
   def view(self, feats: Mapping[str, np.ndarray], classes: Sequence[str]) -> TETGView:
-    """Scores, intervals and hint of one video's features (`dino_cls` [T, D], `timestamps`)."""
-    scores = self.scores(feats["dino_cls"])
-    interval = tetg.extract_interval(scores, feats["timestamps"], self.config)
-    intervals = tuple(tetg.extract_intervals(scores, feats["timestamps"], self.config))
+    """Scores, intervals and hint of one video's features (`dino_cls` [T, D], `timestamps`, or
+    TETG's own `tetg_cls` / `tetg_timestamps`)."""
+    cls, times = features.tetg_inputs(feats)
+    scores = self.scores(cls)
+    interval = tetg.extract_interval(scores, times, self.config)
+    intervals = tuple(tetg.extract_intervals(scores, times, self.config))
     named = intervals if self.hint_intervals == "all" else interval
-    return TETGView(scores, interval, conversation.hint_text(named, classes), intervals)
+    return TETGView(scores, interval, conversation.hint_text(named, classes), intervals,
+                    np.asarray(times, np.float64))
 
   def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
     """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None) -> hint text`;
@@ -65,8 +70,8 @@ class TrainedTETG:
 
     def cached_view(video_id, feats):
       digest = hashlib.blake2b(digest_size=16)
-      for key in ("dino_cls", "timestamps"):
-        value = np.ascontiguousarray(feats[key])
+      for key, value in zip(("cls", "timestamps"), features.tetg_inputs(feats)):
+        value = np.ascontiguousarray(value)
         digest.update(f"{key}:{value.dtype}:{value.shape}".encode())
         digest.update(value.tobytes())
       key = (video_id, digest.digest())
@@ -83,7 +88,7 @@ class TrainedTETG:
       if jitter <= 0 or not view.intervals:
         return view.hint
       named = view.intervals if self.hint_intervals == "all" else (view.interval,)
-      spacing = tetg.frame_spacing(feats["timestamps"])
+      spacing = tetg.frame_spacing(view.timestamps)
       return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes)
     return hint
 

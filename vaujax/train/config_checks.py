@@ -108,6 +108,7 @@ def check_vagpt(config: ml_collections.ConfigDict,
                      f"({frames}), the most frames a video may give")
   _choice(config, "data.hint_intervals", {"strongest", "all"})
   n(config, "data.hint_jitter", low=0, high=4, required=False)
+  n(config, "data.tetg_fps", low=0, required=False)
   _choice(config, "data.imgsp", {True, False})
   n(config, "data.imgsp_turns", low=1, integer=True, required=False)
   for key in ("mesh.data", "mesh.fsdp", "mesh.tensor"):
