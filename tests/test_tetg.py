@@ -450,21 +450,32 @@ def test_the_hint_function_runs_the_classifier_once_per_video():
   assert len(jittered) > 1 and len(calls) == 5    # a new draw per read, from the kept view
 
 
-def test_hint_jitter_is_a_recorded_checked_training_only_key():
+def _recorded_checked_key(key: str, bad, other):
+  """A data key of the run: 0 by default and for runs saved before it, `bad` refused by the
+  config check, `other` a recorded change. -> the default tiny config."""
   import ml_collections
   from configs import vagpt_stage1
   from vaujax.errors import InputError
   from vaujax.runs import run_dir
-  from vaujax.train import config_checks, vagpt_task
+  from vaujax.train import config_checks
   config = vagpt_stage1.get_config("size=tiny")
-  assert config.data.hint_jitter == 0.0
-  config.data.hint_jitter = -0.5
-  with pytest.raises(InputError, match=r"--config\.data\.hint_jitter"):
+  assert config.data[key] == 0.0
+  config.data[key] = bad
+  with pytest.raises(InputError, match=rf"--config\.data\.{key}"):
     config_checks.check_vagpt(config)
   saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
-  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "hint_jitter": 0.0}})
-  assert run_dir.diff_configs(saved, given) == []          # runs before the key: no jitter
-  config.data.hint_jitter = 0.5
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, key: 0.0}})
+  assert run_dir.diff_configs(saved, given) == []          # runs before the key: 0
+  given.data[key] = other
+  assert run_dir.diff_configs(saved, given) == [f"data.{key}: 0.0 -> {other}"]
+  config.data[key] = other
+  return config
+
+
+def test_hint_jitter_is_a_recorded_checked_training_only_key():
+  from vaujax.runs import run_dir
+  from vaujax.train import vagpt_task
+  config = _recorded_checked_key("hint_jitter", -0.5, 0.5)
   cfg = run_dir.model_config(config, 32000)
   assert vagpt_task.pipeline_config(config, cfg, train=True).hint_jitter == 0.5
   assert vagpt_task.pipeline_config(config, cfg, train=False).hint_jitter == 0.0   # held out
@@ -502,18 +513,4 @@ def test_tetg_reads_its_own_denser_frames_when_the_features_have_them():
 
 
 def test_tetg_fps_is_a_recorded_checked_key():
-  import ml_collections
-  from configs import vagpt_stage1
-  from vaujax.errors import InputError
-  from vaujax.runs import run_dir
-  from vaujax.train import config_checks
-  config = vagpt_stage1.get_config("size=tiny")
-  assert config.data.tetg_fps == 0.0
-  config.data.tetg_fps = -1.0
-  with pytest.raises(InputError, match=r"--config\.data\.tetg_fps"):
-    config_checks.check_vagpt(config)
-  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})
-  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "tetg_fps": 0.0}})
-  assert run_dir.diff_configs(saved, given) == []          # runs before the key: none
-  given.data.tetg_fps = 1.0
-  assert run_dir.diff_configs(saved, given) == ["data.tetg_fps: 0.0 -> 1.0"]
+  _recorded_checked_key("tetg_fps", -1.0, 1.0)

@@ -111,7 +111,8 @@ class DemoConfig:
   hint_jitter: float = 0.5
   content_grid: int = 3
   # TETG's own frames at this rate, uncapped (data.tetg_fps; 0: TETG reads the model's <= 12):
-  # a 20-32 s video's hint then comes from 20-32 frames instead of 12
+  # a 20-32 s video's hint then comes from 20-32 frames instead of 12. 1 failed the check (run
+  # AA: shorter 53.3%, longer 76.5%; fresh longer 59.0 against 66.7, BUILD.md, 2026-12-06)
   tetg_fps: float = 0.0
   seed: int = 0
 
