@@ -35,7 +35,6 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional
 
 import ml_collections
 import numpy as np
@@ -239,8 +238,7 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
     cfg = _synthetic_config(c, num_videos=c.out_of_range_videos, seed=c.seed + 101 + i,
                             **overrides)
     paths["held_out"][name] = _synthetic_held_out_set(
-        os.path.join(root, f"held_out_{name}"), name, cfg, encoder, sampling, c, log,
-        encoder_name=_encoder_name(c))
+        os.path.join(root, f"held_out_{name}"), name, cfg, encoder, sampling, c, log)
   paths["train_ids"] = [v.video_id for v in train]
   paths["test_ids"] = [v.video_id for v in test]
   for key in ("mc", "ucf_qa", "test_mc", "test_ucf_qa"):    # the in-range set, as before
@@ -256,14 +254,14 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
 
 
 def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig, encoder,
-                            sampling: dict, c: DemoConfig, log=print,
-                            encoder_name: Optional[str] = None) -> dict:
+                            sampling: dict, c: DemoConfig, log=print) -> dict:
   """A held-out set of its own videos (generated from `cfg`), features and benchmarks, under
   `sub` (files already there are reused)."""
   labels = synthetic.generate(os.path.join(sub, "synthetic"), cfg)
   feature_dir = os.path.join(sub, "features")
   features.extract_folder(os.path.join(sub, "synthetic", "videos"), feature_dir, encoder,
-                          log=log, encoder_name=encoder_name, tetg_fps=c.tetg_fps, **sampling)
+                          log=log, encoder_name=_encoder_name(c), tetg_fps=c.tetg_fps,
+                          **sampling)
   return _held_out_set(
       sub, name, _read_videos(os.path.join(sub, "synthetic"), labels, bool(c.spatial)), labels,
       feature_dir, os.path.join(sub, "synthetic", "videos"), cfg.classes, c.seed)
@@ -461,7 +459,7 @@ def evaluate_fresh_sets(workdir: str, c: DemoConfig, num_videos: int, seed: int,
   for i, (name, overrides) in enumerate(kinds.items()):
     cfg = _synthetic_config(c, num_videos=num_videos, seed=seed + i, **overrides)
     held = _synthetic_held_out_set(os.path.join(root, name), name, cfg, encoder, sampling, c,
-                                   log=lambda s: None, encoder_name=_encoder_name(c))
+                                   log=lambda s: None)
     results = by_set[name] = _evaluate_held_out_set(assistant, held,
                                                     os.path.join(root, name, "eval"))
     m, q = results["mc_loglik"], results["ucf_qa"]

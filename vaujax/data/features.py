@@ -215,17 +215,18 @@ def _check_shapes(path: str, shapes: Mapping[str, tuple], expected, frames) -> N
   if len(set(counts.values())) > 1:
     raise InputError(path, f"features disagree on the number of frames: {counts}")
   tetg = {k: v[0] for k, v in shapes.items() if k in TETG_KEYS}
-  if tetg and (len(tetg) != len(TETG_KEYS) or len(set(tetg.values())) > 1):
-    raise InputError(path, f"TETG's frames need both {list(TETG_KEYS)} with one frame count, "
-                     f"found {tetg}")
-  if tetg and not 0 < next(iter(tetg.values())) <= MAX_TETG_FRAMES:
-    raise InputError(path, f"has {next(iter(tetg.values()))} TETG frames; 1 to "
-                     f"{MAX_TETG_FRAMES} are read")
-  if tetg and (len(shapes["tetg_timestamps"]) != 1 or ("dino_cls" in shapes and tuple(
-      shapes["tetg_cls"][1:]) != tuple(shapes["dino_cls"][1:]))):
-    raise InputError(path, f"TETG's frames have shapes tetg_cls {tuple(shapes['tetg_cls'])}, "
-                     f"tetg_timestamps {tuple(shapes['tetg_timestamps'])}; expected [S, D] as "
-                     "dino_cls and [S]")
+  if tetg:
+    if len(tetg) != len(TETG_KEYS) or len(set(tetg.values())) > 1:
+      raise InputError(path, f"TETG's frames need both {list(TETG_KEYS)} with one frame count, "
+                       f"found {tetg}")
+    if not 0 < tetg["tetg_cls"] <= MAX_TETG_FRAMES:
+      raise InputError(path, f"has {tetg['tetg_cls']} TETG frames; 1 to {MAX_TETG_FRAMES} are "
+                       "read")
+    if len(shapes["tetg_timestamps"]) != 1 or ("dino_cls" in shapes and tuple(
+        shapes["tetg_cls"][1:]) != tuple(shapes["dino_cls"][1:])):
+      raise InputError(path, f"TETG's frames have shapes tetg_cls {tuple(shapes['tetg_cls'])}, "
+                       f"tetg_timestamps {tuple(shapes['tetg_timestamps'])}; expected [S, D] as "
+                       "dino_cls and [S]")
   count = next(iter(counts.values()), 0)
   if frames is not None and count != frames:
     raise InputError(path, f"has {count} frames, expected {frames} (every feature file of a "
@@ -364,7 +365,11 @@ class FrameEncoder:
       t, d = tower.apply(tp, tower_in), dino.apply(dp, dino_in)
       return {"tower_patches": t["patches"], "dino_patches": d["patches"], "dino_cls": d["cls"]}
 
+    def encode_dino(dp, dino_in):
+      return {"dino_cls": dino.apply(dp, dino_in)["cls"]}
+
     self._encode = jax.jit(encode)
+    self._encode_dino = jax.jit(encode_dino)
 
   def _apply(self, frames: np.ndarray) -> dict:
     # The resize and crop run on the host (preprocess.resize_crop_frames: nothing compiled per
@@ -379,9 +384,21 @@ class FrameEncoder:
                         preprocess.normalize_crops(tower_crops, self.tower_spec),
                         preprocess.normalize_crops(dino_crops, self.dino_spec))
 
+  def _apply_dino(self, frames: np.ndarray) -> dict:
+    crops = preprocess.resize_crop_frames(frames, self.dino_spec)
+    return self._encode_dino(self.dino_params, preprocess.normalize_crops(crops, self.dino_spec))
+
   def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
     """Chunks of `batch_size` frames, a shorter chunk padded to the next power of two (at least
     4): videos of any length and size compile a handful of tower programs."""
+    return self._chunked(frames, self._apply)
+
+  def class_embeddings(self, frames: np.ndarray) -> np.ndarray:
+    """DINOv2's class embeddings [T, Dd] alone (TETG's input; the vision tower is not run),
+    chunked as `__call__`."""
+    return self._chunked(frames, self._apply_dino)["dino_cls"]
+
+  def _chunked(self, frames: np.ndarray, apply) -> dict[str, np.ndarray]:
     chunks = []
     for i in range(0, len(frames), self.batch_size):
       chunk = np.asarray(frames[i:i + self.batch_size])
@@ -389,7 +406,7 @@ class FrameEncoder:
       padded = min(self.batch_size, max(4, 1 << (n - 1).bit_length()))
       if padded > n:
         chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), chunk.dtype)])
-      out = self._apply(chunk)
+      out = apply(chunk)
       chunks.append({k: np.asarray(v)[:n] for k, v in out.items()})
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -445,16 +462,21 @@ def tetg_frames(path: str, encoder: Callable[[np.ndarray], dict], tetg_fps: Opti
   """TETG's own frames of a video file: {`tetg_cls` [S, D], `tetg_timestamps` [S]} sampled at
   `tetg_fps` (at most MAX_TETG_FRAMES, uniformly beyond), decoded and encoded `chunk_size`
   frames at a time (a long video is never held whole); {} when that gives no more frames than
-  the model's (`model_timestamps`), whose own then serve TETG, and for an image."""
+  the model's (`model_timestamps`), whose own then serve TETG (counted from the header, before
+  anything is decoded), and for an image. A `FrameEncoder` runs DINOv2 alone
+  (`class_embeddings`); another encoder, whole."""
   if not tetg_fps or not path.lower().endswith(VIDEO_EXTS):
     return {}
+  info = video_io.probe_video(path)
+  if len(video_io.sample_indices(info.num_frames, info.fps, fps=tetg_fps,
+                                 max_frames=MAX_TETG_FRAMES)) <= len(model_timestamps):
+    return {}
+  embed = getattr(encoder, "class_embeddings", None) or (lambda f: encoder(f)["dino_cls"])
   cls, stamps = [], []
   for frames, times in video_io.iter_video_chunks(path, chunk_size=chunk_size, fps=tetg_fps,
                                                   max_frames=MAX_TETG_FRAMES):
-    cls.append(np.asarray(encoder(frames)["dino_cls"]))
+    cls.append(np.asarray(embed(frames)))
     stamps.append(np.asarray(times, np.float64))
-  if sum(map(len, stamps)) <= len(model_timestamps):
-    return {}
   return {"tetg_cls": np.concatenate(cls), "tetg_timestamps": np.concatenate(stamps)}
 
 
@@ -519,32 +541,31 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
   sampling and `encoder_name` (a spec such as `tiny:0`); a folder recorded with other settings
   is refused before anything is read (`check_extraction_record`). A folder that already holds
   files but no record (made before records were kept) is extracted into unchecked, and gets
-  no record, since what its files were made with is unknown. `tetg_fps`: each video also gets
+  no record, since what its files were made with is unknown; an empty or new folder gets one. `tetg_fps`: each video also gets
   TETG's own frames at that rate (`tetg_frames`) where they outnumber the model's."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
   settings = extraction_settings(fps=fps, num_frames=num_frames, max_frames=max_frames,
                                  min_frames=min_frames, tetg_fps=tetg_fps, encoder=encoder_name)
-  recorded = files.isdir(out_dir) and check_extraction_record(out_dir, settings)
-  todo = video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ()))
-  files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
-  if not recorded and not any(files.exists(os.path.join(out_dir, key + ".npz"))
-                              for _, key in todo):
-    files.write_json(os.path.join(out_dir, EXTRACTION_RECORD), settings)
+  existing = files.isdir(out_dir)
+  if not (existing and check_extraction_record(out_dir, settings)):
+    empty = not existing or not files.listdir(out_dir)
+    files.makedirs(out_dir)   # files.*: a local folder or a gs:// URL
+    if empty:
+      files.write_json(os.path.join(out_dir, EXTRACTION_RECORD), settings)
   report = {"written": 0, "skipped": 0, "failed": []}
-  for name, key in todo:
+  for name, key in video_files(video_dir, VIDEO_EXTS + (IMAGE_EXTS if images else ())):
     out = os.path.join(out_dir, key + ".npz")
     if files.exists(out):
       report["skipped"] += 1
       continue
     try:
       files.makedirs(os.path.dirname(out))
-      frames, stamps = _read_frames(os.path.join(video_dir, name), fps=fps,
-                                    num_frames=num_frames, max_frames=max_frames,
-                                    min_frames=min_frames)
+      path = os.path.join(video_dir, name)
+      frames, stamps = _read_frames(path, fps=fps, num_frames=num_frames,
+                                    max_frames=max_frames, min_frames=min_frames)
       write_features(out, {**encoder(frames), "timestamps": stamps,
-                           **tetg_frames(os.path.join(video_dir, name), encoder, tetg_fps,
-                                         stamps)})
+                           **tetg_frames(path, encoder, tetg_fps, stamps)})
       report["written"] += 1
     except (InputError, ValueError, OSError) as e:
       report["failed"].append((name, str(e)))

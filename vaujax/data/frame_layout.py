@@ -128,8 +128,8 @@ def cut_frame(feats: Mapping[str, np.ndarray], frame_s: float,
     raise InputError(source, f"has no frame near frame_s {frame_s:g}: its last sampled frame is "
                      f"at {t[-1]:.2f} s")
   i = int(np.argmin(np.abs(t - frame_s)))
-  # TETG's own frames (features.TETG_KEYS) are no image's
-  out = {k: np.asarray(v)[i:i + 1] for k, v in feats.items() if k not in features.TETG_KEYS}
+  # TETG's own frames are no image's
+  out = {k: np.asarray(v)[i:i + 1] for k, v in features.without_tetg_frames(feats).items()}
   out["timestamps"] = np.zeros(1, t.dtype)
   return out
 
