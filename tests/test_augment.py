@@ -142,6 +142,58 @@ def test_several_time_scaled_copies_keep_the_first_and_differ(tmp_path):
   assert len(augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), copies=3)) == 1
 
 
+def test_time_scaled_copies_drawn_by_duration(tmp_path):
+  """`durations`: each copy's duration is drawn from the range whatever the video's length (an
+  8 s and a 2 s video both land in [20, 30] s); a bad range is refused."""
+  feats = _feats()
+  videos = [dataclasses_replace(_video(), f"V{i}") for i in range(6)]
+  videos += [dataclasses_replace(VideoAnnotation("W", 2.0, ((0.4, 1.2),), ("fire",), "Arson",
+                                                 ((0.4, 1.2),)), f"X1{i}") for i in range(6)]
+  for v in videos:
+    features.write_features(str(tmp_path / f"{v.video_id}.npz"), feats)
+  copies = augment.write_time_scaled(str(tmp_path), videos, durations=(20.0, 30.0), seed=0)
+  assert len(copies) == 12
+  for v, copy in zip(videos, copies):
+    factor = float(copy.video_id.rsplit("scale", 1)[1])
+    assert 19.9 <= copy.duration <= 30.1 and copy.duration == round(v.duration * factor, 1)
+  assert len({c.duration for c in copies}) > 6                     # drawn, not one value
+  for bad in ((0.0, 4.0), (30.0, 20.0)):
+    with pytest.raises(ValueError, match="durations"):
+      augment.write_time_scaled(str(tmp_path), videos[:1], durations=bad)
+
+
+def test_thinned_frames_keep_at_most_the_rate():
+  assert augment.thinned_frames(np.arange(12) * 0.25, 1.0).tolist() == [0, 4, 8]
+  assert augment.thinned_frames(np.arange(5) * 1.0, 1.0).tolist() == [0, 1, 2, 3, 4]
+  assert augment.thinned_frames([0.0, 0.4, 0.9, 1.1, 2.05], 1.0).tolist() == [0, 2, 4]
+  assert augment.thinned_frames(np.arange(11) * 0.3, 1.0).tolist() == [0, 3, 7, 10]
+  assert augment.thinned_frames(np.arange(6) * 0.1, 0.0).tolist() == list(range(6))
+
+
+def test_faster_copies_thinned_as_sampling_would(tmp_path):
+  """A 12-frame, 12 s video on a 4x faster clock (3 s) keeps the frames 1 s apart, as 1-fps
+  sampling of a 3-s video would: 3 frames, each the original frame at that moment, the
+  interval scaled; TETG's own frames are dropped. A copy that needs no thinning keeps its
+  name and every frame."""
+  rng = np.random.RandomState(0)
+  feats = {"dino_cls": rng.randn(12, 2).astype(np.float32),
+           "dino_patches": rng.randn(12, 4, 2).astype(np.float32),
+           "timestamps": np.arange(12.0), "tetg_cls": rng.randn(24, 2).astype(np.float32),
+           "tetg_timestamps": np.arange(24) * 0.5}
+  features.write_features(str(tmp_path / "A1.npz"), feats)
+  v = VideoAnnotation("A1", 12.0, ((3.0, 6.0),), ("fire",), "Arson", ((3.0, 6.0),))
+  (copy,) = augment.write_time_scaled(str(tmp_path), [v], durations=(3.0, 3.0), max_fps=1.0)
+  assert copy.video_id == "A1_scale0.25_fps1" and copy.anomaly_intervals == ((0.8, 1.5),)
+  thin = features.read_features(str(tmp_path / "A1_scale0.25_fps1.npz"))
+  assert sorted(thin) == ["dino_cls", "dino_patches", "timestamps"]
+  np.testing.assert_array_equal(thin["timestamps"], [0.0, 1.0, 2.0])
+  np.testing.assert_array_equal(thin["dino_cls"], feats["dino_cls"][[0, 4, 8]])
+  np.testing.assert_array_equal(thin["dino_patches"], feats["dino_patches"][[0, 4, 8]])
+  (slow,) = augment.write_time_scaled(str(tmp_path), [v], factors=(2.0, 2.0), max_fps=1.0)
+  assert slow.video_id == "A1_scale2"
+  assert len(features.read_features(str(tmp_path / "A1_scale2.npz"))["timestamps"]) == 12
+
+
 def test_copies_move_and_scale_tetgs_own_frames(tmp_path):
   """TETG's denser frames move with the model's: a shift of k model frames (2 s apart) moves
   them by the same seconds (2k frames at 1 s), a slower clock scales their times."""

@@ -54,6 +54,10 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("demo", ["--seconds=0"], "--seconds: must be positive"),
     ("demo", ["--fresh_videos=-1"], "--fresh_videos: must be 0 or more"),
     ("demo", ["--tetg_fps=-1"], "--tetg_fps: must be positive"),
+    ("demo", ["--slow_clock_seconds=10"], "--slow_clock_seconds: must be 0 or at least "
+     "--max_seconds (16)"),
+    ("demo", ["--fast_clock_seconds=5"], "--fast_clock_seconds: must be at most --seconds "
+     "(4)"),
     ("ablation", ["--k=0.5,abc"], "--k: not a list of numbers"),
     ("demo", ["--frames=x"], "--frames: "),
     ("evaluate", ["--bogus=1"], "--bogus: unknown flag (see --help)"),

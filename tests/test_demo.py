@@ -2,6 +2,7 @@
 quarter-size run that must learn well above chance on held-out videos. The full run's goals are
 `make demo-check` (in .ci/run)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from vaujax.app import demo
+from vaujax.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +61,11 @@ def test_demo_smoke(tmp_path):
   for key in ("stage1_loss", "stage2_loss", "results", "held_out", "tetg"):
     assert _same(again[key], summary[key]), key
   assert len(open(tmp_path / "stage1" / "metrics.jsonl").readlines()) == c.stage1_steps
+  # other flags on the finished workdir: refused before any work, nothing touched
+  before = {p: os.path.getmtime(p) for p in map(str, tmp_path.rglob("*"))}
+  with pytest.raises(InputError, match=r"--stage1_steps: .* was made with 4, not 6"):
+    demo.run_demo(str(tmp_path), dataclasses.replace(c, stage1_steps=6), log=lambda s: None)
+  assert {p: os.path.getmtime(p) for p in map(str, tmp_path.rglob("*"))} == before
   # fresh held-out sets: new videos of every kind, evaluated by the finished run
   fresh = demo.evaluate_fresh_sets(str(tmp_path), c, 3, seed=900, log=lambda s: None)
   assert set(fresh) == set(summary["held_out"])
@@ -72,6 +79,36 @@ def test_demo_smoke(tmp_path):
   ours = json.load(open(tmp_path / "fresh_900" / "in_range" / "synthetic" / "labels.json"))
   theirs = json.load(open(tmp_path / "data" / "synthetic" / "labels.json"))
   assert ours != theirs   # other videos than the demo's
+
+
+def test_config_record_new_legacy_and_damaged_workdirs(tmp_path):
+  """A new workdir is recorded; a workdir made before records is checked against its summary
+  (fields added since take their defaults); an unfinished one without either is left as it was;
+  a damaged record is named."""
+  c = demo.DemoConfig(num_videos=16)
+  new = tmp_path / "new"
+  new.mkdir()
+  demo.check_or_record_config(str(new), c)
+  assert json.loads((new / demo.CONFIG_RECORD).read_text()) == dataclasses.asdict(c)
+  demo.check_or_record_config(str(new), c)                      # the same flags continue
+  with pytest.raises(InputError, match="--seed: .* made with 0, not 3"):
+    demo.check_or_record_config(str(new), dataclasses.replace(c, seed=3))
+  legacy = tmp_path / "legacy"
+  (legacy / "data").mkdir(parents=True)
+  old = dataclasses.asdict(c)
+  del old["slow_clock_seconds"]                                # a field added after it ran
+  (legacy / "summary.json").write_text(json.dumps({"config": old}))
+  demo.check_or_record_config(str(legacy), c)
+  with pytest.raises(InputError, match="--slow_clock_seconds: .* made with 0.0, not 20"):
+    demo.check_or_record_config(str(legacy), dataclasses.replace(c, slow_clock_seconds=20.0))
+  assert not (legacy / demo.CONFIG_RECORD).exists()
+  unfinished = tmp_path / "unfinished"
+  (unfinished / "data").mkdir(parents=True)
+  demo.check_or_record_config(str(unfinished), dataclasses.replace(c, seed=5))
+  assert os.listdir(unfinished) == ["data"]
+  (new / demo.CONFIG_RECORD).write_text("{not json")
+  with pytest.raises(InputError, match=f"{demo.CONFIG_RECORD}: malformed JSON"):
+    demo.check_or_record_config(str(new), c)
 
 
 def _command(module, *args):

@@ -27,6 +27,8 @@ Stage one runs the held-out MC evaluator every half of its steps (`config.evals`
 metrics.jsonl shows accuracy climbing. Each stage's workdir is a complete run: the final
 evaluation is exactly `vaujax evaluate --run WORKDIR/stage2 ...` (the README shows the call).
 Everything lands in --workdir; rerunning reuses finished steps (videos, features, checkpoints).
+The flags a workdir was made with are recorded in it (`demo_config.json`); a rerun with other
+flags stops before any work, naming the first flag that differs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Optional
 
 import ml_collections
 import numpy as np
@@ -92,10 +95,18 @@ class DemoConfig:
   # copies per training video on each clock; more, or faster-clock copies too, moved the
   # shorter and longer sets' Temporal Acc by 20-40 points either way (BUILD.md, 2026-12-06)
   time_scale_copies: int = 1
+  # > 0: each slower-clock copy's duration is drawn from [max_seconds, this] seconds instead of
+  # its factor from [1.5, time_scale] (augment.write_time_scaled's `durations`)
+  slow_clock_seconds: float = 0.0
   # copies per training video on a faster clock, this factor to 0.8 (1: none): times and
   # events shorter than any training video's, as the shorter held-out videos have (0.5 lifted
   # the shorter set and dropped the longer one, BUILD.md)
   fast_clock: float = 0.5
+  # > 0: each faster-clock copy's duration is drawn from [this, seconds] seconds instead of its
+  # factor from [fast_clock, 0.8]; fast_copy_fps > 0 thins those copies' frames to that rate, as
+  # sampling a video that short would (augment.write_time_scaled's `durations`, `max_fps`)
+  fast_clock_seconds: float = 0.0
+  fast_copy_fps: float = 0.0
   # Issue 29 (off by default: measured short of its goals, BUILD.md "Where, several anomalies,
   # images"): `--spatial=1 --max_events=2 --cut_frames=1 --hint_intervals=all`
   spatial: int = 0              # 1: where-questions, Spatial Acc; regions spread over the grid
@@ -206,14 +217,17 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   # video's interval and make it read the frames and the TETG hint instead.
   train_all = train + augment.write_time_shifted(paths["features"], train, c.time_shifts,
                                                  seed=c.seed)
-  if c.time_scale > 1:   # slower-clock copies: times past the training durations (augment.py)
-    train_all += augment.write_time_scaled(paths["features"], train,
-                                           factors=(1.5, c.time_scale),
-                                           copies=c.time_scale_copies, seed=c.seed)
-  if c.fast_clock < 1:
-    train_all += augment.write_time_scaled(paths["features"], train,
-                                           factors=(c.fast_clock, 0.8),
-                                           copies=c.time_scale_copies, seed=c.seed + 1)
+  if c.time_scale > 1 or c.slow_clock_seconds:   # slower-clock copies: times past the
+    # training durations (augment.py)
+    train_all += augment.write_time_scaled(
+        paths["features"], train, factors=(1.5, c.time_scale), copies=c.time_scale_copies,
+        seed=c.seed, durations=((c.max_seconds, c.slow_clock_seconds)
+                                if c.slow_clock_seconds else None))
+  if c.fast_clock < 1 or c.fast_clock_seconds:
+    train_all += augment.write_time_scaled(
+        paths["features"], train, factors=(c.fast_clock, 0.8), copies=c.time_scale_copies,
+        seed=c.seed + 1, max_fps=c.fast_copy_fps,
+        durations=(c.fast_clock_seconds, c.seconds) if c.fast_clock_seconds else None)
   # Varied wording (issue 29's builder); one wording per question measured worse here (run M,
   # BUILD.md: MC 85.3%, longer videos 76.5%)
   train_items = instructions.build_instructions(
@@ -353,6 +367,47 @@ def stage_history(stage_dir: str, trained: list) -> list[dict]:
   return logged or list(trained)
 
 
+CONFIG_RECORD = "demo_config.json"
+
+
+def _differing_flag(recorded: dict, c: DemoConfig) -> Optional[tuple[str, object, object]]:
+  """The first field of `c` that `recorded` (a DemoConfig as a dict; fields it lacks were
+  added later and take their defaults) sets otherwise: (name, recorded, given), else None."""
+  for f in dataclasses.fields(DemoConfig):
+    old, new = recorded.get(f.name, f.default), getattr(c, f.name)
+    if old != new:
+      return f.name, old, new
+  return None
+
+
+def check_or_record_config(workdir: str, c: DemoConfig) -> None:
+  """A rerun in `workdir` continues the run its flags made, or stops before any work.
+
+  The workdir's record (else, in a workdir made before records, its summary's config) must
+  equal `c`: otherwise its finished stages, written by other flags, would be reported as this
+  config's (InputError naming the flag; nothing in the workdir is touched). Only a new workdir
+  gets a record; an unfinished one made before records is left unchecked, as before (its
+  feature folder and stages still check their own settings)."""
+  record = os.path.join(workdir, CONFIG_RECORD)
+  summary = os.path.join(workdir, "summary.json")
+  if os.path.exists(record):
+    recorded = files.read_json(record, "demo config record")
+  elif os.path.exists(summary):
+    recorded = files.read_json(summary, "demo summary").get("config")
+    if not isinstance(recorded, dict):
+      raise InputError(summary, "has no config of the run that wrote it")
+  else:
+    recorded = None
+  if recorded is not None:
+    differs = _differing_flag(recorded, c)
+    if differs:
+      name, old, new = differs
+      raise InputError(f"--{name}", f"{workdir} was made with {old!r}, not {new!r}: give the "
+                       f"same flags to continue it, or a new --workdir")
+  if recorded is None and not os.path.exists(os.path.join(workdir, "data")):
+    files.write_json(record, dataclasses.asdict(c))
+
+
 def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   from configs import vagpt_stage1, vagpt_stage2
   from vaujax.inference.assistant import Assistant
@@ -360,6 +415,7 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
   start = time.perf_counter()
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  check_or_record_config(workdir, c)
   timings = {}
 
   def lap(name, t0):
@@ -496,8 +552,16 @@ def define_flags(fv: flags.FlagValues) -> None:
            "time_scale": "largest clock factor of the time-scaled training copies (1: none)",
            "time_scale_copies": "time-scaled copies per training video on each clock (slower, "
                                 "faster)",
+           "slow_clock_seconds": "draw each slower-clock copy's duration from [max_seconds, "
+                                 "this] seconds instead of its factor from [1.5, time_scale] "
+                                 "(0: factors)",
            "fast_clock": "smallest clock factor of a faster-clock copy per training video (to "
                          "0.8; 1: none)",
+           "fast_clock_seconds": "draw each faster-clock copy's duration from [this, seconds] "
+                                 "seconds instead of its factor from [fast_clock, 0.8] (0: "
+                                 "factors)",
+           "fast_copy_fps": "thin the faster-clock copies' frames to at most this rate (0: "
+                            "keep them all)",
            "seed": "seed of videos, split, towers and training",
            "spatial": "1: ask where each anomaly is (where-questions, Spatial Acc and its "
                       "goal; regions spread over the 3x3 grid; the model's patch position "
@@ -570,7 +634,8 @@ def main(fv: flags.FlagValues) -> dict:
     if isinstance(value, str):
       continue
     if value < 0 or (f.name not in ("time_shifts", "mc_copies", "seed", "sample_fps",
-                                    "min_frames", "hint_jitter", "tetg_fps",
+                                    "min_frames", "hint_jitter", "tetg_fps", "slow_clock_seconds",
+                                    "fast_clock_seconds", "fast_copy_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
@@ -581,6 +646,12 @@ def main(fv: flags.FlagValues) -> dict:
   if c.frame_times not in frame_layout.FRAME_TIMES:
     raise cli.fail("--frame_times", f"must be one of {frame_layout.FRAME_TIMES}, got "
                    f"{c.frame_times!r}")
+  if c.slow_clock_seconds and c.slow_clock_seconds < c.max_seconds:
+    raise cli.fail("--slow_clock_seconds", f"must be 0 or at least --max_seconds "
+                   f"({c.max_seconds:g}), got {c.slow_clock_seconds:g}")
+  if c.fast_clock_seconds > c.seconds:
+    raise cli.fail("--fast_clock_seconds", f"must be at most --seconds ({c.seconds:g}), got "
+                   f"{c.fast_clock_seconds:g}")
   try:
     _synthetic_config(c)
   except ValueError as e:

@@ -101,33 +101,75 @@ def scale_annotation(v: VideoAnnotation, factor: float, video_id: str) -> VideoA
 
 def write_time_scaled(feature_dir: str, videos: Sequence[VideoAnnotation], *,
                       factors: tuple[float, float] = (1.5, 3.0), copies: int = 1,
-                      seed: int = 0) -> list[VideoAnnotation]:
+                      seed: int = 0, durations: Optional[tuple[float, float]] = None,
+                      max_fps: float = 0.0) -> list[VideoAnnotation]:
   """Writes `copies` time-scaled copies per video, `<id>_scale<f>.npz`: the same frames with
   every timestamp (and the annotation) multiplied by a factor drawn from `factors` (seeded; the
   first copy's factor does not depend on `copies`), as if the video ran that many times slower.
   A model trained on 4-16 s videos otherwise never writes a time past 16 s and answers inside
   that range on longer videos, though TETG's hint and the frame times carry the right numbers;
-  the copies make it read them. Two draws that round to one factor give one copy. Existing
-  copies are reused (the rerun is idempotent)."""
+  the copies make it read them. `durations` (lo, hi) draws each copy's duration instead,
+  uniform in seconds, and derives its factor: a factor range gives mostly short copies of short
+  videos (the demo's 4-16 s videos at 1.5-3x: 27 of 1785 MC answers started past 16 s, none
+  past 20 s), a duration range spreads the answers' times over it. `max_fps` > 0 thins a
+  faster copy's frames to at most that rate (`_thin_frames`), as sampling a video that short
+  would give, and names it `<id>_scale<f>_fps<r>`. Two draws that round to one factor give one
+  copy. Existing copies are reused (the rerun is idempotent)."""
+  if durations is not None and not 0 < durations[0] <= durations[1]:
+    raise ValueError(f"durations must be 0 < lo <= hi, got {durations}")
   out = []
   for v in videos:
     rng = np.random.RandomState((seed * 1_000_033 + sum(map(ord, v.video_id))) % 2**31)
     drawn = []
     for _ in range(copies):
-      factor = round(float(rng.uniform(*factors)), 2)
+      factor = round(float(rng.uniform(*factors)) if durations is None else
+                     float(rng.uniform(*durations)) / max(v.duration, 1e-3), 2)
       if factor not in drawn:
         drawn.append(factor)
-    out += [_scaled_copy(feature_dir, v, factor) for factor in drawn]
+    out += [_scaled_copy(feature_dir, v, factor, max_fps) for factor in drawn]
   return out
 
 
-def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float) -> VideoAnnotation:
-  """One copy of `v` on a clock `factor` times slower (its feature file written once)."""
+def thinned_frames(timestamps: np.ndarray, max_fps: float) -> np.ndarray:
+  """Indices of the frames that sampling at `max_fps` would take: the frame nearest each time
+  of a `1 / max_fps` grid from the first frame to the last (each once; all of them when
+  `max_fps` <= 0 or the frames are no denser)."""
+  t = np.asarray(timestamps, np.float64)
+  if max_fps <= 0 or t.size < 2:
+    return np.arange(t.size)
+  grid = t[0] + np.arange(0.0, t[-1] - t[0] + 1e-6, 1.0 / max_fps)
+  if grid.size >= t.size:
+    return np.arange(t.size)
+  return np.unique(np.abs(t[None, :] - grid[:, None]).argmin(axis=1))
+
+
+def _thin_frames(feats: dict, max_fps: float) -> dict:
+  """`feats` with its per-frame arrays [T, ...] at the frames `thinned_frames` keeps; TETG's own
+  frames are dropped (TETG then reads the kept ones)."""
+  t = len(feats["timestamps"])
+  kept = thinned_frames(feats["timestamps"], max_fps)
+  if len(kept) == t:
+    return feats
+  return {k: (v if np.ndim(v) == 0 or len(v) != t else np.asarray(v)[kept])
+          for k, v in features.without_tetg_frames(feats).items()}
+
+
+def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float,
+                 max_fps: float = 0.0) -> VideoAnnotation:
+  """One copy of `v` on a clock `factor` times slower (its feature file written once), its
+  frames thinned to `max_fps` (> 0) where the faster clock made them denser."""
+  feats = None
   video_id = f"{v.video_id}_scale{factor:g}"
+  if max_fps > 0:
+    feats = features.read_features(features.feature_path(feature_dir, v.video_id))
+    if len(thinned_frames(np.asarray(feats["timestamps"]) * factor, max_fps)) < len(
+        feats["timestamps"]):
+      video_id += f"_fps{max_fps:g}"
   path = os.path.join(feature_dir, video_id + ".npz")
   if not os.path.exists(path):
-    feats = features.read_features(features.feature_path(feature_dir, v.video_id))
+    if feats is None:
+      feats = features.read_features(features.feature_path(feature_dir, v.video_id))
     scaled = {k: np.asarray(feats[k], np.float64) * factor
               for k in ("timestamps", "tetg_timestamps") if k in feats}
-    features.write_features(path, {**feats, **scaled})
+    features.write_features(path, _thin_frames({**feats, **scaled}, max_fps))
   return scale_annotation(v, factor, video_id)
