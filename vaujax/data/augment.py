@@ -27,15 +27,22 @@ def shift_features(feats: dict, frames: int) -> dict:
   and anything that is not per-frame are kept. TETG's own frames (`tetg_cls`), when the file
   has them, move by the same time: `frames` model frame spacings in TETG's spacings, rounded."""
   t = len(feats["timestamps"])
-  source = np.clip(np.arange(t) - frames, 0, t - 1)
-  out = {k: (v if k in ("timestamps", *features.TETG_KEYS) or np.ndim(v) == 0 or len(v) != t
-             else v[source]) for k, v in feats.items()}
+  out = _take_frames(feats, np.clip(np.arange(t) - frames, 0, t - 1),
+                     keep=("timestamps", *features.TETG_KEYS))
   if all(k in feats for k in features.TETG_KEYS):
     s = len(feats["tetg_timestamps"])
     seconds = frames * tetg.frame_spacing(feats["timestamps"])
     moved = int(round(seconds / max(tetg.frame_spacing(feats["tetg_timestamps"]), 1e-9)))
     out["tetg_cls"] = np.asarray(feats["tetg_cls"])[np.clip(np.arange(s) - moved, 0, s - 1)]
   return out
+
+
+def _take_frames(feats: dict, index: np.ndarray, keep: Sequence[str] = ()) -> dict:
+  """`feats` with every per-frame array [T, ...] taken at `index`; scalars, arrays of another
+  length and the `keep` keys as they are."""
+  t = len(feats["timestamps"])
+  return {k: (v if k in keep or np.ndim(v) == 0 or len(v) != t else np.asarray(v)[index])
+          for k, v in feats.items()}
 
 
 def shift_annotation(v: VideoAnnotation, seconds: float, video_id: str,
@@ -146,12 +153,10 @@ def thinned_frames(timestamps: np.ndarray, max_fps: float) -> np.ndarray:
 def _thin_frames(feats: dict, max_fps: float) -> dict:
   """`feats` with its per-frame arrays [T, ...] at the frames `thinned_frames` keeps; TETG's own
   frames are dropped (TETG then reads the kept ones)."""
-  t = len(feats["timestamps"])
   kept = thinned_frames(feats["timestamps"], max_fps)
-  if len(kept) == t:
+  if len(kept) == len(feats["timestamps"]):
     return feats
-  return {k: (v if np.ndim(v) == 0 or len(v) != t else np.asarray(v)[kept])
-          for k, v in features.without_tetg_frames(feats).items()}
+  return _take_frames(features.without_tetg_frames(feats), kept)
 
 
 def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float,

@@ -541,8 +541,9 @@ def extract_folder(video_dir: str, out_dir: str, encoder: Callable[[np.ndarray],
   sampling and `encoder_name` (a spec such as `tiny:0`); a folder recorded with other settings
   is refused before anything is read (`check_extraction_record`). A folder that already holds
   files but no record (made before records were kept) is extracted into unchecked, and gets
-  no record, since what its files were made with is unknown; an empty or new folder gets one. `tetg_fps`: each video also gets
-  TETG's own frames at that rate (`tetg_frames`) where they outnumber the model's."""
+  no record, since what its files were made with is unknown; an empty or new folder gets one.
+  `tetg_fps`: each video also gets TETG's own frames at that rate (`tetg_frames`) where they
+  outnumber the model's."""
   from vaujax.errors import require_dir
   require_dir(video_dir, "video directory")
   settings = extraction_settings(fps=fps, num_frames=num_frames, max_frames=max_frames,
