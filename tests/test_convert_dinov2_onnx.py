@@ -74,6 +74,39 @@ def test_parity_with_onnxruntime_on_real_frames(dino_dir, backbone, frames, suff
   assert np.abs(ours["dino_patches"] - ref[:, 1:]).max() <= TOLERANCE
 
 
+def test_dinov2_as_the_vision_tower_is_its_patches_projected(dino_dir, frames):
+  """`dinov2-patches:32:SEED,DIR@112`: the tower's patches are DINOv2's own times the seeded
+  matrix, on the same 8x8 grid as SETS's; DINOv2's outputs are those of the tiny-tower spec."""
+  beside = features.encoder_from_spec(f"tiny:0,{dino_dir}@112")(frames)
+  encoder = features.encoder_from_spec(f"dinov2-patches:32:3,{dino_dir}@112")
+  assert encoder.tower_params is None          # no second tower runs
+  ours = encoder(frames)
+  for key in ("dino_patches", "dino_cls"):
+    np.testing.assert_allclose(ours[key], beside[key], rtol=0, atol=1e-5, err_msg=key)
+  projection = features.dinov2_tower_projection(384, 32, 3)
+  assert projection.shape == (384, 32) and projection.dtype == np.float32
+  assert ours["tower_patches"].shape == (3, 64, 32)
+  np.testing.assert_allclose(ours["tower_patches"], ours["dino_patches"] @ projection,
+                             rtol=1e-5, atol=1e-5)
+  # the matrix is fixed by its seed alone, and another seed is another matrix
+  np.testing.assert_array_equal(projection, features.dinov2_tower_projection(384, 32, 3))
+  assert not np.allclose(projection, features.dinov2_tower_projection(384, 32, 4))
+  # distances between real patch tokens survive the projection, up to its common factor
+  # sqrt(32 / 384) and within a few tens of percent (why it can stand in for a tower)
+  p, q = ours["dino_patches"][0], ours["dino_patches"][1]
+  ratio = (np.linalg.norm(p @ projection - q @ projection, axis=1)
+           / np.linalg.norm(p - q, axis=1)) / np.sqrt(32 / 384)
+  assert 0.7 < np.median(ratio) < 1.3 and np.percentile(ratio, 95) < 1.6
+
+
+@pytest.mark.parametrize("spec", ["dinov2-patches:0,{d}", "dinov2-patches:x,{d}",
+                                  "dinov2-patches:32:y,{d}", "dinov2-patches:32",
+                                  "dinov2-patches,{d}"])
+def test_a_bad_projected_tower_spec_is_refused(dino_dir, spec):
+  with pytest.raises(InputError, match="--config.data.encoder: must be 'dinov2-patches:WIDTH"):
+    features.encoder_from_spec(spec.format(d=dino_dir))
+
+
 def _renamed(model):
   """The same graph with every node name erased, every initializer renamed in a shuffled order
   and the initializer list reversed: nothing but the data flow is left to go by."""

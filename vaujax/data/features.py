@@ -348,22 +348,33 @@ def _read_data(path: str, z: zipfile.ZipFile, m: _Member) -> np.ndarray:
 
 @dataclasses.dataclass
 class FrameEncoder:
-  """Frozen towers: uint8 frames [T, H, W, 3] -> feature dict (without timestamps)."""
+  """Frozen towers: uint8 frames [T, H, W, 3] -> feature dict (without timestamps).
 
-  tower_config: vit.ViTConfig
-  tower_params: dict
+  `tower_projection` [Dd, Dv] (else None): the vision tower is DINOv2 itself, its patch tokens
+  times this fixed matrix (`dinov2_tower_projection`); the tower's config and params are then
+  unused and nothing but DINOv2 runs."""
+
+  tower_config: Optional[vit.ViTConfig]
+  tower_params: Optional[dict]
   dino_config: vit.ViTConfig
   dino_params: dict
   tower_spec: preprocess.PreprocessSpec = preprocess.CLIP_224
   dino_spec: preprocess.PreprocessSpec = preprocess.DINOV2_SAME_CROP
   batch_size: int = 32
+  tower_projection: Optional[np.ndarray] = None
 
   def __post_init__(self):
-    tower, dino = vit.ViT(self.tower_config), vit.ViT(self.dino_config)
+    dino = vit.ViT(self.dino_config)
+    if self.tower_projection is None:
+      tower = vit.ViT(self.tower_config)
 
     def encode(tp, dp, tower_in, dino_in):
-      t, d = tower.apply(tp, tower_in), dino.apply(dp, dino_in)
-      return {"tower_patches": t["patches"], "dino_patches": d["patches"], "dino_cls": d["cls"]}
+      d = dino.apply(dp, dino_in)
+      if self.tower_projection is None:
+        t = tower.apply(tp, tower_in)["patches"]
+      else:                                              # [T, M, Dd] @ [Dd, Dv] -> [T, M, Dv]
+        t = d["patches"] @ jnp.asarray(self.tower_projection, d["patches"].dtype)
+      return {"tower_patches": t, "dino_patches": d["patches"], "dino_cls": d["cls"]}
 
     def encode_dino(dp, dino_in):
       return {"dino_cls": dino.apply(dp, dino_in)["cls"]}
@@ -375,6 +386,9 @@ class FrameEncoder:
     # The resize and crop run on the host (preprocess.resize_crop_frames: nothing compiled per
     # frame size), so videos of many sizes compile the towers once per chunk length. Two specs
     # that differ only in mean and std share one resized crop.
+    if self.tower_projection is not None:     # DINOv2 is the tower: its input alone
+      dino_in = self._dino_input(frames)
+      return self._encode(None, self.dino_params, None, dino_in)
     tower_crops = preprocess.resize_crop_frames(frames, self.tower_spec)
     same_geometry = ((self.tower_spec.shortest_edge, self.tower_spec.crop)
                      == (self.dino_spec.shortest_edge, self.dino_spec.crop))
@@ -384,9 +398,12 @@ class FrameEncoder:
                         preprocess.normalize_crops(tower_crops, self.tower_spec),
                         preprocess.normalize_crops(dino_crops, self.dino_spec))
 
-  def _apply_dino(self, frames: np.ndarray) -> dict:
+  def _dino_input(self, frames: np.ndarray) -> np.ndarray:
     crops = preprocess.resize_crop_frames(frames, self.dino_spec)
-    return self._encode_dino(self.dino_params, preprocess.normalize_crops(crops, self.dino_spec))
+    return preprocess.normalize_crops(crops, self.dino_spec)
+
+  def _apply_dino(self, frames: np.ndarray) -> dict:
+    return self._encode_dino(self.dino_params, self._dino_input(frames))
 
   def __call__(self, frames: np.ndarray) -> dict[str, np.ndarray]:
     """Chunks of `batch_size` frames, a shorter chunk padded to the next power of two (at least
@@ -612,6 +629,20 @@ def encoder_from_params(tower_dir: str, dino_dir: str) -> FrameEncoder:
   return FrameEncoder(tc, tp, dc, dp)
 
 
+# The vision tower as DINOv2's own patch tokens, projected (`encoder_from_spec`)
+PROJECTED_DINOV2 = "dinov2-patches"
+
+
+def dinov2_tower_projection(dino_dim: int, width: int, seed: int = 0) -> np.ndarray:
+  """[Dd, Dv] fixed Gaussian matrix (entries N(0, 1/Dd), numpy's seeded RandomState, the same on
+  every machine): DINOv2's patch tokens times it are a Dv-wide vision tower whose patches keep
+  what a trained ViT's carry (their place, what is there) at the cost of the tiny tower's width.
+  A random projection keeps distances between tokens, times sqrt(Dv / Dd), to within a few tens
+  of percent; each output channel has the scale of an average input channel."""
+  rng = np.random.RandomState(seed)
+  return (rng.standard_normal((dino_dim, width)) / np.sqrt(dino_dim)).astype(np.float32)
+
+
 def encoder_from_spec(spec: str) -> FrameEncoder:
   """The encoder a run records as `data.encoder`:
 
@@ -621,35 +652,54 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
                                   ImageNet-normalised crops (default: the input size the ONNX
                                   graph declares, else 224); its position table is interpolated
                                   to the SIZE/14 grid, as the exported graph does
+    dinov2-patches:WIDTH[:SEED],DINO_DIR[@SIZE]
+                                  that DINOv2 alone; the vision tower's patches are its patch
+                                  tokens projected to WIDTH (`dinov2_tower_projection`), on
+                                  the same patch grid as SETS's
     TOWER_DIR,DINO_DIR            towers converted with `vaujax convert-vision`
   """
   flag = "--config.data.encoder"
   parts = spec.split(",")
-  tiny, _, seed = parts[0].partition(":")
-  if tiny == "tiny" and len(parts) <= 2:
-    if not (seed or "0").isdigit():
+  name, _, args = parts[0].partition(":")
+  if name == PROJECTED_DINOV2:
+    width, _, seed = args.partition(":")
+    if len(parts) != 2 or not width.isdigit() or int(width) <= 0 or not (seed or "0").isdigit():
+      raise InputError(flag, f"must be '{PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]' with "
+                       f"a positive WIDTH, got {spec!r}")
+    cfg, params, dspec = _converted_dinov2(parts[1], spec, flag)
+    return FrameEncoder(None, None, cfg, params, dino_spec=dspec, tower_projection=(
+        dinov2_tower_projection(cfg.hidden_size, int(width), int(seed or "0"))))
+  if name == "tiny" and len(parts) <= 2:
+    if not (args or "0").isdigit():
       raise InputError(flag, f"bad tiny encoder seed in {spec!r}")
     if len(parts) == 1:
-      return tiny_encoder(int(seed or "0"))
-    encoder = tiny_encoder(int(seed or "0"), dino=False)
-    from vaujax.convert import params_io
-    path, _, size = parts[1].rpartition("@") if "@" in parts[1] else (parts[1], "", "")
-    params, meta = params_io.read_params_dir(path)
-    if meta.get("kind") != "vit/dinov2":
-      raise InputError(path, f"not a DINOv2 params directory (kind={meta.get('kind')!r})")
-    cfg = vit.ViTConfig(**meta["config"])
-    declared = [int(d) for d in meta.get("input_size", []) if int(d) > 0]
-    size = int(size) if size.isdigit() else (None if size else max(declared, default=224))
-    if size is None or size <= 0 or size % cfg.patch_size:
-      raise InputError(flag, f"DINOv2 input size in {spec!r} must be a positive multiple of "
-                       f"the patch size {cfg.patch_size}")
-    dspec = preprocess.PreprocessSpec(size, size, preprocess.IMAGENET_MEAN,
-                                      preprocess.IMAGENET_STD)
+      return tiny_encoder(int(args or "0"))
+    encoder = tiny_encoder(int(args or "0"), dino=False)
+    cfg, params, dspec = _converted_dinov2(parts[1], spec, flag)
     return dataclasses.replace(encoder, dino_config=cfg, dino_params=params, dino_spec=dspec)
   if len(parts) != 2:
-    raise InputError(flag, f"must be 'tiny[:SEED]', 'tiny[:SEED],DINO_DIR[@SIZE]' or "
+    raise InputError(flag, f"must be 'tiny[:SEED]', 'tiny[:SEED],DINO_DIR[@SIZE]', "
+                     f"'{PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]' or "
                      f"'TOWER_DIR,DINO_DIR', got {spec!r}")
   return encoder_from_params(*parts)
+
+
+def _converted_dinov2(part: str, spec: str, flag: str):
+  """`DINO_DIR[@SIZE]` of an encoder spec -> (ViTConfig, params, its PreprocessSpec)."""
+  from vaujax.convert import params_io
+  path, _, size = part.rpartition("@") if "@" in part else (part, "", "")
+  params, meta = params_io.read_params_dir(path)
+  if meta.get("kind") != "vit/dinov2":
+    raise InputError(path, f"not a DINOv2 params directory (kind={meta.get('kind')!r})")
+  cfg = vit.ViTConfig(**meta["config"])
+  declared = [int(d) for d in meta.get("input_size", []) if int(d) > 0]
+  size = int(size) if size.isdigit() else (None if size else max(declared, default=224))
+  if size is None or size <= 0 or size % cfg.patch_size:
+    raise InputError(flag, f"DINOv2 input size in {spec!r} must be a positive multiple of "
+                     f"the patch size {cfg.patch_size}")
+  dspec = preprocess.PreprocessSpec(size, size, preprocess.IMAGENET_MEAN,
+                                    preprocess.IMAGENET_STD)
+  return cfg, params, dspec
 
 
 def encode_video(path: str, encoder: Callable[[np.ndarray], dict], num_frames: int, *,
