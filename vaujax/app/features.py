@@ -3,8 +3,11 @@
   vaujax features --videos DIR --out DIR --encoder TOWER_DIR,DINO_DIR [--fps 1]
   vaujax features --videos DIR --out DIR --encoder tiny --num_frames 8   # seeded tiny towers
 
---encoder is `tiny` / `tiny:SEED` (the demo's seeded random towers) or two params directories
-converted with `vaujax convert-vision`: the vision tower's, then DINOv2's. Extraction resumes:
+--encoder is `tiny` / `tiny:SEED` (the demo's seeded random towers), two params directories
+converted with `vaujax convert-vision` (the vision tower's, then DINOv2's), `tiny[:SEED],DINO_DIR
+[@SIZE]` (the tiny tower beside a converted DINOv2 on SIZE-px crops) or
+`dinov2-patches:WIDTH[:SEED],DINO_DIR[@SIZE]` (that DINOv2 alone, its patch tokens projected to
+WIDTH as the vision tower's; `features.encoder_from_spec`). Extraction resumes:
 finished videos are skipped, and a video that fails to decode is reported and counted (exit
 status 1 at the end), not fatal. Every video under the folder is read, subfolders too (links
 to folders are not followed); each gets its own feature file, named by its path without the
@@ -39,8 +42,11 @@ def define_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)
   flags.DEFINE_string("out", None, "output folder of <folders>/<video>.npz feature files",
                       flag_values=fv)
-  flags.DEFINE_string("encoder", None, "frozen towers: 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR' "
-                      "(params directories from `vaujax convert-vision`)", flag_values=fv)
+  flags.DEFINE_string("encoder", None, "frozen towers: 'tiny[:SEED]', 'TOWER_DIR,DINO_DIR' "
+                      "(params directories from `vaujax convert-vision`), "
+                      "'tiny[:SEED],DINO_DIR[@SIZE]' or "
+                      "'dinov2-patches:WIDTH[:SEED],DINO_DIR[@SIZE]' (DINOv2's patches, "
+                      "projected to WIDTH, as the vision tower's)", flag_values=fv)
   flags.DEFINE_float("fps", None, "frames sampled per second of video (default: every frame, "
                      "or --num_frames)", lower_bound=0, flag_values=fv)
   flags.DEFINE_integer("num_frames", None, "frames sampled uniformly per video", lower_bound=1,
@@ -60,11 +66,17 @@ def encoder(spec: str):
   """`--encoder` -> the FrameEncoder; checks the directories before any tower is built."""
   from vaujax.data import features
   parts = spec.split(",")
-  if not spec.startswith("tiny"):
-    if len(parts) != 2:
-      raise cli.fail("--encoder", f"must be 'tiny[:SEED]' or 'TOWER_DIR,DINO_DIR', got {spec!r}")
-    for part in parts:
-      require_dir(part, "params directory")
+  if len(parts) == 2:              # the directories named exist
+    if parts[0].split(":")[0] in ("tiny", features.PROJECTED_DINOV2):   # DINO_DIR[@SIZE]
+      require_dir(parts[1].rpartition("@")[0] if "@" in parts[1] else parts[1],
+                  "params directory")
+    else:
+      for part in parts:
+        require_dir(part, "params directory")
+  elif not spec.startswith("tiny"):
+    raise cli.fail("--encoder", f"must be 'tiny[:SEED]', 'TOWER_DIR,DINO_DIR', "
+                   f"'tiny[:SEED],DINO_DIR[@SIZE]' or "
+                   f"'{features.PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]', got {spec!r}")
   try:
     return features.encoder_from_spec(spec)
   except InputError as e:
