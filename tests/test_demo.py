@@ -101,6 +101,7 @@ def test_demo_with_the_real_dinov2_as_its_vision_tower(tmp_path):
   assert spec.startswith(f"{features.PROJECTED_DINOV2}:{demo.TINY_TOWER_WIDTH}:0,")
   assert run_config["model"]["vision_dim"] == demo.TINY_TOWER_WIDTH
   projection = features.dinov2_tower_projection(384, demo.TINY_TOWER_WIDTH, 0)
+  np.testing.assert_array_equal(features.encoder_from_spec(spec).tower_projection, projection)
   paths = sorted((tmp_path / "data" / "features").glob("*.npz"))
   assert paths
   for path in paths:
