@@ -66,17 +66,15 @@ def encoder(spec: str):
   """`--encoder` -> the FrameEncoder; checks the directories before any tower is built."""
   from vaujax.data import features
   parts = spec.split(",")
-  if len(parts) == 2:              # the directories named exist
-    if parts[0].split(":")[0] in ("tiny", features.PROJECTED_DINOV2):   # DINO_DIR[@SIZE]
-      require_dir(parts[1].rpartition("@")[0] if "@" in parts[1] else parts[1],
-                  "params directory")
-    else:
-      for part in parts:
-        require_dir(part, "params directory")
-  elif not spec.startswith("tiny"):
-    raise cli.fail("--encoder", f"must be 'tiny[:SEED]', 'TOWER_DIR,DINO_DIR', "
-                   f"'tiny[:SEED],DINO_DIR[@SIZE]' or "
-                   f"'{features.PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]', got {spec!r}")
+  # TOWER_DIR,DINO_DIR: both directories are checked before either tower is read (the tiny and
+  # DINOv2-only forms check their DINO_DIR in the library before any tower is built)
+  if parts[0].split(":")[0] not in ("tiny", features.PROJECTED_DINOV2):
+    if len(parts) != 2:
+      raise cli.fail("--encoder", f"must be 'tiny[:SEED]', 'TOWER_DIR,DINO_DIR', "
+                     f"'tiny[:SEED],DINO_DIR[@SIZE]' or "
+                     f"'{features.PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]', got {spec!r}")
+    for part in parts:
+      require_dir(part, "params directory")
   try:
     return features.encoder_from_spec(spec)
   except InputError as e:

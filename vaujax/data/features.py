@@ -674,9 +674,9 @@ def encoder_from_spec(spec: str) -> FrameEncoder:
       raise InputError(flag, f"bad tiny encoder seed in {spec!r}")
     if len(parts) == 1:
       return tiny_encoder(int(args or "0"))
-    encoder = tiny_encoder(int(args or "0"), dino=False)
-    cfg, params, dspec = _converted_dinov2(parts[1], spec, flag)
-    return dataclasses.replace(encoder, dino_config=cfg, dino_params=params, dino_spec=dspec)
+    cfg, params, dspec = _converted_dinov2(parts[1], spec, flag)   # checked before the tower
+    return dataclasses.replace(tiny_encoder(int(args or "0"), dino=False), dino_config=cfg,
+                               dino_params=params, dino_spec=dspec)
   if len(parts) != 2:
     raise InputError(flag, f"must be 'tiny[:SEED]', 'tiny[:SEED],DINO_DIR[@SIZE]', "
                      f"'{PROJECTED_DINOV2}:WIDTH[:SEED],DINO_DIR[@SIZE]' or "
