@@ -251,8 +251,13 @@ def test_check_goals_names_each_failed_goal():
   bad["held_out"]["shorter"]["results"]["mc_loglik"]["temporal_acc"] = 0.79
   failed = demo.check_goals(bad)
   assert len(failed) == 3
-  assert failed[0].startswith("shorter videos' MC Temporal Acc 79.0%")
-  assert failed[1] == "MC Spatial Acc 84.0% (goal 85%)"
-  assert failed[2].startswith("two-event videos' per-event MC Temporal Acc nan%")
+  assert failed[0] == "MC Spatial Acc 84.0% (goal 85%)"
+  assert failed[1].startswith("two-event videos' per-event MC Temporal Acc nan%")
+  assert failed[2].startswith("shorter videos' MC Temporal Acc 79.0%")
+  # the out-of-range goal is left to `out_of_range_misses` unless asked for
+  assert demo.check_goals(bad, out_of_range=False) == failed[:2]
+  assert demo.out_of_range_misses(bad) == failed[2:]
+  bad["held_out"]["longer"]["results"]["mc_loglik"]["temporal_acc"] = 0.5
+  assert [m.split()[0] for m in demo.out_of_range_misses(bad)] == ["shorter", "longer"]
   bad["config"]["spatial"] = 0         # no where-questions asked: no spatial goal
-  assert len(demo.check_goals(bad)) == 2
+  assert len(demo.check_goals(bad)) == 3
