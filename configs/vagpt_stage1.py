@@ -60,6 +60,11 @@ def get_config(arg=None):
   # videos with several anomalies; runs/tetg_files.py). Recorded in the run; runs saved
   # before the key read "strongest".
   c.data.hint_intervals = "strongest"
+  # hint_regions: the hint also says where each named run happens ("... seconds near the top
+  # left of the scene."): the 3x3 region whose tower patches change most against the frame
+  # before the run (models/event_region.py; a vaujax design for issue 29's where-questions,
+  # not in the paper). Recorded in the run; runs saved before the key read False.
+  c.data.hint_regions = False
   # hint_jitter: in training only, each boundary of the hint's interval moves by a uniform draw
   # of up to this many frame spacings (a new draw per read), so the LLM learns to choose the
   # answer nearest an inexact hint rather than copy its digits. 0: the hint as TETG gives it

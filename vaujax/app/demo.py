@@ -118,6 +118,8 @@ class DemoConfig:
   multi_fraction: float = 0.3   # ... in this share of the anomalous videos
   cut_frames: int = 0           # cut-frame image examples per training event (0: videos only)
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
+  # 1: the hint says where each run happens, from the tower's patches (data.hint_regions)
+  hint_regions: int = 0
   # Training hints' boundaries move by up to this many frame spacings (data.hint_jitter), and
   # each frame gives a 3x3 grid of content tokens (model.content_grid). Together they took the
   # shorter / longer videos' MC Temporal Acc from 60.0 / 70.6% to 86.7 / 82.4% with in-range MC
@@ -272,6 +274,10 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   hints = [conversation.hint_text(None, syn.classes),
            conversation.hint_text((1.5, 4.5), syn.classes),
            conversation.hint_text([(1.5, 4.5), (6.0, 9.0)], syn.classes)]
+  if c.hint_regions:     # the tokenizer sees the hint's region sentences too
+    hints += [conversation.hint_text((1.5, 4.5), syn.classes, ["top left"]),
+              conversation.hint_text([(1.5, 4.5), (6.0, 9.0)], syn.classes,
+                                     ["centre", "bottom right"])]
   times = [" ".join(frame_layout.frame_time_text(t) for t in np.arange(0, 16, 1.0))]
   texts = [conversation.SYSTEM] + hints + times + [t["value"] for i in train_items
                                                    for t in i["conversations"]]
@@ -326,6 +332,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.sample_fps, c_.data.frame_times = c.sample_fps, c.frame_times
   c_.data.min_frames = c.min_frames
   c_.data.hint_intervals = c.hint_intervals
+  c_.data.hint_regions = bool(c.hint_regions)
   c_.data.hint_jitter = c.hint_jitter
   c_.data.tetg_fps = c.tetg_fps
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
@@ -583,6 +590,9 @@ def define_flags(fv: flags.FlagValues) -> None:
            "multi_fraction": "share of anomalous videos with several anomalies",
            "cut_frames": "cut-frame image examples per anomaly of a training video (0: none)",
            "hint_intervals": "TETG's hint: all (every confident run) | strongest",
+           "hint_regions": "1: TETG's hint also says where each run happens (the 3x3 region "
+                           "whose tower patches change most against the frame before it; "
+                           "data.hint_regions)",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
@@ -669,7 +679,8 @@ def main(fv: flags.FlagValues) -> dict:
     if value < 0 or (f.name not in ("time_shifts", "mc_copies", "seed", "sample_fps",
                                     "min_frames", "hint_jitter", "tetg_fps", "slow_clock_seconds",
                                     "fast_clock_seconds", "fast_copy_fps",
-                                    "time_scale", "multi_fraction", "cut_frames", "spatial")
+                                    "time_scale", "multi_fraction", "cut_frames", "spatial",
+                                    "hint_regions")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):

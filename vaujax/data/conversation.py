@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from vaujax.data import regions
 from vaujax.data.annotations import UCF_CRIME_CLASSES
 from vaujax.data.tokenizer import Tokenizer
 from vaujax.models.vagpt import VIDEO_TOKEN_ID
@@ -40,6 +41,11 @@ INTERVAL_SENTENCE = ("There is one of the crime types occurring from {start:.1f}
 # several confident runs (data.hint_intervals = "all"): "from 1.0 to 3.0 and from 5.0 to 7.0"
 INTERVALS_SENTENCE = "There are anomalies of the crime types occurring {spans} seconds."
 SPAN = "from {start:.1f} to {end:.1f}"
+# with the region each run happens in (data.hint_regions, `models/event_region.py`)
+INTERVAL_AT_SENTENCE = ("There is one of the crime types occurring from {start:.1f} to {end:.1f} "
+                        "seconds near {where}.")
+INTERVALS_AT_SENTENCE = "There are anomalies of the crime types occurring {spans}."
+SPAN_AT = "from {start:.1f} to {end:.1f} seconds near {where}"
 
 
 class ConversationError(ValueError):
@@ -240,18 +246,32 @@ def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
   return out
 
 
-def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES) -> str:
+def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES,
+              where: Optional[Sequence[Optional[str]]] = None) -> str:
   """The prompt hint: the class sentence, then TETG's interval (`(start, end)`, or a list of
   them in time order). Without an interval (None or []) only the class sentence is given; one
   interval (alone or in a list) gives exactly the one-interval sentence, several one sentence
-  listing them all."""
+  listing them all. `where`: a region name (`regions.REGIONS`) for each interval, said after
+  it ("... seconds near the top left of the scene."); None (or all None) gives the hint
+  without regions, and a run whose region is None is said without one."""
   text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
   spans = [] if interval is None else (
       [interval] if len(interval) and np.ndim(interval[0]) == 0 else list(interval))
   if not spans:
     return text
-  if len(spans) == 1:
-    return text + " " + INTERVAL_SENTENCE.format(start=spans[0][0], end=spans[0][1])
-  said = [SPAN.format(start=a, end=b) for a, b in spans]
-  return text + " " + INTERVALS_SENTENCE.format(
-      spans=", ".join(said[:-1]) + " and " + said[-1])
+  if where is not None and len(where) != len(spans):
+    raise ValueError(f"{len(where)} regions for {len(spans)} intervals")
+  if where is None or all(w is None for w in where):
+    if len(spans) == 1:
+      return text + " " + INTERVAL_SENTENCE.format(start=spans[0][0], end=spans[0][1])
+    said = [SPAN.format(start=a, end=b) for a, b in spans]
+    return text + " " + INTERVALS_SENTENCE.format(
+        spans=", ".join(said[:-1]) + " and " + said[-1])
+  if len(spans) == 1 and where[0] is not None:
+    return text + " " + INTERVAL_AT_SENTENCE.format(start=spans[0][0], end=spans[0][1],
+                                                    where=regions.region_text(where[0]))
+  said = [SPAN.format(start=a, end=b) + " seconds" if w is None else
+          SPAN_AT.format(start=a, end=b, where=regions.region_text(w))
+          for (a, b), w in zip(spans, where)]
+  return text + " " + INTERVALS_AT_SENTENCE.format(
+      spans=", ".join(said[:-1]) + " and " + said[-1])    # several runs

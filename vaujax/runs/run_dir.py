@@ -302,7 +302,7 @@ def identity(run: Run) -> dict:
 LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp": False,
                  "data.imgsp_turns": 3, "data.hint_intervals": "strongest",
                  "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0,
-                 "model.content_grid": 1, "data.tetg_fps": 0.0}
+                 "model.content_grid": 1, "data.tetg_fps": 0.0, "data.hint_regions": False}
 
 
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
@@ -357,8 +357,12 @@ def run_tetg(config: ml_collections.ConfigDict):
   path = config_value(config, "data.tetg_params", "")
   if not path or not config_value(config, "model.use_tetg", True):
     return None
-  return dataclasses.replace(tetg_files.load_tetg(path), hint_intervals=config_value(
-      config, "data.hint_intervals", LEGACY_VALUES["data.hint_intervals"]))
+  return dataclasses.replace(
+      tetg_files.load_tetg(path),
+      hint_intervals=config_value(config, "data.hint_intervals",
+                                  LEGACY_VALUES["data.hint_intervals"]),
+      hint_regions=bool(config_value(config, "data.hint_regions",
+                                     LEGACY_VALUES["data.hint_regions"])))
 
 
 def vagpt_params(checkpoint: str, config: ml_collections.ConfigDict) -> dict:

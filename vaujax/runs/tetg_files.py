@@ -10,9 +10,9 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from vaujax.convert import params_io
-from vaujax.data import conversation, features
+from vaujax.data import conversation, features, regions
 from vaujax.errors import InputError
-from vaujax.models import tetg
+from vaujax.models import event_region, tetg
 
 KIND = "tetg"
 
@@ -29,16 +29,21 @@ class TETGView:
   hint: str                                       # the prompt hint text
   intervals: tuple[tuple[float, float], ...] = ()  # every confident run, in time order
   timestamps: Optional[np.ndarray] = None         # [S] the times of `scores`
+  # with hint_regions: the region of each of the runs the hint names (None: not said)
+  where: Optional[tuple[Optional[str], ...]] = None
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedTETG:
   """A trained classifier (params + config: threshold, smoothing, extension), and which runs
   its hint names: "strongest" (the one run with the most probability mass; runs saved before
-  data.hint_intervals) or "all" (every confident run, for videos with several anomalies)."""
+  data.hint_intervals) or "all" (every confident run, for videos with several anomalies).
+  With `hint_regions` (data.hint_regions) the hint says where each named run happens: the
+  region that changes most in the vision tower's patches (`models/event_region.py`)."""
   params: dict
   config: tetg.TETGConfig
   hint_intervals: str = "strongest"
+  hint_regions: bool = False
 
   def __post_init__(self):
     if self.hint_intervals not in HINT_INTERVALS:
@@ -56,8 +61,27 @@ class TrainedTETG:
     interval = tetg.extract_interval(scores, times, self.config)
     intervals = tuple(tetg.extract_intervals(scores, times, self.config))
     named = intervals if self.hint_intervals == "all" else interval
-    return TETGView(scores, interval, conversation.hint_text(named, classes), intervals,
-                    np.asarray(times, np.float64))
+    where = self.regions(feats, self._named(intervals, interval))
+    return TETGView(scores, interval, conversation.hint_text(named, classes, where), intervals,
+                    np.asarray(times, np.float64), where)
+
+  def _named(self, intervals, interval) -> list:
+    """The runs the hint names, as a list (none without a run)."""
+    if self.hint_intervals == "all":
+      return list(intervals)
+    return [] if interval is None else [interval]
+
+  def regions(self, feats: Mapping[str, np.ndarray], named) -> Optional[tuple]:
+    """Each named run's region from the tower's patches (`tower_patches` [T, N, D] on the
+    model's `timestamps`), or None without hint_regions. A run the patches cannot place
+    (no frame inside it, or none outside) gets None."""
+    if not self.hint_regions or not named:
+      return None
+    if "tower_patches" not in feats or "timestamps" not in feats:
+      raise InputError("--config.data.hint_regions", "needs the features' tower_patches and timestamps")
+    found = [event_region.event_region(feats["tower_patches"], feats["timestamps"], run)
+             for run in named]
+    return tuple(None if i is None else regions.REGIONS[i] for i in found)
 
   def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
     """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None) -> hint text`;
@@ -89,7 +113,8 @@ class TrainedTETG:
         return view.hint
       named = view.intervals if self.hint_intervals == "all" else (view.interval,)
       spacing = tetg.frame_spacing(view.timestamps)
-      return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes)
+      return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes,
+                                    view.where)     # the regions of the runs TETG found
     return hint
 
 

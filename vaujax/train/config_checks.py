@@ -107,6 +107,7 @@ def check_vagpt(config: ml_collections.ConfigDict,
     raise InputError(_flag("data.min_frames"), f"{min_frames} is more than model.num_frames "
                      f"({frames}), the most frames a video may give")
   _choice(config, "data.hint_intervals", {"strongest", "all"})
+  _choice(config, "data.hint_regions", {True, False})
   n(config, "data.hint_jitter", low=0, high=4, required=False)
   n(config, "data.tetg_fps", low=0, required=False)
   _choice(config, "data.imgsp", {True, False})
