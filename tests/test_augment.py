@@ -1,4 +1,5 @@
-"""Temporal-shift augmentation: features and annotations move together, files are idempotent."""
+"""Shifted, time-scaled and mirrored copies: features and annotations move together, files are
+idempotent."""
 
 import os
 
@@ -216,3 +217,51 @@ def test_copies_move_and_scale_tetgs_own_frames(tmp_path):
   np.testing.assert_array_equal(scaled["tetg_timestamps"], dense_t * 2.0)
   np.testing.assert_array_equal(scaled["timestamps"], model_t * 2.0)
   np.testing.assert_array_equal(scaled["tetg_cls"], feats["tetg_cls"])
+
+
+def test_mirrored_copies_move_every_event_to_the_other_side(tmp_path):
+  import dataclasses
+  from vaujax.data import regions
+  from vaujax.data.annotations import Event
+  from vaujax.models import event_region
+  v = dataclasses.replace(_two_events(), sentences=("A car moves from the left to the right.",
+                                                     "Fire near the top left of the scene."))
+  mirrored = augment.mirror_annotation(v, "m")
+  assert mirrored.events == (Event("Arson", 1.2, 2.9, "top right"),
+                             Event("Fighting", 4.0, 5.5, "centre"))
+  assert mirrored.sentences == ("A car moves from the right to the left.",
+                                "Fire near the top right of the scene.")
+  assert (mirrored.timestamps, mirrored.anomaly_intervals) == (v.timestamps, v.anomaly_intervals)
+  assert augment.mirror_annotation(mirrored, v.video_id) == v                   # an involution
+  for name in regions.REGIONS:                   # every region maps to its mirror image
+    row, col = regions.region_cell(name)
+    assert regions.region_cell(augment.mirror_text(name)) == (row, 2 - col)
+  # the patches: each row of the grid reversed; the rest untouched
+  feats = _feats()
+  out = augment.mirror_features(feats)
+  assert np.array_equal(out["tower_patches"][:, [1, 0, 3, 2]], feats["tower_patches"])
+  assert np.array_equal(out["dino_patches"][:, [1, 0, 3, 2]], feats["dino_patches"])
+  assert out["dino_cls"] is feats["dino_cls"] and out["timestamps"] is feats["timestamps"]
+  for key, value in augment.mirror_features(out).items():
+    assert np.array_equal(value, feats[key])
+  with pytest.raises(ValueError, match=r"tower_patches: expected \[T, g\*g, D\]"):
+    augment.mirror_features({"tower_patches": np.zeros((2, 5, 3))})
+  # the region hint read from a mirrored copy's patches is the mirrored region
+  rng = np.random.RandomState(0)
+  p = np.cumsum(rng.normal(0, 0.05, (10, 64, 8)), 0)
+  cells = event_region.patch_cells(64)
+  p[np.ix_(np.arange(4, 7), cells == 3)] += 3.0                               # middle left
+  t = np.arange(10.0)
+  assert regions.REGIONS[event_region.event_region(p, t, (4, 6))] == "middle left"
+  flipped = augment.mirror_features({"tower_patches": p})["tower_patches"]
+  assert regions.REGIONS[event_region.event_region(flipped, t, (4, 6))] == "middle right"
+  # files: one copy per video whose events all know their region, reused on rerun
+  features.write_features(str(tmp_path / "Arson002_x264.npz"), _feats())
+  features.write_features(str(tmp_path / "Arson001_x264.npz"), _feats(1))
+  copies = augment.write_mirrored(str(tmp_path), [v, _video()])   # _video: no events
+  assert [c.video_id for c in copies] == ["Arson002_x264_mirror"]
+  written = features.read_features(str(tmp_path / "Arson002_x264_mirror.npz"))
+  assert np.array_equal(written["tower_patches"], out["tower_patches"])
+  mtime = os.path.getmtime(tmp_path / "Arson002_x264_mirror.npz")
+  assert augment.write_mirrored(str(tmp_path), [v]) == copies
+  assert os.path.getmtime(tmp_path / "Arson002_x264_mirror.npz") == mtime

@@ -59,6 +59,8 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("demo", ["--fast_clock_seconds=5"], "--fast_clock_seconds: must be at most --seconds "
      "(4)"),
     ("demo", ["--tower=clip"], "--tower: must be tiny or dinov2, got 'clip'"),
+    ("demo", ["--mirror_copies=1"], "--mirror_copies: mirrors the where-answers: it needs "
+                                    "--spatial=1"),
     ("demo", ["--check_out_of_range"], "--check_out_of_range: adds a goal to --check: give "
                                        "--check too"),
     ("demo", ["--tower=dinov2", "--dinov2=tiny"], "--tower: dinov2 projects the real DINOv2's "

@@ -7,12 +7,16 @@ moves by `s` frames (the edge frame is repeated where the shift uncovers the vid
 end), the timestamps stay, and every annotated interval moves by `s` frame spacings (the
 events' too, each keeping its class and region). The copy's
 answer differs from the original's, so only evidence that moves with the events predicts it.
+
+Mirrored copies (`write_mirrored`) do the same for where an event happens: each frame's patch
+grid mirrored left to right, and the annotation's sides swapped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Optional, Sequence
 
 import numpy as np
@@ -178,3 +182,61 @@ def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float,
               for k in ("timestamps", "tetg_timestamps") if k in feats}
     features.write_features(path, _thin_frames({**feats, **scaled}, max_fps))
   return scale_annotation(v, factor, video_id)
+
+
+# Mirrored copies (issue 29): the same augmentation for where as the shifts are for when. A
+# model that memorises each training video's region ("near the top left of the scene") from its
+# visual tokens never reads where the event is; a left-right mirrored copy puts the same event on
+# the other side, so only evidence that moves with it (its patches' places, a region hint made
+# from them) predicts the copy's answer.
+PATCH_KEYS = ("tower_patches", "dino_patches")      # per-frame patch grids [T, g*g, D]
+_SIDES = {"left": "right", "right": "left"}
+
+
+def mirror_features(feats: dict) -> dict:
+  """The patch grids mirrored left to right (each row of each frame's g x g grid reversed);
+  everything else (class embeddings, timestamps, TETG's frames) as it is. Patches of the tower
+  and of DINOv2 are features of unmirrored pixels at mirrored places: a permutation, not the
+  features of a mirrored frame."""
+  out = dict(feats)
+  for key in PATCH_KEYS:
+    if key in feats:
+      p = np.asarray(feats[key])
+      g = int(round(np.sqrt(p.shape[1])))
+      if p.ndim != 3 or g * g != p.shape[1]:
+        raise ValueError(f"{key}: expected [T, g*g, D] patches, got {p.shape}")
+      out[key] = p.reshape(p.shape[0], g, g, -1)[:, :, ::-1].reshape(p.shape)
+  return out
+
+
+def mirror_text(text: str) -> str:
+  """'left' and 'right' swapped (whole words, case kept): region names ("top left" -> "top
+  right") and directions ("from the left to the right") alike."""
+  return re.sub(r"\b([Ll]eft|[Rr]ight)\b",
+                lambda m: (_SIDES[m.group(1).lower()].capitalize() if m.group(1)[0].isupper()
+                           else _SIDES[m.group(1)]), text)
+
+
+def mirror_annotation(v: VideoAnnotation, video_id: str) -> VideoAnnotation:
+  """The annotation of `v` mirrored left to right: every event's region and every sentence's
+  sides swapped; times unchanged."""
+  events = tuple(dataclasses.replace(e, region=None if e.region is None
+                                     else mirror_text(e.region)) for e in v.events)
+  return dataclasses.replace(v, video_id=video_id, events=events,
+                             sentences=tuple(mirror_text(s) for s in v.sentences))
+
+
+def write_mirrored(feature_dir: str, videos: Sequence[VideoAnnotation]) -> list[VideoAnnotation]:
+  """One mirrored copy per anomalous video whose events know their region, `<id>_mirror.npz`
+  next to the original; returns their annotations. Existing copies are reused."""
+  out = []
+  for v in videos:
+    if not v.events or any(e.region is None for e in v.events):
+      continue
+    video_id = f"{v.video_id}_mirror"
+    path = os.path.join(feature_dir, video_id + ".npz")
+    if not os.path.exists(path):
+      features.write_features(path, mirror_features(
+          features.read_features(features.feature_path(feature_dir, v.video_id))))
+    out.append(mirror_annotation(v, video_id))
+  return out

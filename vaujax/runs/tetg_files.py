@@ -78,7 +78,8 @@ class TrainedTETG:
     if not self.hint_regions or not named:
       return None
     if "tower_patches" not in feats or "timestamps" not in feats:
-      raise InputError("--config.data.hint_regions", "needs the features' tower_patches and timestamps")
+      raise InputError("--config.data.hint_regions",
+                       "needs the features' tower_patches and timestamps")
     found = [event_region.event_region(feats["tower_patches"], feats["timestamps"], run)
              for run in named]
     return tuple(None if i is None else regions.REGIONS[i] for i in found)
