@@ -246,6 +246,19 @@ def test_mirrored_copies_move_every_event_to_the_other_side(tmp_path):
     assert np.array_equal(value, feats[key])
   with pytest.raises(ValueError, match=r"tower_patches: expected \[T, g\*g, D\]"):
     augment.mirror_features({"tower_patches": np.zeros((2, 5, 3))})
+  # vertical and both: rows reversed, then rows and columns; top and bottom swapped
+  grid = np.arange(9)[None, :, None]                       # [1, 3x3, 1]: patch index
+  assert augment.mirror_features({"tower_patches": grid}, "vertical")["tower_patches"].ravel(
+      ).tolist() == [6, 7, 8, 3, 4, 5, 0, 1, 2]
+  assert augment.mirror_features({"tower_patches": grid}, "both")["tower_patches"].ravel(
+      ).tolist() == [8, 7, 6, 5, 4, 3, 2, 1, 0]
+  for name in regions.REGIONS:
+    row, col = regions.region_cell(name)
+    assert regions.region_cell(augment.mirror_text(name, "vertical")) == (2 - row, col)
+    assert regions.region_cell(augment.mirror_text(name, "both")) == (2 - row, 2 - col)
+  assert augment.mirror_text("Top left, from the left", "vertical") == "Bottom left, from the left"
+  with pytest.raises(ValueError, match="mirror axis must be one of"):
+    augment.mirror_text("left", "diagonal")
   # the region hint read from a mirrored copy's patches is the mirrored region
   rng = np.random.RandomState(0)
   p = np.cumsum(rng.normal(0, 0.05, (10, 64, 8)), 0)
@@ -265,3 +278,10 @@ def test_mirrored_copies_move_every_event_to_the_other_side(tmp_path):
   mtime = os.path.getmtime(tmp_path / "Arson002_x264_mirror.npz")
   assert augment.write_mirrored(str(tmp_path), [v]) == copies
   assert os.path.getmtime(tmp_path / "Arson002_x264_mirror.npz") == mtime
+  every = augment.write_mirrored(str(tmp_path), [v], tuple(augment.MIRRORS))
+  assert [c.video_id for c in every] == ["Arson002_x264_mirror", "Arson002_x264_flip",
+                                         "Arson002_x264_mirror_flip"]
+  assert [e.region for e in every[2].events] == ["bottom right", "centre"]
+  assert os.path.getmtime(tmp_path / "Arson002_x264_mirror.npz") == mtime
+  flipped = features.read_features(str(tmp_path / "Arson002_x264_mirror_flip.npz"))
+  assert np.array_equal(flipped["tower_patches"][:, [3, 2, 1, 0]], feats["tower_patches"])

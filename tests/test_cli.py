@@ -59,6 +59,7 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("demo", ["--fast_clock_seconds=5"], "--fast_clock_seconds: must be at most --seconds "
      "(4)"),
     ("demo", ["--tower=clip"], "--tower: must be tiny or dinov2, got 'clip'"),
+    ("demo", ["--spatial=1", "--mirror_copies=4"], "--mirror_copies: must be 0 to 3, got 4"),
     ("demo", ["--mirror_copies=1"], "--mirror_copies: mirrors the where-answers: it needs "
                                     "--spatial=1"),
     ("demo", ["--check_out_of_range"], "--check_out_of_range: adds a goal to --check: give "

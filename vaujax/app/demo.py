@@ -117,7 +117,8 @@ class DemoConfig:
   max_events: int = 1           # several anomalies in one video: 2..max_events events ...
   multi_fraction: float = 0.3   # ... in this share of the anomalous videos
   cut_frames: int = 0           # cut-frame image examples per training event (0: videos only)
-  mirror_copies: int = 0        # 1: a left-right mirrored copy of each training event video
+  # mirrored copies of each training video with events: 1 left-right, 2 + top-bottom, 3 + both
+  mirror_copies: int = 0
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
   # 1: the hint says where each run happens, from the tower's patches (data.hint_regions)
   hint_regions: int = 0
@@ -239,7 +240,8 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
         seed=c.seed, durations=((c.max_seconds, c.slow_clock_seconds)
                                 if c.slow_clock_seconds else None))
   if c.mirror_copies:   # where-answers that only the events' places predict (augment.py)
-    train_all += augment.write_mirrored(paths["features"], train)
+    train_all += augment.write_mirrored(paths["features"], train,
+                                        tuple(augment.MIRRORS)[:c.mirror_copies])
   if c.fast_clock < 1 or c.fast_clock_seconds:
     train_all += augment.write_time_scaled(
         paths["features"], train, factors=(c.fast_clock, 0.8), copies=c.time_scale_copies,
@@ -593,9 +595,10 @@ def define_flags(fv: flags.FlagValues) -> None:
            "multi_fraction": "share of anomalous videos with several anomalies",
            "cut_frames": "cut-frame image examples per anomaly of a training video (0: none)",
            "hint_intervals": "TETG's hint: all (every confident run) | strongest",
-           "mirror_copies": "1: train on a left-right mirrored copy of each training video "
-                            "with events too (patch grids mirrored, sides swapped in its "
-                            "annotation; needs --spatial=1)",
+           "mirror_copies": "train on mirrored copies of each training video with events "
+                            "too (patch grids mirrored, sides swapped in the annotation; "
+                            "needs --spatial=1): 1 left-right, 2 and top-bottom, 3 and both "
+                            "(0: none)",
            "hint_regions": "1: TETG's hint also says where each run happens (the 3x3 region "
                            "whose tower patches change most against the frame before it; "
                            "data.hint_regions)",
@@ -693,6 +696,8 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--hint_intervals", f"must be all or strongest, got {c.hint_intervals!r}")
   if c.dinov2 not in ("real", "tiny"):
     raise cli.fail("--dinov2", f"must be real or tiny, got {c.dinov2!r}")
+  if c.mirror_copies > 3:
+    raise cli.fail("--mirror_copies", f"must be 0 to 3, got {c.mirror_copies}")
   if c.mirror_copies and not c.spatial:
     raise cli.fail("--mirror_copies", "mirrors the where-answers: it needs --spatial=1")
   if c.tower not in ("tiny", "dinov2"):

@@ -9,7 +9,7 @@ events' too, each keeping its class and region). The copy's
 answer differs from the original's, so only evidence that moves with the events predicts it.
 
 Mirrored copies (`write_mirrored`) do the same for where an event happens: each frame's patch
-grid mirrored left to right, and the annotation's sides swapped.
+grid mirrored left to right, top to bottom or both, and the annotation's sides swapped.
 """
 
 from __future__ import annotations
@@ -186,57 +186,77 @@ def _scaled_copy(feature_dir: str, v: VideoAnnotation, factor: float,
 
 # Mirrored copies (issue 29): the same augmentation for where as the shifts are for when. A
 # model that memorises each training video's region ("near the top left of the scene") from its
-# visual tokens never reads where the event is; a left-right mirrored copy puts the same event on
-# the other side, so only evidence that moves with it (its patches' places, a region hint made
-# from them) predicts the copy's answer.
+# visual tokens never reads where the event is; a mirrored copy puts the same event on the other
+# side, so only evidence that moves with it (its patches' places, a region hint made from them)
+# predicts the copy's answer.
 PATCH_KEYS = ("tower_patches", "dino_patches")      # per-frame patch grids [T, g*g, D]
-_SIDES = {"left": "right", "right": "left"}
+# axis -> (the grid axis reversed in [T, g, g, D], the words swapped, the copy's id suffix);
+# "both" is the two mirrors at once (a half turn)
+MIRRORS = {"horizontal": ((2,), {"left": "right", "right": "left"}, "_mirror"),
+           "vertical": ((1,), {"top": "bottom", "bottom": "top"}, "_flip"),
+           "both": ((1, 2), {"left": "right", "right": "left", "top": "bottom",
+                             "bottom": "top"}, "_mirror_flip")}
 
 
-def mirror_features(feats: dict) -> dict:
-  """The patch grids mirrored left to right (each row of each frame's g x g grid reversed);
-  everything else (class embeddings, timestamps, TETG's frames) as it is. Patches of the tower
-  and of DINOv2 are features of unmirrored pixels at mirrored places: a permutation, not the
-  features of a mirrored frame."""
+def _mirror(axis: str):
+  if axis not in MIRRORS:
+    raise ValueError(f"mirror axis must be one of {tuple(MIRRORS)}, got {axis!r}")
+  return MIRRORS[axis]
+
+
+def mirror_features(feats: dict, axis: str = "horizontal") -> dict:
+  """The patch grids mirrored (horizontal: each row of each frame's g x g grid reversed, left
+  to right; vertical: the rows' order reversed; both); everything else (class embeddings,
+  timestamps, TETG's frames) as it is. Patches of the tower and of DINOv2 are features of
+  unmirrored pixels at mirrored places: a permutation, not the features of a mirrored frame."""
+  grid_axes = _mirror(axis)[0]
   out = dict(feats)
   for key in PATCH_KEYS:
     if key in feats:
       p = np.asarray(feats[key])
-      g = int(round(np.sqrt(p.shape[1])))
+      g = int(round(np.sqrt(p.shape[1]))) if p.ndim == 3 else 0
       if p.ndim != 3 or g * g != p.shape[1]:
         raise ValueError(f"{key}: expected [T, g*g, D] patches, got {p.shape}")
-      out[key] = p.reshape(p.shape[0], g, g, -1)[:, :, ::-1].reshape(p.shape)
+      out[key] = np.flip(p.reshape(p.shape[0], g, g, -1), grid_axes).reshape(p.shape)
   return out
 
 
-def mirror_text(text: str) -> str:
-  """'left' and 'right' swapped (whole words, case kept): region names ("top left" -> "top
-  right") and directions ("from the left to the right") alike."""
-  return re.sub(r"\b([Ll]eft|[Rr]ight)\b",
-                lambda m: (_SIDES[m.group(1).lower()].capitalize() if m.group(1)[0].isupper()
-                           else _SIDES[m.group(1)]), text)
+def mirror_text(text: str, axis: str = "horizontal") -> str:
+  """The sides the mirror swaps, swapped (whole words, case kept): 'left' / 'right' for
+  horizontal, 'top' / 'bottom' for vertical; region names ("top left" -> "top right") and
+  directions ("from the left to the right") alike."""
+  words = _mirror(axis)[1]
+  pattern = r"\b(" + "|".join(f"[{w[0].upper()}{w[0]}]{w[1:]}" for w in words) + r")\b"
+  return re.sub(pattern, lambda m: (words[m.group(1).lower()].capitalize()
+                                    if m.group(1)[0].isupper() else words[m.group(1)]), text)
 
 
-def mirror_annotation(v: VideoAnnotation, video_id: str) -> VideoAnnotation:
-  """The annotation of `v` mirrored left to right: every event's region and every sentence's
-  sides swapped; times unchanged."""
+def mirror_annotation(v: VideoAnnotation, video_id: str,
+                      axis: str = "horizontal") -> VideoAnnotation:
+  """The annotation of `v` mirrored: every event's region and every sentence's sides swapped;
+  times unchanged."""
   events = tuple(dataclasses.replace(e, region=None if e.region is None
-                                     else mirror_text(e.region)) for e in v.events)
+                                     else mirror_text(e.region, axis)) for e in v.events)
   return dataclasses.replace(v, video_id=video_id, events=events,
-                             sentences=tuple(mirror_text(s) for s in v.sentences))
+                             sentences=tuple(mirror_text(s, axis) for s in v.sentences))
 
 
-def write_mirrored(feature_dir: str, videos: Sequence[VideoAnnotation]) -> list[VideoAnnotation]:
-  """One mirrored copy per anomalous video whose events know their region, `<id>_mirror.npz`
+def write_mirrored(feature_dir: str, videos: Sequence[VideoAnnotation],
+                   axes: Sequence[str] = ("horizontal",)) -> list[VideoAnnotation]:
+  """One mirrored copy per axis per anomalous video whose events know their region,
+  `<id>_mirror.npz` (horizontal), `<id>_flip.npz` (vertical), `<id>_mirror_flip.npz` (both)
   next to the original; returns their annotations. Existing copies are reused."""
   out = []
   for v in videos:
     if not v.events or any(e.region is None for e in v.events):
       continue
-    video_id = f"{v.video_id}_mirror"
-    path = os.path.join(feature_dir, video_id + ".npz")
-    if not os.path.exists(path):
-      features.write_features(path, mirror_features(
-          features.read_features(features.feature_path(feature_dir, v.video_id))))
-    out.append(mirror_annotation(v, video_id))
+    feats = None
+    for axis in axes:
+      video_id = v.video_id + _mirror(axis)[2]
+      path = os.path.join(feature_dir, video_id + ".npz")
+      if not os.path.exists(path):
+        if feats is None:
+          feats = features.read_features(features.feature_path(feature_dir, v.video_id))
+        features.write_features(path, mirror_features(feats, axis))
+      out.append(mirror_annotation(v, video_id, axis))
   return out
