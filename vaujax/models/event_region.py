@@ -29,7 +29,10 @@ GRID = 3     # regions per side
 
 
 def patch_cells(num_patches: int) -> np.ndarray:
-  """[N] region index (row-major over the 3x3 grid) of each patch of a g x g patch grid."""
+  """[N] region index (row-major over the 3x3 grid) of each patch of a g x g patch grid: the
+  third holding the patch's centre, as `regions.region_of` names the labels' pixels. Not
+  `frame_tokens.grid_cells`, the content grid's rule (a patch's first row and column, so an 8x8
+  grid's sixth row counts in the middle third there and in the bottom one here)."""
   g = math.isqrt(num_patches)
   if g * g != num_patches or g < GRID:
     raise ValueError(f"need a square patch grid of at least {GRID}x{GRID}, got {num_patches} "

@@ -60,18 +60,19 @@ class TrainedTETG:
     scores = self.scores(cls)
     interval = tetg.extract_interval(scores, times, self.config)
     intervals = tuple(tetg.extract_intervals(scores, times, self.config))
-    named = intervals if self.hint_intervals == "all" else interval
-    where = self.regions(feats, self._named(intervals, interval))
+    named = self._named(intervals, interval)
+    where = self._where(feats, named)
     return TETGView(scores, interval, conversation.hint_text(named, classes, where), intervals,
                     np.asarray(times, np.float64), where)
 
   def _named(self, intervals, interval) -> list:
-    """The runs the hint names, as a list (none without a run)."""
+    """The runs the hint names, as a list (none without a run): every confident run ("all"),
+    or the strongest one."""
     if self.hint_intervals == "all":
       return list(intervals)
     return [] if interval is None else [interval]
 
-  def regions(self, feats: Mapping[str, np.ndarray], named) -> Optional[tuple]:
+  def _where(self, feats: Mapping[str, np.ndarray], named) -> Optional[tuple]:
     """Each named run's region from the tower's patches (`tower_patches` [T, N, D] on the
     model's `timestamps`), or None without hint_regions. A run the patches cannot place
     (no frame inside it, or none outside) gets None."""
@@ -112,7 +113,7 @@ class TrainedTETG:
       view = cached_view(video_id, feats)
       if jitter <= 0 or not view.intervals:
         return view.hint
-      named = view.intervals if self.hint_intervals == "all" else (view.interval,)
+      named = self._named(view.intervals, view.interval)
       spacing = tetg.frame_spacing(view.timestamps)
       return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes,
                                     view.where)     # the regions of the runs TETG found
