@@ -148,3 +148,57 @@ def test_hint_regions_is_a_recorded_checked_key(tmp_path):
   assert run_dir.run_tetg(config).hint_regions is False
   config.data.hint_regions = True
   assert run_dir.run_tetg(config).hint_regions is True
+
+
+def test_labelled_regions_replace_the_towers_in_a_training_hint():
+  """data.hint_region_source "labels": each run's region is its annotated event's (the one it
+  overlaps most, or touches); a run that meets no event keeps the tower's; without events (or
+  with hint_regions off) the hint is the tower's, byte for byte."""
+  feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T,
+           "tower_patches": _patches([(2, 1, 2), (7, 6, 8)])}
+  hint = _fixed_tetg("all").hint_fn(CLASSES)
+  tower = hint("v", feats)
+  assert "top right" in tower and "bottom centre" in tower
+  events = [{"label": "Fighting", "start": 0.5, "end": 2.5, "region": "middle left"},
+            {"label": "Explosion", "start": 5.5, "end": 6.5, "region": None},
+            {"label": "Explosion", "start": 7.0, "end": 9.0, "region": "top left"}]
+  assert hint("v", feats, events=events) == conversation.hint_text(
+      [(1.0, 2.0), (6.0, 8.0)], CLASSES, ["middle left", "top left"])
+  # the second run overlaps the region-less event more, but only events with a region count;
+  # an event that only touches a run still names it; a run that meets none keeps the tower's
+  touching = [{"label": "Fighting", "start": 2.0, "end": 3.0, "region": "centre"}]
+  assert hint("v", feats, events=touching) == conversation.hint_text(
+      [(1.0, 2.0), (6.0, 8.0)], CLASSES, ["centre", "bottom centre"])
+  assert hint("v", feats, events=[]) == tower
+  # jittered: the regions are the labels', the intervals move
+  text = hint("v", feats, jitter=0.5, rng=np.random.default_rng(0), events=events)
+  assert re.fullmatch(r".*from [\d.]+ to [\d.]+ seconds near the middle left of the scene and "
+                      r"from [\d.]+ to [\d.]+ seconds near the top left of the scene\.", text)
+  # the strongest run alone
+  strongest = _fixed_tetg("strongest").hint_fn(CLASSES)
+  assert strongest("v", feats, events=events) == conversation.hint_text(
+      (6.0, 8.0), CLASSES, ["top left"])
+  # hint_regions off: labels change nothing
+  off = _fixed_tetg("all", hint_regions=False).hint_fn(CLASSES)
+  assert off("v", feats, events=events) == conversation.hint_text([(1.0, 2.0), (6.0, 8.0)],
+                                                                  CLASSES)
+
+
+def test_hint_region_source_is_a_recorded_checked_key():
+  from configs import vagpt_stage1
+  from vaujax.runs import run_dir
+  from vaujax.train import config_checks
+  obj = run_dir.config_to_json(vagpt_stage1.get_config("size=tiny"))
+  assert obj["data"]["hint_region_source"] == "tower"
+  obj["data"]["hint_region_source"] = "truth"
+  with pytest.raises(InputError, match=r"--config\.data\.hint_region_source.*got 'truth'"):
+    config_checks.check_vagpt(run_dir.config_from_json(obj))
+  obj["data"]["hint_region_source"] = "labels"
+  with pytest.raises(InputError, match=r"--config\.data\.hint_region_source: 'labels' .*needs "
+                     r"data\.hint_regions=True"):
+    config_checks.check_vagpt(run_dir.config_from_json(obj))
+  saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})        # saved before the key
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "hint_region_source": "tower"}})
+  assert run_dir.diff_configs(saved, given) == []
+  given.data.hint_region_source = "labels"
+  assert run_dir.diff_configs(saved, given) == ["data.hint_region_source: 'tower' -> 'labels'"]

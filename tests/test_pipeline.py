@@ -299,6 +299,44 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
   assert rest[:len(first)] == first and resumed == rest[len(first):]
 
 
+def test_labelled_hint_regions_pass_each_items_events_to_the_hint(data, tmp_path):
+  """hint_region_source "labels": the hint function gets each item's annotated events (those
+  `instructions.attach_events` wrote, validated on reading); an item without them is refused
+  naming it; "tower" passes none, as before."""
+  root, items, tok, cfg = data
+  vids, _ = ann.read_uca(str(root / "syn" / "uca.json"), anomaly_intervals={
+      k: v["anomaly_intervals"] for k, v in json.loads((root / "syn" / "labels.json")
+                                                       .read_text()).items()})
+  labelled = instructions.attach_events(items, vids)
+  assert all([[e["start"], e["end"]] for e in i["events"]] == i["anomaly_intervals"]
+             for i in labelled) and any(i["events"] for i in labelled)
+  path = tmp_path / "train.json"
+  instructions.write_json(str(path), labelled)
+  source, _ = pipeline.json_source(str(path))
+  calls = []
+
+  def hint(vid, feats, events=None):
+    calls.append((vid, events))
+    return "Known common crime types are: 'Arson'."
+  lcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "hint_region_source": "labels",
+                                    "read_threads": -1})
+  _collect(pipeline.make_dataset(source, lcfg, tok, hint_fn=hint))
+  by_video = {pipeline.video_key(i): i["events"] for i in labelled}
+  assert len(calls) == len(labelled) and all(e == by_video[v] for v, e in calls)
+  calls.clear()
+  _collect(pipeline.make_dataset(source, pipeline.PipelineConfig(
+      **{**cfg.__dict__, "read_threads": -1}), tok, hint_fn=hint))
+  assert calls and all(e is None for _, e in calls)
+  plain, _ = pipeline.json_source(str(root / "train.json"))
+  with pytest.raises(InputError, match=rf"{items[0]['id']}.*'labels' needs the training item's "
+                     "annotated 'events'"):
+    pipeline.Prepare(lcfg, tok, hint).map(plain[0])
+  bad = [{**labelled[0], "events": [{"start": 2.0, "end": 1.0, "region": None}]}]
+  path.write_text(json.dumps(bad))
+  with pytest.raises(InputError, match=r"train\.json.*events\[0\] ends before it starts"):
+    pipeline.json_source(str(path))
+
+
 def test_tetgs_own_frames_reach_the_hint_but_not_the_batch(data, tmp_path):
   """A feature file with TETG's denser frames (tetg_cls [S, D], tetg_timestamps [S]) gives
   the hint function all of them and batches exactly like one without: the batch holds the

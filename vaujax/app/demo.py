@@ -122,6 +122,9 @@ class DemoConfig:
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
   # 1: the hint says where each run happens, from the tower's patches (data.hint_regions)
   hint_regions: int = 0
+  # where the training hints' regions come from: tower (as at evaluation) | labels (the
+  # annotated events': data.hint_region_source)
+  hint_region_source: str = "tower"
   # Training hints' boundaries move by up to this many frame spacings (data.hint_jitter), and
   # each frame gives a 3x3 grid of content tokens (model.content_grid). Together they took the
   # shorter / longer videos' MC Temporal Acc from 60.0 / 70.6% to 86.7 / 82.4% with in-range MC
@@ -258,6 +261,8 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   for copy in range(c.mc_copies):
     mc = benchmark_files.multiple_choice(train_all, syn.classes, seed=1000 + copy)
     train_items += benchmark_files.mc_training_items(mc)
+  if c.hint_region_source == "labels":   # the training hints' regions read from these
+    train_items = instructions.attach_events(train_items, train_all)
   paths["train_json"] = os.path.join(root, "train.json")
   instructions.write_json(paths["train_json"], train_items)
   # Held-out sets: "in_range" (the split above), then the out-of-range ones. Each has its MC and
@@ -338,6 +343,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.min_frames = c.min_frames
   c_.data.hint_intervals = c.hint_intervals
   c_.data.hint_regions = bool(c.hint_regions)
+  c_.data.hint_region_source = c.hint_region_source
   c_.data.hint_jitter = c.hint_jitter
   c_.data.tetg_fps = c.tetg_fps
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
@@ -602,6 +608,10 @@ def define_flags(fv: flags.FlagValues) -> None:
            "hint_regions": "1: TETG's hint also says where each run happens (the 3x3 region "
                            "whose tower patches change most against the frame before it; "
                            "data.hint_regions)",
+           "hint_region_source": "with --hint_regions=1, where the training hints' regions "
+                                 "come from: tower (the estimate evaluation uses) | labels "
+                                 "(each run's annotated event's, always right, so the LLM "
+                                 "learns to read them; data.hint_region_source)",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
@@ -700,6 +710,12 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--mirror_copies", f"must be 0 to 3, got {c.mirror_copies}")
   if c.mirror_copies and not c.spatial:
     raise cli.fail("--mirror_copies", "mirrors the where-answers: it needs --spatial=1")
+  if c.hint_region_source not in ("tower", "labels"):
+    raise cli.fail("--hint_region_source", f"must be tower or labels, got "
+                   f"{c.hint_region_source!r}")
+  if c.hint_region_source == "labels" and not c.hint_regions:
+    raise cli.fail("--hint_region_source", "labels sets the hint's regions: it needs "
+                   "--hint_regions=1")
   if c.tower not in ("tiny", "dinov2"):
     raise cli.fail("--tower", f"must be tiny or dinov2, got {c.tower!r}")
   if c.tower == "dinov2" and c.dinov2 != "real":

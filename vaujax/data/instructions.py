@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import posixpath
 import random
 from typing import Callable, Iterable, Protocol, Sequence
 
 from vaujax.data.annotations import NORMAL, Event, VideoAnnotation, events_of
 from vaujax.data.conversation import VIDEO_PLACEHOLDER
-from vaujax.data.regions import region_text
+from vaujax.data.regions import REGIONS, region_text
 from vaujax import files
 from vaujax.errors import InputError
 
@@ -258,6 +259,21 @@ def single_turn_items(items: Iterable[dict]) -> list[dict]:
   return out
 
 
+def attach_events(items: Iterable[dict], videos: Iterable[VideoAnnotation]) -> list[dict]:
+  """Each item of one of `videos` with that video's annotated events, `"events": [{"label",
+  "start", "end", "region"}]` in seconds of the video ([] for a normal video): what
+  data.hint_region_source "labels" reads. Items of other videos (images) are left as they
+  are."""
+  by_id = {v.video_id: [{"label": e.label, "start": float(e.start), "end": float(e.end),
+                         "region": e.region} for e in events_of(v)] for v in videos}
+  out = []
+  for item in items:
+    video = item.get("video")
+    key = posixpath.splitext(posixpath.basename(video.replace("\\", "/")))[0] if video else None
+    out.append({**item, "events": by_id[key]} if key in by_id else item)
+  return out
+
+
 def write_json(path: str, items: Sequence[dict]) -> None:
   files.write_json(path, list(items))
 
@@ -311,4 +327,24 @@ def _problem(item) -> str | None:
   for turn, v in zip(conv, values):
     if turn.get("from") == "human" and not v.replace("<video>", "").replace("<image>", "").strip():
       return "empty question"
+  if "events" in item:
+    return _events_problem(item["events"])
+  return None
+
+
+def _events_problem(events) -> str | None:
+  """What is wrong with an item's optional annotated `events` (see `attach_events`), or None."""
+  if not isinstance(events, list):
+    return f"'events' must be a list of events, got {type(events).__name__}"
+  for k, e in enumerate(events):
+    if not isinstance(e, dict):
+      return f"events[{k}] is not an object"
+    start, end = e.get("start"), e.get("end")
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x < float("inf")
+           for x in (start, end)):
+      return f"events[{k}]: 'start' and 'end' must be finite seconds >= 0, got {start!r}, {end!r}"
+    if end < start:
+      return f"events[{k}] ends before it starts ({start} > {end})"
+    if e.get("region") is not None and e["region"] not in REGIONS:
+      return f"events[{k}]: unknown region {e['region']!r} (one of {', '.join(REGIONS)})"
   return None

@@ -32,7 +32,8 @@ from vaujax.data.tokenizer import Tokenizer
 from vaujax.errors import InputError
 
 # (video id, features) -> hint text; with hint_jitter > 0 also called with `jitter=` (frame
-# spacings) and `rng=` (numpy Generator) keywords (TrainedTETG.hint_fn takes both)
+# spacings) and `rng=` (numpy Generator) keywords, with hint_region_source "labels" with
+# `events=` (the item's annotated events) (TrainedTETG.hint_fn takes all three)
 HintFn = Callable[..., str]
 
 
@@ -68,6 +69,10 @@ class PipelineConfig:
   # draw each time an example is read (seeded), so that the LLM learns to pick the option
   # nearest an inexact hint instead of copying its digits (runs/tetg_files.py).
   hint_jitter: float = 0.0
+  # Training only, with TETG's region hint: "labels" takes each hint run's region from the
+  # item's annotated `events` (an always-right hint to learn to read; evaluation keeps the
+  # tower's estimate), "tower" the estimate as at evaluation (runs/tetg_files.py).
+  hint_region_source: str = "tower"
 
 
 def video_path(item: Mapping) -> str:
@@ -194,12 +199,17 @@ class Prepare(grain.transforms.Map):
     hint = ""
     if self.hint_fn is not None:   # an image has no time: TETG gets no frames, no interval
       seen = frame_layout.no_frames(feats) if is_one_frame(item) else feats
+      extra = {}
       if cfg.hint_jitter > 0:      # a new draw per read: the position in the repeated stream
         # (the 7 keeps these draws apart from imgsp's [seed, index] stream below)
-        draw = np.random.default_rng([cfg.seed, 7, max(0, int(item.get("_draw", 0)))])
-        hint = self.hint_fn(video_key(item), seen, jitter=cfg.hint_jitter, rng=draw)
-      else:
-        hint = self.hint_fn(video_key(item), seen)
+        extra.update(jitter=cfg.hint_jitter, rng=np.random.default_rng(
+            [cfg.seed, 7, max(0, int(item.get("_draw", 0)))]))
+      if cfg.hint_region_source == "labels" and not is_one_frame(item):
+        if "events" not in item:
+          raise InputError(item.get("id"), "data.hint_region_source 'labels' needs the training "
+                           "item's annotated 'events' ([] for a normal video)")
+        extra["events"] = item["events"]
+      hint = self.hint_fn(video_key(item), seen, **extra)
     feats = features.without_tetg_frames(feats)   # TETG's own frames: read, not batched
     video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
                                          cfg.num_frames, cfg.variable_frames, cfg.frame_times,

@@ -302,7 +302,8 @@ def identity(run: Run) -> dict:
 LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp": False,
                  "data.imgsp_turns": 3, "data.hint_intervals": "strongest",
                  "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0,
-                 "model.content_grid": 1, "data.tetg_fps": 0.0, "data.hint_regions": False}
+                 "model.content_grid": 1, "data.tetg_fps": 0.0, "data.hint_regions": False,
+                 "data.hint_region_source": "tower"}
 
 
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:

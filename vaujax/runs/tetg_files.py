@@ -86,8 +86,9 @@ class TrainedTETG:
     return tuple(None if i is None else regions.REGIONS[i] for i in found)
 
   def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
-    """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None) -> hint text`;
-    with `jitter` > 0 the named intervals are those of `jittered`. The classifier runs once
+    """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None, events=None) -> hint
+    text`; with `jitter` > 0 the named intervals are those of `jittered`; with `events` (a
+    training item's annotated events) the regions are theirs (`_labelled_where`). The classifier runs once
     per video: its view is kept by the video's id and a digest of its class embeddings and
     timestamps (an epoch reads each video again; a cut frame of it has other features), at
     most `max_cached` views (then the memo starts afresh)."""
@@ -109,15 +110,33 @@ class TrainedTETG:
         views[key] = view
       return view
 
-    def hint(video_id, feats, jitter: float = 0.0, rng=None):
+    def hint(video_id, feats, jitter: float = 0.0, rng=None, events=None):
       view = cached_view(video_id, feats)
-      if jitter <= 0 or not view.intervals:
+      where = view.where if events is None else self._labelled_where(view, events)
+      if (jitter <= 0 or not view.intervals) and where == view.where:
         return view.hint
       named = self._named(view.intervals, view.interval)
-      spacing = tetg.frame_spacing(view.timestamps)
-      return conversation.hint_text([jittered(i, jitter * spacing, rng) for i in named], classes,
-                                    view.where)     # the regions of the runs TETG found
+      if jitter > 0:
+        spacing = tetg.frame_spacing(view.timestamps)
+        named = [jittered(i, jitter * spacing, rng) for i in named]
+      return conversation.hint_text(named, classes, where)   # the regions of the runs TETG found
     return hint
+
+  def _labelled_where(self, view: TETGView, events) -> Optional[tuple]:
+    """data.hint_region_source "labels" (training only): each named run's region is that of
+    the annotated event it overlaps (or touches) most (`events`: [{"start", "end", "region"}]),
+    so the training hint's region is always right; a run that meets no event with a region (a
+    false alarm) keeps the tower's. None without hint_regions."""
+    if not self.hint_regions or view.where is None:
+      return view.where
+    named = self._named(view.intervals, view.interval)
+    out = []
+    for run, tower in zip(named, view.where):
+      overlaps = [(min(run[1], e["end"]) - max(run[0], e["start"]), e["region"])
+                  for e in events if e.get("region") is not None]
+      best = max(overlaps, default=(-1.0, None), key=lambda o: o[0])
+      out.append(best[1] if best[0] >= 0 else tower)   # touching counts (a one-frame run)
+    return tuple(out)
 
 
 def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:

@@ -108,6 +108,11 @@ def check_vagpt(config: ml_collections.ConfigDict,
                      f"({frames}), the most frames a video may give")
   _choice(config, "data.hint_intervals", {"strongest", "all"})
   _choice(config, "data.hint_regions", {True, False})
+  _choice(config, "data.hint_region_source", {"tower", "labels"})
+  if _get(config, "data.hint_region_source") == "labels" and \
+      _get(config, "data.hint_regions") is not True:
+    raise InputError(_flag("data.hint_region_source"), "'labels' sets the regions of the "
+                     "hint's runs: it needs data.hint_regions=True")
   n(config, "data.hint_jitter", low=0, high=4, required=False)
   n(config, "data.tetg_fps", low=0, required=False)
   _choice(config, "data.imgsp", {True, False})
