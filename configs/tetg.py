@@ -26,4 +26,7 @@ def get_config(arg=None):
   c.smooth = 1
   c.merge_gap = 0
   c.extend = 0.5   # each end moves out by half the frame spacing (a frame stands for its span)
+  # [ours, issue 29] the typed hint's class head: the anomaly classes, comma-separated, to
+  # train it on (the labels' events' classes); "" trains none (data.hint_types needs one)
+  c.types = ""
   return c

@@ -65,12 +65,17 @@ def get_config(arg=None):
   # before the run (models/event_region.py; a vaujax design for issue 29's where-questions,
   # not in the paper). Recorded in the run; runs saved before the key read False.
   c.data.hint_regions = False
-  # hint_region_source: where the training hints' regions come from: "tower" (the estimate
-  # above, as at evaluation) | "labels" (each run's annotated event's region, from the
-  # training items' "events": a hint that is always right, so the LLM learns to read it;
-  # evaluation and inference always use the tower's estimate). Recorded in the run; runs saved
-  # before the key read "tower".
-  c.data.hint_region_source = "tower"
+  # hint_types: the hint also says which anomaly each named run shows ("... fighting from 1.0
+  # to 3.0 seconds ..."), by TETG's class head (models/tetg.py; the paper puts the anomaly type
+  # into the prompt when a video has several). Needs a TETG trained with configs/tetg.py's
+  # types. Recorded in the run; runs saved before the key read False.
+  c.data.hint_types = False
+  # train_hint_labels: in training only, the hint's regions and types are those of the
+  # annotated event each run overlaps (the training items' "events",
+  # `instructions.attach_events`): a hint that is always right, so the LLM learns to read it.
+  # Evaluation and inference always use TETG's own. Recorded in the run; runs saved before the
+  # key read False.
+  c.data.train_hint_labels = False
   # hint_jitter: in training only, each boundary of the hint's interval moves by a uniform draw
   # of up to this many frame spacings (a new draw per read), so the LLM learns to choose the
   # answer nearest an inexact hint rather than copy its digits. 0: the hint as TETG gives it

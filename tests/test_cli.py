@@ -62,10 +62,8 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("demo", ["--spatial=1", "--mirror_copies=4"], "--mirror_copies: must be 0 to 3, got 4"),
     ("demo", ["--mirror_copies=1"], "--mirror_copies: mirrors the where-answers: it needs "
                                     "--spatial=1"),
-    ("demo", ["--hint_region_source=truth"], "--hint_region_source: must be tower or labels, "
-                                             "got 'truth'"),
-    ("demo", ["--hint_region_source=labels"], "--hint_region_source: labels sets the hint's "
-                                              "regions: it needs --hint_regions=1"),
+    ("demo", ["--train_hint_labels=1"], "--train_hint_labels: sets the hint's regions and "
+                                        "types: it needs --hint_regions=1 or --hint_types=1"),
     ("demo", ["--check_out_of_range"], "--check_out_of_range: adds a goal to --check: give "
                                        "--check too"),
     ("demo", ["--tower=dinov2", "--dinov2=tiny"], "--tower: dinov2 projects the real DINOv2's "

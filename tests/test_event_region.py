@@ -151,7 +151,7 @@ def test_hint_regions_is_a_recorded_checked_key(tmp_path):
 
 
 def test_labelled_regions_replace_the_towers_in_a_training_hint():
-  """data.hint_region_source "labels": each run's region is its annotated event's (the one it
+  """data.train_hint_labels: each run's region is its annotated event's (the one it
   overlaps most, or touches); a run that meets no event keeps the tower's; without events (or
   with hint_regions off) the hint is the tower's, byte for byte."""
   feats = {"dino_cls": np.array([0, .9, .8, 0, 0, 0, 1, 1, 1, 0])[:, None], "timestamps": T,
@@ -184,21 +184,27 @@ def test_labelled_regions_replace_the_towers_in_a_training_hint():
                                                                   CLASSES)
 
 
-def test_hint_region_source_is_a_recorded_checked_key():
+def test_train_hint_labels_is_a_recorded_checked_training_only_key():
   from configs import vagpt_stage1
   from vaujax.runs import run_dir
-  from vaujax.train import config_checks
+  from vaujax.train import config_checks, vagpt_task
   obj = run_dir.config_to_json(vagpt_stage1.get_config("size=tiny"))
-  assert obj["data"]["hint_region_source"] == "tower"
-  obj["data"]["hint_region_source"] = "truth"
-  with pytest.raises(InputError, match=r"--config\.data\.hint_region_source.*got 'truth'"):
+  assert obj["data"]["train_hint_labels"] is False
+  obj["data"]["train_hint_labels"] = "labels"
+  with pytest.raises(InputError, match=r"--config\.data\.train_hint_labels.*got 'labels'"):
     config_checks.check_vagpt(run_dir.config_from_json(obj))
-  obj["data"]["hint_region_source"] = "labels"
-  with pytest.raises(InputError, match=r"--config\.data\.hint_region_source: 'labels' .*needs "
-                     r"data\.hint_regions=True"):
+  obj["data"]["train_hint_labels"] = True
+  with pytest.raises(InputError, match=r"--config\.data\.train_hint_labels: sets the regions "
+                     r"and types the hint says: it needs data\.hint_regions or "
+                     r"data\.hint_types"):
     config_checks.check_vagpt(run_dir.config_from_json(obj))
   saved = ml_collections.ConfigDict({"data": {"batch_size": 2}})        # saved before the key
-  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "hint_region_source": "tower"}})
+  given = ml_collections.ConfigDict({"data": {"batch_size": 2, "train_hint_labels": False}})
   assert run_dir.diff_configs(saved, given) == []
-  given.data.hint_region_source = "labels"
-  assert run_dir.diff_configs(saved, given) == ["data.hint_region_source: 'tower' -> 'labels'"]
+  given.data.train_hint_labels = True
+  assert run_dir.diff_configs(saved, given) == ["data.train_hint_labels: False -> True"]
+  config = vagpt_stage1.get_config("size=tiny")
+  config.data.hint_regions = config.data.train_hint_labels = True
+  cfg = run_dir.model_config(config, 32000)
+  assert vagpt_task.pipeline_config(config, cfg, train=True).hint_labels is True
+  assert vagpt_task.pipeline_config(config, cfg, train=False).hint_labels is False

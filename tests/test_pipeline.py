@@ -300,7 +300,7 @@ def test_hint_jitter_draws_anew_per_read_and_the_stream_repeats_exactly(data):
 
 
 def test_labelled_hint_regions_pass_each_items_events_to_the_hint(data, tmp_path):
-  """hint_region_source "labels": the hint function gets each item's annotated events (those
+  """hint_labels (data.train_hint_labels): the hint function gets each item's annotated events (those
   `instructions.attach_events` wrote, validated on reading); an item without them is refused
   naming it; "tower" passes none, as before."""
   root, items, tok, cfg = data
@@ -318,18 +318,17 @@ def test_labelled_hint_regions_pass_each_items_events_to_the_hint(data, tmp_path
   def hint(vid, feats, events=None):
     calls.append((vid, events))
     return "Known common crime types are: 'Arson'."
-  lcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "hint_region_source": "labels",
-                                    "read_threads": -1})
+  lcfg = pipeline.PipelineConfig(**{**cfg.__dict__, "hint_labels": True, "read_threads": -1})
   _collect(pipeline.make_dataset(source, lcfg, tok, hint_fn=hint))
   by_video = {pipeline.video_key(i): i["events"] for i in labelled}
   assert len(calls) == len(labelled) and all(e == by_video[v] for v, e in calls)
   calls.clear()
   _collect(pipeline.make_dataset(source, pipeline.PipelineConfig(
       **{**cfg.__dict__, "read_threads": -1}), tok, hint_fn=hint))
-  assert calls and all(e is None for _, e in calls)
+  assert calls and all(e is None for _, e in calls)     # off: no events passed
   plain, _ = pipeline.json_source(str(root / "train.json"))
-  with pytest.raises(InputError, match=rf"{items[0]['id']}.*'labels' needs the training item's "
-                     "annotated 'events'"):
+  with pytest.raises(InputError, match=rf"{items[0]['id']}.*train_hint_labels needs the "
+                     "training item's annotated 'events'"):
     pipeline.Prepare(lcfg, tok, hint).map(plain[0])
   bad = [{**labelled[0], "events": [{"start": 2.0, "end": 1.0, "region": None}]}]
   path.write_text(json.dumps(bad))

@@ -122,9 +122,10 @@ class DemoConfig:
   hint_intervals: str = "strongest"   # TETG's hint: the strongest run | every one (all)
   # 1: the hint says where each run happens, from the tower's patches (data.hint_regions)
   hint_regions: int = 0
-  # where the training hints' regions come from: tower (as at evaluation) | labels (the
-  # annotated events': data.hint_region_source)
-  hint_region_source: str = "tower"
+  # 1: the hint says which anomaly each run shows, by TETG's class head (data.hint_types)
+  hint_types: int = 0
+  # 1: training hints' regions and types are the annotated events' (data.train_hint_labels)
+  train_hint_labels: int = 0
   # Training hints' boundaries move by up to this many frame spacings (data.hint_jitter), and
   # each frame gives a 3x3 grid of content tokens (model.content_grid). Together they took the
   # shorter / longer videos' MC Temporal Acc from 60.0 / 70.6% to 86.7 / 82.4% with in-range MC
@@ -261,7 +262,7 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   for copy in range(c.mc_copies):
     mc = benchmark_files.multiple_choice(train_all, syn.classes, seed=1000 + copy)
     train_items += benchmark_files.mc_training_items(mc)
-  if c.hint_region_source == "labels":   # the training hints' regions read from these
+  if c.train_hint_labels:   # the training hints' regions and types are read from these
     train_items = instructions.attach_events(train_items, train_all)
   paths["train_json"] = os.path.join(root, "train.json")
   instructions.write_json(paths["train_json"], train_items)
@@ -288,6 +289,12 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
     hints += [conversation.hint_text((1.5, 4.5), syn.classes, ["top left"]),
               conversation.hint_text([(1.5, 4.5), (6.0, 9.0)], syn.classes,
                                      ["centre", "bottom right"])]
+  if c.hint_types:       # ... and its typed sentences, one per class
+    where = ["top left"] if c.hint_regions else None
+    hints += [conversation.hint_text((1.5, 4.5), syn.classes, where, [k])
+              for k in syn.classes]
+    hints += [conversation.hint_text([(1.5, 4.5), (6.0, 9.0)], syn.classes, None, [a, b])
+              for a, b in zip(syn.classes, syn.classes[1:] + syn.classes[:1])]
   times = [" ".join(frame_layout.frame_time_text(t) for t in np.arange(0, 16, 1.0))]
   texts = [conversation.SYSTEM] + hints + times + [t["value"] for i in train_items
                                                    for t in i["conversations"]]
@@ -343,7 +350,8 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.min_frames = c.min_frames
   c_.data.hint_intervals = c.hint_intervals
   c_.data.hint_regions = bool(c.hint_regions)
-  c_.data.hint_region_source = c.hint_region_source
+  c_.data.hint_types = bool(c.hint_types)
+  c_.data.train_hint_labels = bool(c.train_hint_labels)
   c_.data.hint_jitter = c.hint_jitter
   c_.data.tetg_fps = c.tetg_fps
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
@@ -362,17 +370,25 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   return c_
 
 
-def train_tetg(paths: dict, workdir: str, log=print):
+def train_tetg(paths: dict, workdir: str, log=print, types: bool = False):
+  """TETG's classifier on the training videos' frames (with `types`, its class head too),
+  saved under WORKDIR/tetg/tetg; the frame AUC / AP of each held-out set."""
   from configs import tetg as tetg_configs
   from vaujax.evaluate import qa
   from vaujax.train import tetg_trainer
   labels = paths["labels"]
-  x, y = tetg_trainer.frames_from_features(paths["features"],
-                                           {k: labels[k] for k in paths["train_ids"]})
-  result = tetg_trainer.train(x, y, tetg_configs.get_config("epochs=200,momentum=0.9"))
+  train_labels = {k: labels[k] for k in paths["train_ids"]}
+  config = tetg_configs.get_config("epochs=200,momentum=0.9")
+  x, y = tetg_trainer.frames_from_features(paths["features"], train_labels)
+  result = tetg_trainer.train(x, y, config)
+  head = None
+  if types:
+    _, _, k = tetg_trainer.frames_from_features(paths["features"], train_labels,
+                                                paths["classes"])
+    head = tetg_trainer.train_types(x, k, paths["classes"], config)
   out = os.path.join(workdir, "tetg", "tetg")
   if not os.path.exists(out):
-    tetg_trainer.save(out, result)
+    tetg_trainer.save(out, result, head)
   scorer = lambda f: tetg.frame_probabilities(result.params, result.model_config,  # noqa: E731
                                               f["dino_cls"])
   frame = {}
@@ -462,7 +478,7 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
       + ", ".join(f"{k} {len(h['mc'])} MC" for k, h in paths["held_out"].items()
                   if k != "in_range"))
   t0 = time.perf_counter()
-  tetg_dir, tetg_result, frames_by_set = train_tetg(paths, workdir)
+  tetg_dir, tetg_result, frames_by_set = train_tetg(paths, workdir, types=bool(c.hint_types))
   frame = frames_by_set["in_range"]
   lap("tetg", t0)
   log(f"[4/6] TETG on held-out videos: frame AUC {frame['frame_auc']:.3f}, "
@@ -608,10 +624,14 @@ def define_flags(fv: flags.FlagValues) -> None:
            "hint_regions": "1: TETG's hint also says where each run happens (the 3x3 region "
                            "whose tower patches change most against the frame before it; "
                            "data.hint_regions)",
-           "hint_region_source": "with --hint_regions=1, where the training hints' regions "
-                                 "come from: tower (the estimate evaluation uses) | labels "
-                                 "(each run's annotated event's, always right, so the LLM "
-                                 "learns to read them; data.hint_region_source)",
+           "hint_types": "1: TETG's hint also says which anomaly each run shows, by a class "
+                         "head trained beside TETG on the training videos' anomalous frames "
+                         "(data.hint_types)",
+           "train_hint_labels": "1: in training, the hint's regions and types are those of "
+                                "the annotated event each run overlaps (always right, so the "
+                                "LLM learns to read them; evaluation keeps TETG's own; "
+                                "data.train_hint_labels); needs --hint_regions=1 or "
+                                "--hint_types=1",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
@@ -699,7 +719,8 @@ def main(fv: flags.FlagValues) -> dict:
                                     "min_frames", "hint_jitter", "tetg_fps", "slow_clock_seconds",
                                     "fast_clock_seconds", "fast_copy_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial",
-                                    "hint_regions", "mirror_copies")
+                                    "hint_regions", "mirror_copies", "hint_types",
+                                    "train_hint_labels")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):
@@ -710,12 +731,9 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--mirror_copies", f"must be 0 to 3, got {c.mirror_copies}")
   if c.mirror_copies and not c.spatial:
     raise cli.fail("--mirror_copies", "mirrors the where-answers: it needs --spatial=1")
-  if c.hint_region_source not in ("tower", "labels"):
-    raise cli.fail("--hint_region_source", f"must be tower or labels, got "
-                   f"{c.hint_region_source!r}")
-  if c.hint_region_source == "labels" and not c.hint_regions:
-    raise cli.fail("--hint_region_source", "labels sets the hint's regions: it needs "
-                   "--hint_regions=1")
+  if c.train_hint_labels and not (c.hint_regions or c.hint_types):
+    raise cli.fail("--train_hint_labels", "sets the hint's regions and types: it needs "
+                   "--hint_regions=1 or --hint_types=1")
   if c.tower not in ("tiny", "dinov2"):
     raise cli.fail("--tower", f"must be tiny or dinov2, got {c.tower!r}")
   if c.tower == "dinov2" and c.dinov2 != "real":

@@ -46,6 +46,16 @@ INTERVAL_AT_SENTENCE = ("There is one of the crime types occurring from {start:.
                         "seconds near {where}.")
 INTERVALS_AT_SENTENCE = "There are anomalies of the crime types occurring {spans}."
 SPAN_AT = "from {start:.1f} to {end:.1f} seconds near {where}"
+# with the anomaly each run shows (data.hint_types: TETG's class head), as the questions name it
+TYPED_SENTENCE = "There is one of the crime types occurring: {spans}."
+TYPED_SENTENCES = "There are anomalies of the crime types occurring: {spans}."
+TYPED_SPAN = "{kind} from {start:.1f} to {end:.1f} seconds"
+UNTYPED = "an anomaly"    # a run the class head could not name
+
+
+def readable_class(label: str) -> str:
+  """A class as answers write it ("RoadAccidents" -> "Road accident")."""
+  return {"RoadAccidents": "Road accident"}.get(label, label)
 
 
 class ConversationError(ValueError):
@@ -247,13 +257,17 @@ def insert_hint(conversations: Sequence[Mapping], hint: str) -> list[dict]:
 
 
 def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES,
-              where: Optional[Sequence[Optional[str]]] = None) -> str:
+              where: Optional[Sequence[Optional[str]]] = None,
+              types: Optional[Sequence[Optional[str]]] = None) -> str:
   """The prompt hint: the class sentence, then TETG's interval (`(start, end)`, or a list of
   them in time order). Without an interval (None or []) only the class sentence is given; one
   interval (alone or in a list) gives exactly the one-interval sentence, several one sentence
   listing them all. `where`: a region name (`regions.REGIONS`) for each interval, said after
   it ("... seconds near the top left of the scene."); None (or all None) gives the hint
-  without regions, and a run whose region is None is said without one."""
+  without regions, and a run whose region is None is said without one. `types`: the class
+  of each interval, said before it as the questions name it ("... occurring: fighting from
+  1.0 to 3.0 seconds and explosion from ..."); None (or all None) gives the hint without
+  them, the texts before it byte for byte."""
   text = CLASS_SENTENCE.format(classes=", ".join(f"'{c}'" for c in classes))
   spans = [] if interval is None else (
       [interval] if len(interval) and np.ndim(interval[0]) == 0 else list(interval))
@@ -261,6 +275,17 @@ def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES,
     return text
   if where is not None and len(where) != len(spans):
     raise ValueError(f"{len(where)} regions for {len(spans)} intervals")
+  if types is not None and len(types) != len(spans):
+    raise ValueError(f"{len(types)} types for {len(spans)} intervals")
+  if types is not None and any(k is not None for k in types):
+    said = [TYPED_SPAN.format(kind=UNTYPED if k is None else readable_class(k).lower(),
+                              start=a, end=b)
+            + ("" if where is None or where[i] is None
+               else f" near {regions.region_text(where[i])}")
+            for i, ((a, b), k) in enumerate(zip(spans, types))]
+    joined = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return text + " " + (TYPED_SENTENCE if len(said) == 1 else TYPED_SENTENCES).format(
+        spans=joined)
   if where is None or all(w is None for w in where):
     if len(spans) == 1:
       return text + " " + INTERVAL_SENTENCE.format(start=spans[0][0], end=spans[0][1])

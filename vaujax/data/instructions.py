@@ -21,7 +21,7 @@ import random
 from typing import Callable, Iterable, Protocol, Sequence
 
 from vaujax.data.annotations import NORMAL, Event, VideoAnnotation, events_of
-from vaujax.data.conversation import VIDEO_PLACEHOLDER
+from vaujax.data.conversation import VIDEO_PLACEHOLDER, readable_class
 from vaujax.data.regions import REGIONS, region_text
 from vaujax import files
 from vaujax.errors import InputError
@@ -123,7 +123,7 @@ def anomaly_answer(clip: Clip) -> str:
 
 
 def readable(label: str) -> str:
-  return {"RoadAccidents": "Road accident"}.get(label, label)
+  return readable_class(label)
 
 
 def when_answer(start: float, end: float) -> str:
@@ -262,8 +262,7 @@ def single_turn_items(items: Iterable[dict]) -> list[dict]:
 def attach_events(items: Iterable[dict], videos: Iterable[VideoAnnotation]) -> list[dict]:
   """Each item of one of `videos` with that video's annotated events, `"events": [{"label",
   "start", "end", "region"}]` in seconds of the video ([] for a normal video): what
-  data.hint_region_source "labels" reads. Items of other videos (images) are left as they
-  are."""
+  data.train_hint_labels reads. Items of other videos (images) are left as they are."""
   by_id = {v.video_id: [{"label": e.label, "start": float(e.start), "end": float(e.end),
                          "region": e.region} for e in events_of(v)] for v in videos}
   out = []
@@ -345,6 +344,8 @@ def _events_problem(events) -> str | None:
       return f"events[{k}]: 'start' and 'end' must be finite seconds >= 0, got {start!r}, {end!r}"
     if end < start:
       return f"events[{k}] ends before it starts ({start} > {end})"
+    if e.get("label") is not None and (not isinstance(e["label"], str) or not e["label"]):
+      return f"events[{k}]: 'label' must be a class name, got {e['label']!r}"
     if e.get("region") is not None and e["region"] not in REGIONS:
       return f"events[{k}]: unknown region {e['region']!r} (one of {', '.join(REGIONS)})"
   return None

@@ -32,8 +32,8 @@ from vaujax.data.tokenizer import Tokenizer
 from vaujax.errors import InputError
 
 # (video id, features) -> hint text; with hint_jitter > 0 also called with `jitter=` (frame
-# spacings) and `rng=` (numpy Generator) keywords, with hint_region_source "labels" with
-# `events=` (the item's annotated events) (TrainedTETG.hint_fn takes all three)
+# spacings) and `rng=` (numpy Generator) keywords, with hint_labels with `events=` (the item's
+# annotated events) (TrainedTETG.hint_fn takes all three)
 HintFn = Callable[..., str]
 
 
@@ -69,10 +69,10 @@ class PipelineConfig:
   # draw each time an example is read (seeded), so that the LLM learns to pick the option
   # nearest an inexact hint instead of copying its digits (runs/tetg_files.py).
   hint_jitter: float = 0.0
-  # Training only, with TETG's region hint: "labels" takes each hint run's region from the
-  # item's annotated `events` (an always-right hint to learn to read; evaluation keeps the
-  # tower's estimate), "tower" the estimate as at evaluation (runs/tetg_files.py).
-  hint_region_source: str = "tower"
+  # Training only (data.train_hint_labels): the hint's regions and types come from the item's
+  # annotated `events` (an always-right hint to learn to read; evaluation keeps TETG's own;
+  # runs/tetg_files.py).
+  hint_labels: bool = False
 
 
 def video_path(item: Mapping) -> str:
@@ -204,10 +204,10 @@ class Prepare(grain.transforms.Map):
         # (the 7 keeps these draws apart from imgsp's [seed, index] stream below)
         extra.update(jitter=cfg.hint_jitter, rng=np.random.default_rng(
             [cfg.seed, 7, max(0, int(item.get("_draw", 0)))]))
-      if cfg.hint_region_source == "labels" and not is_one_frame(item):
+      if cfg.hint_labels and not is_one_frame(item):
         if "events" not in item:
-          raise InputError(item.get("id"), "data.hint_region_source 'labels' needs the training "
-                           "item's annotated 'events' ([] for a normal video)")
+          raise InputError(item.get("id"), "data.train_hint_labels needs the training item's "
+                           "annotated 'events' ([] for a normal video)")
         extra["events"] = item["events"]
       hint = self.hint_fn(video_key(item), seen, **extra)
     feats = features.without_tetg_frames(feats)   # TETG's own frames: read, not batched

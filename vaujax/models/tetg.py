@@ -157,3 +157,84 @@ def _probabilities_fn(cfg: TETGConfig):
 def frame_probabilities(params, cfg: TETGConfig, class_embeddings) -> np.ndarray:
   """P(anomalous) per frame [T] of a video's DINOv2 class embeddings [T, D]."""
   return np.asarray(_probabilities_fn(cfg)(params, jnp.asarray(class_embeddings, jnp.float32)))
+
+
+# --- The typed hint (issue 29): which anomaly class each confident run shows -----------------
+# A vaujax design, not the paper's TETG (a binary classifier): with several anomalies in one
+# video the paper "incorporates the anomaly type into the prompt"; here a second MLP of TETG's
+# shape scores each frame's class embedding over the anomaly classes, and each run of the hint
+# is named by the class its frames score highest on average. Trained on the anomalous frames
+# of the training videos only (frame labels from the annotated events' classes).
+
+
+class TETGTypeClassifier(nn.Module):
+  """[..., D] class embeddings -> [..., C] logits over the anomaly classes."""
+
+  hidden: tuple[int, ...] = (512, 256)
+  num_classes: int = 2
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: Array) -> Array:
+    x = z.astype(self.dtype)
+    widths = (*self.hidden, self.num_classes)
+    for i, width in enumerate(widths):
+      x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
+                   kernel_init=nn.with_logical_partitioning(
+                       nn.initializers.lecun_normal(), ("embed" if i == 0 else "mlp", "mlp")),
+                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
+                   name=f"fc{i + 1}")(x)
+      if i < len(widths) - 1:
+        x = nn.relu(x)
+    return x.astype(jnp.float32)
+
+
+def type_loss(logits: Array, class_ids: Array, weights: Optional[Array] = None) -> Array:
+  """Mean softmax cross-entropy over the frames with a class (`class_ids` >= 0; -1: a normal
+  frame, not counted) and `weights` 1 (0 masks padding). logits [N, C], class_ids [N]."""
+  ids = jnp.asarray(class_ids)
+  w = (ids >= 0).astype(jnp.float32) * (1.0 if weights is None else weights)
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+  picked = jnp.take_along_axis(log_p, jnp.maximum(ids, 0)[:, None], -1)[:, 0]
+  return -(w * picked).sum() / jnp.maximum(w.sum(), 1)
+
+
+def frame_class_ids(timestamps: np.ndarray, events: Sequence[tuple[int, float, float]]
+                    ) -> np.ndarray:
+  """[T] class index of the event each frame lies in (`events`: (class index, start, end)
+  seconds, inclusive; a frame in two overlapping events takes the later-listed one), -1 for a
+  frame in none."""
+  t = np.asarray(timestamps, np.float64)
+  ids = np.full(t.shape, -1, np.int32)
+  for k, start, end in events:
+    if end < start:
+      raise ValueError(f"anomaly interval ends before it starts: [{start}, {end}]")
+    ids[(t >= start) & (t <= end)] = k
+  return ids
+
+
+def run_type(probs: np.ndarray, timestamps: np.ndarray,
+             run: Sequence[float]) -> Optional[int]:
+  """The class index whose mean probability over the frames inside `run` ([start, end]
+  seconds, inclusive) is highest (ties: the lower index), or None when no frame lies inside.
+  probs [S, C], timestamps [S]."""
+  p = np.asarray(probs, np.float64)
+  t = np.asarray(timestamps, np.float64)
+  if p.ndim != 2 or t.shape != (p.shape[0],):
+    raise ValueError(f"expected probs [S, C] and timestamps [S], got {p.shape} and {t.shape}")
+  inside = (t >= run[0]) & (t <= run[1])
+  return int(np.argmax(p[inside].mean(0))) if inside.any() else None
+
+
+@functools.lru_cache(maxsize=8)
+def _type_probabilities_fn(hidden: tuple[int, ...], num_classes: int):
+  model = TETGTypeClassifier(hidden, num_classes)
+  return jax.jit(lambda params, x: jax.nn.softmax(model.apply(params, x), -1))
+
+
+def type_probabilities(params, hidden: Sequence[int], num_classes: int,
+                       class_embeddings) -> np.ndarray:
+  """[T, C] class probabilities per frame of a video's DINOv2 class embeddings [T, D]."""
+  return np.asarray(_type_probabilities_fn(tuple(hidden), int(num_classes))(
+      params, jnp.asarray(class_embeddings, jnp.float32)))

@@ -303,7 +303,7 @@ LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp
                  "data.imgsp_turns": 3, "data.hint_intervals": "strongest",
                  "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0,
                  "model.content_grid": 1, "data.tetg_fps": 0.0, "data.hint_regions": False,
-                 "data.hint_region_source": "tower"}
+                 "data.hint_types": False, "data.train_hint_labels": False}
 
 
 def diff_configs(saved: ml_collections.ConfigDict, given: ml_collections.ConfigDict) -> list[str]:
@@ -358,12 +358,18 @@ def run_tetg(config: ml_collections.ConfigDict):
   path = config_value(config, "data.tetg_params", "")
   if not path or not config_value(config, "model.use_tetg", True):
     return None
+  trained = tetg_files.load_tetg(path)
+  hint_types = bool(config_value(config, "data.hint_types", LEGACY_VALUES["data.hint_types"]))
+  if hint_types and trained.types is None:
+    raise InputError(path, "has no type head, which data.hint_types needs (train TETG with "
+                     "configs/tetg.py's types: the anomaly classes)")
   return dataclasses.replace(
-      tetg_files.load_tetg(path),
+      trained,
       hint_intervals=config_value(config, "data.hint_intervals",
                                   LEGACY_VALUES["data.hint_intervals"]),
       hint_regions=bool(config_value(config, "data.hint_regions",
-                                     LEGACY_VALUES["data.hint_regions"])))
+                                     LEGACY_VALUES["data.hint_regions"])),
+      hint_types=hint_types)
 
 
 def vagpt_params(checkpoint: str, config: ml_collections.ConfigDict) -> dict:

@@ -31,6 +31,21 @@ class TETGView:
   timestamps: Optional[np.ndarray] = None         # [S] the times of `scores`
   # with hint_regions: the region of each of the runs the hint names (None: not said)
   where: Optional[tuple[Optional[str], ...]] = None
+  # with hint_types: the anomaly class of each of the runs the hint names (None: not said)
+  types: Optional[tuple[Optional[str], ...]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TypeHead:
+  """The typed hint's class head (`tetg.TETGTypeClassifier`): its params, hidden widths and
+  the anomaly classes its outputs stand for."""
+  params: dict
+  hidden: tuple[int, ...]
+  classes: tuple[str, ...]
+
+  def probabilities(self, class_embeddings: np.ndarray) -> np.ndarray:
+    """[S, C] class probabilities per frame."""
+    return tetg.type_probabilities(self.params, self.hidden, len(self.classes), class_embeddings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,16 +54,22 @@ class TrainedTETG:
   its hint names: "strongest" (the one run with the most probability mass; runs saved before
   data.hint_intervals) or "all" (every confident run, for videos with several anomalies).
   With `hint_regions` (data.hint_regions) the hint says where each named run happens: the
-  region that changes most in the vision tower's patches (`models/event_region.py`)."""
+  region that changes most in the vision tower's patches (`models/event_region.py`); with
+  `hint_types` (data.hint_types) which anomaly it shows, by the class head `types`."""
   params: dict
   config: tetg.TETGConfig
   hint_intervals: str = "strongest"
   hint_regions: bool = False
+  types: Optional[TypeHead] = None
+  hint_types: bool = False
 
   def __post_init__(self):
     if self.hint_intervals not in HINT_INTERVALS:
       raise InputError("--config.data.hint_intervals", f"must be one of {HINT_INTERVALS}, got "
                        f"{self.hint_intervals!r}")
+    if self.hint_types and self.types is None:
+      raise InputError("--config.data.hint_types", "the run's TETG classifier has no type head "
+                       "(train it with configs/tetg.py's types: the anomaly classes)")
 
   def scores(self, class_embeddings: np.ndarray) -> np.ndarray:
     return tetg.frame_probabilities(self.params, self.config, class_embeddings)
@@ -62,8 +83,18 @@ class TrainedTETG:
     intervals = tuple(tetg.extract_intervals(scores, times, self.config))
     named = self._named(intervals, interval)
     where = self._where(feats, named)
-    return TETGView(scores, interval, conversation.hint_text(named, classes, where), intervals,
-                    np.asarray(times, np.float64), where)
+    kinds = self._types(cls, times, named)
+    return TETGView(scores, interval, conversation.hint_text(named, classes, where, kinds),
+                    intervals, np.asarray(times, np.float64), where, kinds)
+
+  def _types(self, cls, times, named) -> Optional[tuple]:
+    """Each named run's anomaly class by the type head (`tetg.run_type` on TETG's frames), or
+    None without hint_types."""
+    if not self.hint_types or not named:
+      return None
+    probs = self.types.probabilities(cls)
+    found = [tetg.run_type(probs, times, run) for run in named]
+    return tuple(None if k is None else self.types.classes[k] for k in found)
 
   def _named(self, intervals, interval) -> list:
     """The runs the hint names, as a list (none without a run): every confident run ("all"),
@@ -112,30 +143,35 @@ class TrainedTETG:
 
     def hint(video_id, feats, jitter: float = 0.0, rng=None, events=None):
       view = cached_view(video_id, feats)
-      where = view.where if events is None else self._labelled_where(view, events)
-      if (jitter <= 0 or not view.intervals) and where == view.where:
+      where, kinds = view.where, view.types
+      if events is not None:
+        where, kinds = (self._labelled(view, view.where, events, "region"),
+                        self._labelled(view, view.types, events, "label"))
+      if (jitter <= 0 or not view.intervals) and (where, kinds) == (view.where, view.types):
         return view.hint
       named = self._named(view.intervals, view.interval)
       if jitter > 0:
         spacing = tetg.frame_spacing(view.timestamps)
         named = [jittered(i, jitter * spacing, rng) for i in named]
-      return conversation.hint_text(named, classes, where)   # the regions of the runs TETG found
+      # the regions and types of the runs TETG found
+      return conversation.hint_text(named, classes, where, kinds)
     return hint
 
-  def _labelled_where(self, view: TETGView, events) -> Optional[tuple]:
-    """data.hint_region_source "labels" (training only): each named run's region is that of
-    the annotated event it overlaps (or touches) most (`events`: [{"start", "end", "region"}]),
-    so the training hint's region is always right; a run that meets no event with a region (a
-    false alarm) keeps the tower's. None without hint_regions."""
-    if not self.hint_regions or view.where is None:
-      return view.where
+  def _labelled(self, view: TETGView, said: Optional[tuple], events, key: str
+                ) -> Optional[tuple]:
+    """data.train_hint_labels (training only): each named run's `key` ("region" or "label")
+    is that of the annotated event it overlaps (or touches) most (`events`: [{"start", "end",
+    "region", "label"}]), so the training hint says it right; a run that meets no event with
+    one (a false alarm) keeps what TETG `said`. None (not said) stays None."""
+    if said is None:
+      return None
     named = self._named(view.intervals, view.interval)
     out = []
-    for run, tower in zip(named, view.where):
-      overlaps = [(min(run[1], e["end"]) - max(run[0], e["start"]), e["region"])
-                  for e in events if e.get("region") is not None]
+    for run, own in zip(named, said):
+      overlaps = [(min(run[1], e["end"]) - max(run[0], e["start"]), e[key])
+                  for e in events if e.get(key) is not None]
       best = max(overlaps, default=(-1.0, None), key=lambda o: o[0])
-      out.append(best[1] if best[0] >= 0 else tower)   # touching counts (a one-frame run)
+      out.append(best[1] if best[0] >= 0 else own)   # touching counts (a one-frame run)
     return tuple(out)
 
 
@@ -148,9 +184,16 @@ def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, fl
   return start, end
 
 
-def save_tetg(path: str, params: dict, config: tetg.TETGConfig) -> None:
-  """Writes a classifier as a params directory (orbax params + `vaujax.json`)."""
-  params_io.write_params_dir(path, params, {"kind": KIND, "config": dataclasses.asdict(config)})
+def save_tetg(path: str, params: dict, config: tetg.TETGConfig,
+              types: Optional[TypeHead] = None) -> None:
+  """Writes a classifier as a params directory (orbax params + `vaujax.json`); with a type
+  head, both in one tree ({"detector", "types"}) and its widths and classes in the metadata
+  (a directory without one is read as before)."""
+  meta = {"kind": KIND, "config": dataclasses.asdict(config)}
+  if types is not None:
+    meta["types"] = {"hidden": list(types.hidden), "classes": list(types.classes)}
+    params = {"detector": params, "types": types.params}
+  params_io.write_params_dir(path, params, meta)
 
 
 def load_tetg(path: str) -> TrainedTETG:
@@ -159,7 +202,20 @@ def load_tetg(path: str) -> TrainedTETG:
     raise InputError(path, f"not a TETG classifier directory (kind={meta.get('kind')!r})")
   cfg = dict(meta["config"])
   cfg["hidden"] = tuple(cfg["hidden"])
+  types = None
+  if meta.get("types") is not None:
+    head = meta["types"]
+    if not isinstance(head, dict) or not isinstance(params, dict) or \
+        set(params) != {"detector", "types"}:
+      raise InputError(path, f"bad type head in {params_io.METADATA} (needs 'hidden' and "
+                       "'classes', and params 'detector' and 'types')")
+    try:
+      types = TypeHead(params["types"], tuple(int(w) for w in head["hidden"]),
+                       tuple(str(c) for c in head["classes"]))
+    except (KeyError, TypeError, ValueError) as e:
+      raise InputError(path, f"bad type head in {params_io.METADATA} ({e})") from e
+    params = params["detector"]
   try:
-    return TrainedTETG(params, tetg.TETGConfig(**cfg))
+    return TrainedTETG(params, tetg.TETGConfig(**cfg), types=types)
   except TypeError as e:
     raise InputError(path, f"bad TETG config in {params_io.METADATA} ({e})") from e

@@ -108,11 +108,12 @@ def check_vagpt(config: ml_collections.ConfigDict,
                      f"({frames}), the most frames a video may give")
   _choice(config, "data.hint_intervals", {"strongest", "all"})
   _choice(config, "data.hint_regions", {True, False})
-  _choice(config, "data.hint_region_source", {"tower", "labels"})
-  if _get(config, "data.hint_region_source") == "labels" and \
-      _get(config, "data.hint_regions") is not True:
-    raise InputError(_flag("data.hint_region_source"), "'labels' sets the regions of the "
-                     "hint's runs: it needs data.hint_regions=True")
+  _choice(config, "data.hint_types", {True, False})
+  _choice(config, "data.train_hint_labels", {True, False})
+  if _get(config, "data.train_hint_labels") is True and \
+      _get(config, "data.hint_regions") is not True and _get(config, "data.hint_types") is not True:
+    raise InputError(_flag("data.train_hint_labels"), "sets the regions and types the hint "
+                     "says: it needs data.hint_regions or data.hint_types")
   n(config, "data.hint_jitter", low=0, high=4, required=False)
   n(config, "data.tetg_fps", low=0, required=False)
   _choice(config, "data.imgsp", {True, False})
@@ -163,6 +164,13 @@ def check_tetg(config: ml_collections.ConfigDict) -> None:
   n(config, "smooth", low=1, integer=True)
   n(config, "merge_gap", low=0, integer=True)
   n(config, "extend", low=0, required=False)
+  types = _get(config, "types")
+  if types is not _MISSING:
+    names = str(types).split(",") if types else []
+    if not isinstance(types, str) or any(not c.strip() for c in names) or \
+        len(set(names)) != len(names) or len(names) == 1:
+      raise InputError(_flag("types"), f"must be two or more distinct class names, "
+                       f"comma-separated, or empty, got {types!r}")
   _file(config, "data.feature_dir", "feature directory", directory=True)
   _file(config, "data.labels_json", "labels file")
 

@@ -31,7 +31,7 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       read_threads=config.data.get("read_threads", 0),
       prefetch_buffer=config.data.get("prefetch_buffer", 0),
       hint_jitter=float(config.data.get("hint_jitter", 0.0)) if train else 0.0,
-      hint_region_source=config.data.get("hint_region_source", "tower") if train else "tower")
+      hint_labels=bool(config.data.get("train_hint_labels", False)) and train)
 
 
 def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, tokenizer,
