@@ -119,10 +119,10 @@ class TrainedTETG:
   def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
     """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None, events=None) -> hint
     text`; with `jitter` > 0 the named intervals are those of `jittered`; with `events` (a
-    training item's annotated events) the regions are theirs (`_labelled_where`). The classifier runs once
-    per video: its view is kept by the video's id and a digest of its class embeddings and
-    timestamps (an epoch reads each video again; a cut frame of it has other features), at
-    most `max_cached` views (then the memo starts afresh)."""
+    training item's annotated events) the regions and types are theirs (`_labelled`). The
+    classifier runs once per video: its view is kept by the video's id and a digest of its
+    class embeddings and timestamps (an epoch reads each video again; a cut frame of it has
+    other features), at most `max_cached` views (then the memo starts afresh)."""
     classes = tuple(classes)
     views: dict = {}
 
