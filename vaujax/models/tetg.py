@@ -52,17 +52,22 @@ class TETGClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
-    x = z.astype(self.dtype)
-    widths = (*self.config.hidden, 1)
-    for i, width in enumerate(widths):
-      x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
-                   kernel_init=nn.with_logical_partitioning(
-                       nn.initializers.lecun_normal(), ("embed" if i == 0 else "mlp", "mlp")),
-                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
-                   name=f"fc{i + 1}")(x)
-      if i < len(widths) - 1:
-        x = nn.relu(x)
+    x = _relu_mlp(z.astype(self.dtype), (*self.config.hidden, 1), self.dtype, self.param_dtype)
     return x[..., 0].astype(jnp.float32)
+
+
+def _relu_mlp(x: Array, widths: Sequence[int], dtype, param_dtype) -> Array:
+  """Dense layers fc1.. of `widths` with ReLU between them (called inside a module's compact
+  `__call__`: the layers are that module's)."""
+  for i, width in enumerate(widths):
+    x = nn.Dense(width, dtype=dtype, param_dtype=param_dtype,
+                 kernel_init=nn.with_logical_partitioning(
+                     nn.initializers.lecun_normal(), ("embed" if i == 0 else "mlp", "mlp")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
+                 name=f"fc{i + 1}")(x)
+    if i < len(widths) - 1:
+      x = nn.relu(x)
+  return x
 
 
 def tetg_loss(logits: Array, labels: Array, weights: Optional[Array] = None) -> Array:
@@ -177,16 +182,8 @@ class TETGTypeClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, z: Array) -> Array:
-    x = z.astype(self.dtype)
-    widths = (*self.hidden, self.num_classes)
-    for i, width in enumerate(widths):
-      x = nn.Dense(width, dtype=self.dtype, param_dtype=self.param_dtype,
-                   kernel_init=nn.with_logical_partitioning(
-                       nn.initializers.lecun_normal(), ("embed" if i == 0 else "mlp", "mlp")),
-                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
-                   name=f"fc{i + 1}")(x)
-      if i < len(widths) - 1:
-        x = nn.relu(x)
+    x = _relu_mlp(z.astype(self.dtype), (*self.hidden, self.num_classes), self.dtype,
+                  self.param_dtype)
     return x.astype(jnp.float32)
 
 

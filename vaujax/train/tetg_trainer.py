@@ -48,31 +48,45 @@ def train(features: np.ndarray, labels: np.ndarray, config: ml_collections.Confi
   cfg = model_config(config)
   model = tetg.TETGClassifier(cfg)
   params = model.init(jax.random.key(config.seed), jnp.zeros((1, features.shape[1])))
-  params = nn.unbox(params)
+  aucs = []
+
+  def after_epoch(params):
+    if eval_features is not None:
+      aucs.append(metrics.roc_auc(eval_labels, tetg.frame_probabilities(params, cfg, eval_features)))
+  params, losses = _sgd(lambda p, x, y, w: tetg.tetg_loss(model.apply(p, x), y, w),
+                        nn.unbox(params), features, labels, 0, config, config.seed, after_epoch)
+  return TETGResult(params, cfg, losses, aucs)
+
+
+def _sgd(loss_fn, params, features: np.ndarray, targets: np.ndarray, pad_target: int,
+         config: ml_collections.ConfigDict, seed: int, after_epoch=None) -> tuple[dict, list]:
+  """The paper's SGD (config's learning rate, momentum, batch and epochs) of `loss_fn(params,
+  x, y, w)` over every frame once per epoch, in an order drawn from `seed` + epoch; the last
+  partial batch is padded (`pad_target`, weight 0), so every step has one static shape.
+  -> (params, the loss of every step)."""
   tx = optax.sgd(config.learning_rate, momentum=config.momentum or None)
   opt_state = tx.init(params)
 
   @jax.jit
   def step(params, opt_state, x, y, w):
-    loss, grads = jax.value_and_grad(lambda p: tetg.tetg_loss(model.apply(p, x), y, w))(params)
+    loss, grads = jax.value_and_grad(lambda p: loss_fn(p, x, y, w))(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  bs, n = config.batch_size, len(features)
-  losses, aucs = [], []
+  bs, n, losses = config.batch_size, len(features), []
   for epoch in range(config.num_epochs):
-    order = np.random.RandomState(config.seed + epoch).permutation(n)
+    order = np.random.RandomState(seed + epoch).permutation(n)
     for start in range(0, n, bs):
       idx = order[start:start + bs]
       pad = bs - len(idx)
       x = np.concatenate([features[idx], np.zeros((pad, features.shape[1]), np.float32)])
-      y = np.concatenate([labels[idx], np.zeros(pad, np.int32)])
+      y = np.concatenate([targets[idx], np.full(pad, pad_target, np.int32)])
       w = np.concatenate([np.ones(len(idx), np.float32), np.zeros(pad, np.float32)])
       params, opt_state, loss = step(params, opt_state, x, y, w)
       losses.append(float(loss))
-    if eval_features is not None:
-      aucs.append(metrics.roc_auc(eval_labels, tetg.frame_probabilities(params, cfg, eval_features)))
-  return TETGResult(params, cfg, losses, aucs)
+    if after_epoch is not None:
+      after_epoch(params)
+  return params, losses
 
 
 @dataclasses.dataclass
@@ -106,26 +120,8 @@ def train_types(features: np.ndarray, class_ids: np.ndarray, classes, config:
   model = tetg.TETGTypeClassifier(hidden, len(classes))
   params = nn.unbox(model.init(jax.random.key(config.seed + 1),
                                jnp.zeros((1, features.shape[1]))))
-  tx = optax.sgd(config.learning_rate, momentum=config.momentum or None)
-  opt_state = tx.init(params)
-
-  @jax.jit
-  def step(params, opt_state, x, y, w):
-    loss, grads = jax.value_and_grad(lambda p: tetg.type_loss(model.apply(p, x), y, w))(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  bs, n, losses = config.batch_size, len(features), []
-  for epoch in range(config.num_epochs):
-    order = np.random.RandomState(config.seed + 1 + epoch).permutation(n)
-    for start in range(0, n, bs):
-      idx = order[start:start + bs]
-      pad = bs - len(idx)
-      x = np.concatenate([features[idx], np.zeros((pad, features.shape[1]), np.float32)])
-      y = np.concatenate([class_ids[idx], np.full(pad, -1, np.int32)])
-      w = np.concatenate([np.ones(len(idx), np.float32), np.zeros(pad, np.float32)])
-      params, opt_state, loss = step(params, opt_state, x, y, w)
-      losses.append(float(loss))
+  params, losses = _sgd(lambda p, x, y, w: tetg.type_loss(model.apply(p, x), y, w), params,
+                        features, class_ids, -1, config, config.seed + 1)
   return TypeResult(params, hidden, classes, losses)
 
 
