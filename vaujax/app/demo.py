@@ -379,13 +379,10 @@ def train_tetg(paths: dict, workdir: str, log=print, types: bool = False):
   labels = paths["labels"]
   train_labels = {k: labels[k] for k in paths["train_ids"]}
   config = tetg_configs.get_config("epochs=200,momentum=0.9")
-  x, y = tetg_trainer.frames_from_features(paths["features"], train_labels)
+  x, y, *k = tetg_trainer.frames_from_features(paths["features"], train_labels,
+                                               paths["classes"] if types else None)
   result = tetg_trainer.train(x, y, config)
-  head = None
-  if types:
-    _, _, k = tetg_trainer.frames_from_features(paths["features"], train_labels,
-                                                paths["classes"])
-    head = tetg_trainer.train_types(x, k, paths["classes"], config)
+  head = tetg_trainer.train_types(x, k[0], paths["classes"], config) if types else None
   out = os.path.join(workdir, "tetg", "tetg")
   if not os.path.exists(out):
     tetg_trainer.save(out, result, head)
