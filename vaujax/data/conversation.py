@@ -283,20 +283,22 @@ def hint_text(interval, classes: Sequence[str] = UCF_CRIME_CLASSES,
             + ("" if where is None or where[i] is None
                else f" near {regions.region_text(where[i])}")
             for i, ((a, b), k) in enumerate(zip(spans, types))]
-    joined = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
     return text + " " + (TYPED_SENTENCE if len(said) == 1 else TYPED_SENTENCES).format(
-        spans=joined)
+        spans=_listed(said))
   if where is None or all(w is None for w in where):
     if len(spans) == 1:
       return text + " " + INTERVAL_SENTENCE.format(start=spans[0][0], end=spans[0][1])
-    said = [SPAN.format(start=a, end=b) for a, b in spans]
     return text + " " + INTERVALS_SENTENCE.format(
-        spans=", ".join(said[:-1]) + " and " + said[-1])
+        spans=_listed([SPAN.format(start=a, end=b) for a, b in spans]))
   if len(spans) == 1 and where[0] is not None:
     return text + " " + INTERVAL_AT_SENTENCE.format(start=spans[0][0], end=spans[0][1],
                                                     where=regions.region_text(where[0]))
   said = [SPAN.format(start=a, end=b) + " seconds" if w is None else
           SPAN_AT.format(start=a, end=b, where=regions.region_text(w))
           for (a, b), w in zip(spans, where)]
-  return text + " " + INTERVALS_AT_SENTENCE.format(
-      spans=", ".join(said[:-1]) + " and " + said[-1])    # several runs
+  return text + " " + INTERVALS_AT_SENTENCE.format(spans=_listed(said))    # several runs
+
+
+def _listed(said: Sequence[str]) -> str:
+  """"a", "a and b", "a, b and c"."""
+  return said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import posixpath
 import random
 from typing import Callable, Iterable, Protocol, Sequence
 
 from vaujax.data.annotations import NORMAL, Event, VideoAnnotation, events_of
-from vaujax.data.conversation import VIDEO_PLACEHOLDER, readable_class
+from vaujax.data.conversation import VIDEO_PLACEHOLDER
+from vaujax.data.conversation import readable_class as readable
 from vaujax.data.regions import REGIONS, region_text
 from vaujax import files
 from vaujax.errors import InputError
@@ -120,10 +120,6 @@ def anomaly_answer(clip: Clip) -> str:
   phrases = [event_phrase(e) for e in events]
   count = _COUNTS.get(len(events), str(len(events)))
   return (f"Yes, there are {count} anomalies: {', '.join(phrases[:-1])}, and {phrases[-1]}.")
-
-
-def readable(label: str) -> str:
-  return readable_class(label)
 
 
 def when_answer(start: float, end: float) -> str:
@@ -265,10 +261,10 @@ def attach_events(items: Iterable[dict], videos: Iterable[VideoAnnotation]) -> l
   data.train_hint_labels reads. Items of other videos (images) are left as they are."""
   by_id = {v.video_id: [{"label": e.label, "start": float(e.start), "end": float(e.end),
                          "region": e.region} for e in events_of(v)] for v in videos}
+  from vaujax.data.pipeline import video_key   # the key hints and feature files go by
   out = []
   for item in items:
-    video = item.get("video")
-    key = posixpath.splitext(posixpath.basename(video.replace("\\", "/")))[0] if video else None
+    key = video_key(item) if item.get("video") else None
     out.append({**item, "events": by_id[key]} if key in by_id else item)
   return out
 

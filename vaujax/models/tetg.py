@@ -84,13 +84,8 @@ def tetg_loss(logits: Array, labels: Array, weights: Optional[Array] = None) -> 
 
 def frame_labels(timestamps: np.ndarray, intervals: Sequence[Sequence[float]]) -> np.ndarray:
   """1 where a frame's timestamp lies in any [start, end] anomaly interval (seconds), else 0."""
-  t = np.asarray(timestamps, np.float64)
-  labels = np.zeros(t.shape, np.int32)
-  for start, end in intervals:
-    if end < start:
-      raise ValueError(f"anomaly interval ends before it starts: [{start}, {end}]")
-    labels |= ((t >= start) & (t <= end)).astype(np.int32)
-  return labels
+  return (frame_class_ids(timestamps, [(0, start, end) for start, end in intervals])
+          >= 0).astype(np.int32)
 
 
 def extract_interval(probs: np.ndarray, timestamps: np.ndarray,

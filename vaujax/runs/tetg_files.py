@@ -143,13 +143,13 @@ class TrainedTETG:
 
     def hint(video_id, feats, jitter: float = 0.0, rng=None, events=None):
       view = cached_view(video_id, feats)
+      named = self._named(view.intervals, view.interval)
       where, kinds = view.where, view.types
       if events is not None:
-        where, kinds = (self._labelled(view, view.where, events, "region"),
-                        self._labelled(view, view.types, events, "label"))
+        where, kinds = (_labelled(named, view.where, events, "region"),
+                        _labelled(named, view.types, events, "label"))
       if (jitter <= 0 or not view.intervals) and (where, kinds) == (view.where, view.types):
         return view.hint
-      named = self._named(view.intervals, view.interval)
       if jitter > 0:
         spacing = tetg.frame_spacing(view.timestamps)
         named = [jittered(i, jitter * spacing, rng) for i in named]
@@ -157,22 +157,21 @@ class TrainedTETG:
       return conversation.hint_text(named, classes, where, kinds)
     return hint
 
-  def _labelled(self, view: TETGView, said: Optional[tuple], events, key: str
-                ) -> Optional[tuple]:
-    """data.train_hint_labels (training only): each named run's `key` ("region" or "label")
-    is that of the annotated event it overlaps (or touches) most (`events`: [{"start", "end",
-    "region", "label"}]), so the training hint says it right; a run that meets no event with
-    one (a false alarm) keeps what TETG `said`. None (not said) stays None."""
-    if said is None:
-      return None
-    named = self._named(view.intervals, view.interval)
-    out = []
-    for run, own in zip(named, said):
-      overlaps = [(min(run[1], e["end"]) - max(run[0], e["start"]), e[key])
-                  for e in events if e.get(key) is not None]
-      best = max(overlaps, default=(-1.0, None), key=lambda o: o[0])
-      out.append(best[1] if best[0] >= 0 else own)   # touching counts (a one-frame run)
-    return tuple(out)
+
+def _labelled(named, said: Optional[tuple], events, key: str) -> Optional[tuple]:
+  """data.train_hint_labels (training only): each named run's `key` ("region" or "label") is
+  that of the annotated event it overlaps (or touches) most (`events`: [{"start", "end",
+  "region", "label"}]), so the training hint says it right; a run that meets no event with one
+  (a false alarm) keeps what TETG `said`. None (not said) stays None."""
+  if said is None:
+    return None
+  out = []
+  for run, own in zip(named, said):
+    overlaps = [(min(run[1], e["end"]) - max(run[0], e["start"]), e[key])
+                for e in events if e.get(key) is not None]
+    best = max(overlaps, default=(-1.0, None), key=lambda o: o[0])
+    out.append(best[1] if best[0] >= 0 else own)   # touching counts (a one-frame run)
+  return tuple(out)
 
 
 def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:
