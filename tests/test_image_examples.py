@@ -1,5 +1,7 @@
 """Image examples beside videos (issue 29): an image, or one cut frame of a video, batches as a
-one-frame video (padded to T, slots for its one frame, no TETG interval)."""
+one-frame video (padded to T, slots for its one frame, no TETG interval). Text-only examples
+(neither video nor image: LLaVA's text conversations, the demo's hint drills) batch beside them
+with blank frame arrays that no slot reads."""
 
 import dataclasses
 import json
@@ -296,3 +298,59 @@ def test_tfds_builder_refuses_image_examples(tmp_path):
       [{"id": "c", "video": "v.mp4", "frame_s": 1.0, "conversations": _chat("q?", "a.")}]))
   with pytest.raises(InputError, match=r"train.json: example c: image and cut-frame examples"):
     tfds_builders.build(tfds_builders.InstructionData, str(tmp_path / "tfds"), str(manual))
+
+
+TEXT = {"id": "t", "conversations": [
+    {"from": "human", "value": "There is one of the crime types occurring from 2.0 to 5.0 "
+     "seconds. When does the anomaly happen?"}, {"from": "gpt", "value": "From 2.0 to 5.0."}]}
+
+
+def test_text_only_and_video_in_one_batch_give_each_ones_loss_alone(setup):
+  """A text-only example has no slot, the run's keys and shapes (blank frames, all masked), and
+  beside a video in one batch each has the loss it has alone; its loss does not move when its
+  blank arrays are replaced by noise (no visual token reaches the LLM)."""
+  s = setup
+  video, text = s["prep"].map(s["items"]["video"]), s["prep"].map(TEXT)
+  assert sorted(text) == sorted(video)
+  assert all(text[k].shape == video[k].shape and text[k].dtype == video[k].dtype for k in text)
+  assert (text["input_ids"] == conv.VIDEO_TOKEN_ID).sum() == 0
+  assert text["frame_mask"].tolist() == [0] * T
+  assert text["timestamps"].tolist() == [frame_layout.PAD_TIME] * T
+  ids, _ = conv.tokenize_conversation(TEXT["conversations"], CharTokenizer(),
+                                      num_video_tokens=s["cfg"].num_video_tokens, video_ids=[])
+  np.testing.assert_array_equal(text["input_ids"][:len(ids)], ids)
+  together = _losses(s, [video, text])
+  alone = _losses(s, [video]) + _losses(s, [text])
+  np.testing.assert_allclose(together, alone, atol=1e-5)
+  rng = np.random.RandomState(1)
+  noisy = {**text, **{k: rng.randn(*text[k].shape).astype("f4")
+                      for k in ("tower_patches", "dino_patches")}}
+  np.testing.assert_allclose(_losses(s, [video, noisy]), together, atol=1e-5)
+
+
+def test_text_only_in_a_fixed_frame_run_and_without_a_hint(setup):
+  """Fixed frames: the same keys as a T-frame video (no times, no mask: what the model reads).
+  A text-only example gets no TETG hint (the hint function is not called for it) and is kept
+  by the skip-bad pass; shapes the config leaves unknown are refused naming it."""
+  s = setup
+  fixed = dataclasses.replace(s["pcfg"], variable_frames=False, frame_times="none")
+  root = s["root"] / "fixed"
+  root.mkdir()
+  arrays = {k: np.concatenate([v, v[-1:]]) for k, v in s["video"].items()}     # T frames
+  arrays["timestamps"] = np.arange(T, dtype=np.float64)
+  features.write_features(str(root / "v1.npz"), arrays)
+  fixed = dataclasses.replace(fixed, feature_dir=str(root))
+  calls = []
+  prep = pipeline.Prepare(fixed, CharTokenizer(),
+                          hint_fn=lambda vid, f: calls.append(vid) or "Known.")
+  video, text = prep.map(s["items"]["video"]), prep.map(TEXT)
+  assert sorted(video) == sorted(text) == ["attention_mask", "dino_patches", "example_index",
+                                           "input_ids", "labels", "tower_patches"]
+  assert calls == ["v1"]
+  assert all(text[k].shape == video[k].shape for k in text)
+  kept, problems = pipeline.drop_examples_without_features([TEXT, s["items"]["video"]], fixed)
+  assert [i["id"] for i in kept] == ["t", "v"] and problems == []
+  unknown = dataclasses.replace(fixed, feature_shapes={"tower_patches": None})
+  with pytest.raises(InputError, match=r"^t: is a text-only example .* every feature shape"):
+    pipeline.Prepare(unknown, CharTokenizer()).map(TEXT)
+  pipeline.check_unique_keys([TEXT, s["items"]["video"]], "train.json", fixed.feature_dir)

@@ -389,14 +389,13 @@ def test_hint_intervals_is_a_recorded_checked_key(tmp_path):
 
 
 def test_jittered_hints_move_each_boundary_within_the_frame_spacings():
-  from vaujax.runs import tetg_files
   rng = np.random.default_rng(0)
-  moved = [tetg_files.jittered((4.0, 9.0), 1.5, rng) for _ in range(2000)]
+  moved = [tetg.jittered((4.0, 9.0), 1.5, rng) for _ in range(2000)]
   starts, ends = np.array(moved).T
   assert starts.min() >= 2.5 and starts.max() <= 5.5 and ends.min() >= 7.5 and ends.max() <= 10.5
   assert starts.std() > 0.8 and ends.std() > 0.8                    # uniform over +-1.5: 0.87
   assert abs(np.corrcoef(starts, ends)[0, 1]) < 0.1                 # drawn apart
-  near_zero = [tetg_files.jittered((0.2, 0.4), 2.0, rng) for _ in range(200)]
+  near_zero = [tetg.jittered((0.2, 0.4), 2.0, rng) for _ in range(200)]
   assert all(0.0 <= s and e >= s + 0.1 - 1e-9 for s, e in near_zero)
   assert tetg.frame_spacing(np.array([0.0, 2.5, 5.0, 7.5])) == 2.5
   assert tetg.frame_spacing(np.array([3.0])) == 0.0

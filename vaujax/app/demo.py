@@ -47,7 +47,7 @@ from vaujax import cpu_runtime, files
 from vaujax.errors import InputError
 from vaujax.app import cli
 from vaujax.data import (annotations, augment, benchmark_files, conversation, cut_frames,
-                         features, frame_layout, instructions, synthetic)
+                         features, frame_layout, hint_drills, instructions, synthetic)
 from vaujax.data.tokenizer import train_sentencepiece
 from vaujax.models import tetg
 
@@ -136,6 +136,9 @@ class DemoConfig:
   # a 20-32 s video's hint then comes from 20-32 frames instead of 12. 1 failed the check (run
   # AA: shorter 53.3%, longer 76.5%; fresh longer 59.0 against 66.7, BUILD.md, 2026-12-06)
   tetg_fps: float = 0.0
+  # text-only drills in reading the hint (data/hint_drills.py): invented videos, each its hint
+  # and the MC questions it answers, durations spanning the time-scaled copies' (0: none)
+  hint_drills: int = 0
   seed: int = 0
 
 
@@ -262,6 +265,8 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   for copy in range(c.mc_copies):
     mc = benchmark_files.multiple_choice(train_all, syn.classes, seed=1000 + copy)
     train_items += benchmark_files.mc_training_items(mc)
+  if c.hint_drills:
+    train_items += hint_drills.drill_items(drill_config(c, syn.classes))
   if c.train_hint_labels:   # the training hints' regions and types are read from these
     train_items = instructions.attach_events(train_items, train_all)
   paths["train_json"] = os.path.join(root, "train.json")
@@ -300,6 +305,21 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
                                                    for t in i["conversations"]]
   paths["tokenizer"] = train_sentencepiece(texts * 3, os.path.join(root, "tokenizer"), 600)
   return paths
+
+
+def drill_config(c: DemoConfig, classes) -> hint_drills.DrillConfig:
+  """The hint drills of a demo run: as many as `c.hint_drills`, durations from the fastest
+  clock copy's shortest to the slowest's longest (no time that the copies do not reach), frames
+  and jitter as the run samples and jitters, regions and types as its hints say them."""
+  shortest = c.seconds * min(c.fast_clock, 1.0) if not c.fast_clock_seconds \
+      else c.fast_clock_seconds
+  longest = max(c.max_seconds * max(c.time_scale, 1.0), c.slow_clock_seconds)
+  types = bool(c.hint_types)
+  return hint_drills.DrillConfig(
+      c.hint_drills, tuple(classes), seconds=(shortest, longest), src_fps=c.fps,
+      sample_fps=c.sample_fps, frames=c.frames, hint_jitter=c.hint_jitter,
+      regions=bool(c.hint_regions), types=types,
+      multi_fraction=c.multi_fraction if types and c.max_events >= 2 else 0.0, seed=c.seed)
 
 
 def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig, encoder,
@@ -631,6 +651,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                                 "--hint_types=1",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
+           "hint_drills": "text-only drills in reading TETG's hint: this many invented videos, "
+                          "each only its hint and the MC questions the hint answers (when; "
+                          "where with --hint_regions=1; the type with --hint_types=1), "
+                          "durations spanning the time-scaled copies' (0: none)",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
                        "model's (data.tetg_fps; 0: TETG reads the model's frames)",
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
@@ -717,7 +741,7 @@ def main(fv: flags.FlagValues) -> dict:
                                     "fast_clock_seconds", "fast_copy_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial",
                                     "hint_regions", "mirror_copies", "hint_types",
-                                    "train_hint_labels")
+                                    "train_hint_labels", "hint_drills")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):
@@ -731,6 +755,11 @@ def main(fv: flags.FlagValues) -> dict:
   if c.train_hint_labels and not (c.hint_regions or c.hint_types):
     raise cli.fail("--train_hint_labels", "sets the hint's regions and types: it needs "
                    "--hint_regions=1 or --hint_types=1")
+  if c.hint_drills:
+    try:
+      drill_config(c, _synthetic_config(c).classes)
+    except ValueError as e:
+      raise cli.fail("--hint_drills", str(e)) from None
   if c.tower not in ("tiny", "dinov2"):
     raise cli.fail("--tower", f"must be tiny or dinov2, got {c.tower!r}")
   if c.tower == "dinov2" and c.dinov2 != "real":

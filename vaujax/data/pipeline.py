@@ -10,6 +10,9 @@ examples are truncated from the end and counted), features [T, ...] (T fixed by 
 An example may also be an image (`"image": "frames/x.jpg"`, its one-frame feature file) or a
 cut frame of a video (`"video"` + `"frame_s"` seconds: that video's frame nearest to it, no
 extraction); either is a one-frame video padded to T (data.sample_fps > 0) with no TETG interval.
+An example with neither `video` nor `image` is text only (LLaVA's text conversations, or
+`hint_drills` items): no placeholder, no feature file, no TETG hint; its frame arrays are zeros
+that no slot of its prompt reads, so it batches with video examples.
 The iterator state is a small dict that orbax/grain checkpoint with the model, so a restored
 iterator yields exactly the examples that had not been seen.
 """
@@ -99,6 +102,28 @@ def is_image(item: Mapping) -> bool:
   return bool(item.get("image"))
 
 
+def is_text_only(item: Mapping) -> bool:
+  """A text-only example: neither a `video` nor an `image` (its conversation has no placeholder,
+  which the instruction reader checks)."""
+  return not (item.get("video") or item.get("image"))
+
+
+def text_only_features(cfg: PipelineConfig, item: Mapping) -> dict:
+  """A text-only example's frame arrays: zeros of the run's shapes ([T, ...]; with variable
+  frames timestamps PAD_TIME and an all-zero frame_mask). Its prompt has no video slot, so the
+  visual tokens computed from them reach no position of the LLM. Shapes the config leaves
+  unknown are an InputError naming the example."""
+  if cfg.num_frames is None or any(s is None for s in cfg.feature_shapes.values()):
+    raise InputError(item.get("id"), "is a text-only example (no 'video' or 'image'); its blank "
+                     "frame arrays need the run's frame count and every feature shape")
+  out = {k: np.zeros((cfg.num_frames, *shape), np.float32)
+         for k, shape in cfg.feature_shapes.items()}
+  if cfg.variable_frames:
+    out["timestamps"] = np.full(cfg.num_frames, frame_layout.PAD_TIME, np.float32)
+    out["frame_mask"] = np.zeros(cfg.num_frames, np.int32)
+  return out
+
+
 def is_one_frame(item: Mapping) -> bool:
   """An image, or one cut frame of a video (`{"video": ..., "frame_s": 3.0}`): either batches
   as a one-frame video, padded to T (which needs variable frames, data.sample_fps > 0)."""
@@ -116,7 +141,7 @@ def check_unique_keys(items: Sequence[Mapping], source: str, feature_dir: str) -
   by_video: dict[str, str] = {}
   seen: dict[str, list[tuple]] = {}
   for item in items:
-    if not isinstance(item, Mapping) or not (item.get("video") or item.get("image")):
+    if not isinstance(item, Mapping) or is_text_only(item):
       continue
     try:
       video = video_path(item)
@@ -147,6 +172,8 @@ def _read_example_features(cfg: PipelineConfig, item: Mapping) -> tuple[str, dic
   whose shapes or frame count (`cfg.num_frames`) differ, is an InputError naming it. An image
   example's file must have one frame; a cut frame is sliced out of its video's file
   (`frame_layout.cut_frame`); either without variable frames is an InputError naming it."""
+  if is_text_only(item):
+    return "", text_only_features(cfg, item)
   path = features.video_feature_path(cfg.feature_dir, video_path(item))
   if not is_one_frame(item):
     return path, features.read_features(path, cfg.feature_shapes,
@@ -181,6 +208,8 @@ class Prepare(grain.transforms.Map):
     """The example's features; a file with another frame count than the first one read is an
     InputError naming both (grain would fail stacking the batch, naming neither)."""
     path, feats = _read_example_features(self.cfg, item)
+    if is_text_only(item):
+      return feats
     count = features.frame_count(feats)
     if self.cfg.variable_frames:     # padded in `map`, after TETG has read the real frames
       frame_layout.check_frame_count(feats, self.cfg.num_frames, path)
@@ -196,8 +225,10 @@ class Prepare(grain.transforms.Map):
   def map(self, item):
     cfg = self.cfg
     feats = self._features(item)
+    text_only = is_text_only(item)
     hint = ""
-    if self.hint_fn is not None:   # an image has no time: TETG gets no frames, no interval
+    if self.hint_fn is not None and not text_only:   # an image has no time: TETG gets no
+      # frames, no interval
       seen = frame_layout.no_frames(feats) if is_one_frame(item) else feats
       extra = {}
       if cfg.hint_jitter > 0:      # a new draw per read: the position in the repeated stream
@@ -211,11 +242,14 @@ class Prepare(grain.transforms.Map):
         extra["events"] = item["events"]
       hint = self.hint_fn(video_key(item), seen, **extra)
     feats = features.without_tetg_frames(feats)   # TETG's own frames: read, not batched
-    video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
-                                         cfg.num_frames, cfg.variable_frames, cfg.frame_times,
-                                         self.tokenizer, video_path(item))
-    if cfg.variable_frames:
-      feats = frame_layout.pad_frames(feats, cfg.num_frames)
+    if text_only:     # no placeholder: no slots (the blank arrays are already [T, ...])
+      video = []
+    else:
+      video = frame_layout.placeholder_ids(feats.get("timestamps"), cfg.num_video_tokens,
+                                           cfg.num_frames, cfg.variable_frames, cfg.frame_times,
+                                           self.tokenizer, video_path(item))
+      if cfg.variable_frames:
+        feats = frame_layout.pad_frames(feats, cfg.num_frames)
     try:
       # imgsp's placeholder sides: random as in LLaMA-VID's training, fixed per example
       rng = np.random.default_rng([cfg.seed, max(0, int(item.get("_index", 0)))])
@@ -242,10 +276,14 @@ class Prepare(grain.transforms.Map):
            "example_index": np.int64(item.get("_index", -1))}
     if self.bert is not None and cfg.qformer_max_length:
       out.update(self._qformer_ids(item, prepared.qformer_texts))
-    for key in ("tower_patches", "dino_patches", "dino_cls", "timestamps"):
+    # What the model reads, the same keys for every example of a run (so that text-only and
+    # video examples stack): the two towers' patches, and with variable frames the frame times
+    # and mask. A file's dino_cls is TETG's, read above for the hint.
+    keys = ("tower_patches", "dino_patches") + (("timestamps",) if cfg.variable_frames else ())
+    for key in keys:
       if key in feats:
         out[key] = feats[key].astype(np.float32)
-    if "frame_mask" in feats:
+    if cfg.variable_frames:
       out["frame_mask"] = feats["frame_mask"]
     return out
 
@@ -292,14 +330,16 @@ def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
   for item in items:
     try:
       path, feats = _read_example_features(cfg, item)
-      read.append((item, path, features.frame_count(feats)))
+      read.append((item, path, None if is_text_only(item) else features.frame_count(feats)))
     except InputError as e:
       problems.append(str(e))
-  counts = collections.Counter(count for _, _, count in read)
+  counts = collections.Counter(count for _, _, count in read if count is not None)
   common = max(counts, key=lambda c: (counts[c], -c)) if counts else None
   kept = []
   for item, path, count in read:
-    if cfg.variable_frames:         # any count from 1 to num_frames is padded to num_frames
+    if count is None:               # text only: blank arrays of the run's shapes
+      kept.append(item)
+    elif cfg.variable_frames:         # any count from 1 to num_frames is padded to num_frames
       try:
         frame_layout.check_frame_count({"timestamps": range(count)}, cfg.num_frames, path)
         kept.append(item)

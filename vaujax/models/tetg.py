@@ -128,6 +128,15 @@ def frame_spacing(timestamps, default: float = 0.0) -> float:
   return float(np.median(np.diff(t))) if t.size > 1 else default
 
 
+def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:
+  """`interval` with each boundary moved by a uniform draw in [-most, most] seconds, kept in
+  order (at least 0.1 s long) and not before 0: what TETG's frame-quantised interval is off by
+  on a video it was not trained on."""
+  start = max(0.0, interval[0] + float(rng.uniform(-most, most)))
+  end = max(start + 0.1, interval[1] + float(rng.uniform(-most, most)))
+  return start, end
+
+
 def _seconds(t: np.ndarray, start: int, end: int, config: TETGConfig) -> tuple[float, float]:
   """A run's first and last frame times, each moved outwards by `extend` frame spacings."""
   if config.extend and len(t) > 1:

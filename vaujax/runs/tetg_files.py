@@ -118,7 +118,7 @@ class TrainedTETG:
 
   def hint_fn(self, classes: Sequence[str], max_cached: int = 1 << 16):
     """A data-pipeline hint function `(video_id, feats, jitter=0, rng=None, events=None) -> hint
-    text`; with `jitter` > 0 the named intervals are those of `jittered`; with `events` (a
+    text`; with `jitter` > 0 the named intervals are those of `tetg.jittered`; with `events` (a
     training item's annotated events) the regions and types are theirs (`_labelled`). The
     classifier runs once per video: its view is kept by the video's id and a digest of its
     class embeddings and timestamps (an epoch reads each video again; a cut frame of it has
@@ -152,7 +152,7 @@ class TrainedTETG:
         return view.hint
       if jitter > 0:
         spacing = tetg.frame_spacing(view.timestamps)
-        named = [jittered(i, jitter * spacing, rng) for i in named]
+        named = [tetg.jittered(i, jitter * spacing, rng) for i in named]
       # the regions and types of the runs TETG found
       return conversation.hint_text(named, classes, where, kinds)
     return hint
@@ -172,15 +172,6 @@ def _labelled(named, said: Optional[tuple], events, key: str) -> Optional[tuple]
     best = max(overlaps, default=(-1.0, None), key=lambda o: o[0])
     out.append(best[1] if best[0] >= 0 else own)   # touching counts (a one-frame run)
   return tuple(out)
-
-
-def jittered(interval: tuple[float, float], most: float, rng) -> tuple[float, float]:
-  """`interval` with each boundary moved by a uniform draw in [-most, most] seconds, kept in
-  order (at least 0.1 s long) and not before 0: what TETG's frame-quantised interval is off by
-  on a video it was not trained on."""
-  start = max(0.0, interval[0] + float(rng.uniform(-most, most)))
-  end = max(start + 0.1, interval[1] + float(rng.uniform(-most, most)))
-  return start, end
 
 
 def save_tetg(path: str, params: dict, config: tetg.TETGConfig,
