@@ -300,6 +300,24 @@ def test_tfds_builder_refuses_image_examples(tmp_path):
     tfds_builders.build(tfds_builders.InstructionData, str(tmp_path / "tfds"), str(manual))
 
 
+def test_tfds_keeps_text_only_examples(tmp_path):
+  """A text-only example goes through TFDS with an empty video path: read back, it is text only
+  and its conversation is unchanged."""
+  import tensorflow_datasets as tfds
+
+  from vaujax.data import tfds_builders
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  video = {"id": "v", "video": "videos/v1.mp4", "conversations": _chat("q?", "a.")}
+  (manual / "train.json").write_text(json.dumps([TEXT, video]))
+  tfds_builders.build(tfds_builders.InstructionData, str(tmp_path / "tfds"), str(manual))
+  source = pipeline.TFDSInstructionSource(tfds.data_source(
+      "vaujax_instructions", data_dir=str(tmp_path / "tfds"), split="train"))
+  text, back = source[0], source[1]
+  assert pipeline.is_text_only(text) and text["conversations"] == TEXT["conversations"]
+  assert not pipeline.is_text_only(back) and back["video"] == "videos/v1.mp4"
+
+
 TEXT = {"id": "t", "conversations": [
     {"from": "human", "value": "There is one of the crime types occurring from 2.0 to 5.0 "
      "seconds. When does the anomaly happen?"}, {"from": "gpt", "value": "From 2.0 to 5.0."}]}

@@ -63,7 +63,7 @@ class DrillConfig:
       raise ValueError(f"drills need at least two anomaly classes, got {self.classes}")
     lo, hi = self.seconds
     if not 0 < lo <= hi or not 0 < self.min_event_s <= lo:
-      raise ValueError(f"durations {self.seconds} must be positive, at least min_event_s "
+      raise ValueError(f"drill durations {self.seconds} must be positive, at least min_event_s "
                        f"{self.min_event_s}")
     if not 0 < self.event_fraction[0] <= self.event_fraction[1] <= 0.5:
       raise ValueError(f"event_fraction {self.event_fraction} must lie in (0, 0.5]")

@@ -227,8 +227,8 @@ class Prepare(grain.transforms.Map):
     feats = self._features(item)
     text_only = is_text_only(item)
     hint = ""
-    if self.hint_fn is not None and not text_only:   # an image has no time: TETG gets no
-      # frames, no interval
+    if self.hint_fn is not None and not text_only:
+      # an image has no time: TETG gets no frames, no interval (a text-only example: no hint)
       seen = frame_layout.no_frames(feats) if is_one_frame(item) else feats
       extra = {}
       if cfg.hint_jitter > 0:      # a new draw per read: the position in the repeated stream

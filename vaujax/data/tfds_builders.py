@@ -58,7 +58,8 @@ class InstructionData(tfds.core.GeneratorBasedBuilder):
       if item.get("image") or "frame_s" in item:   # the records keep a video path only
         raise InputError(path, f"example {item.get('id', i)}: image and cut-frame examples are "
                          "read from the instruction JSON, not through TFDS")
-      yield i, {"id": str(item.get("id", i)), "video": item["video"],
+      # a text-only example keeps an empty video path (`pipeline.is_text_only`)
+      yield i, {"id": str(item.get("id", i)), "video": item.get("video") or "",
                 "conversations": json.dumps(item["conversations"]), "index": i}
 
 
