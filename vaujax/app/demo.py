@@ -15,9 +15,10 @@
    see `vaujax/data/augment.py`),
 3. builds the training data (three QA per clip; with `--spatial=1` they ask where, in a 3x3
    grid; with `--cut_frames=1` cut-frame image examples from the training videos, as the paper
-   mixes images in; MC questions of the training videos), the held-out benchmarks
-   (UCF-Crime-style open QA, 4-option MC; where-questions with `--spatial=1`, when-questions
-   naming the type for two anomalies) and a tokenizer,
+   mixes images in; MC questions of the training videos; with `--hint_drills=N` N invented
+   videos as text only, each its hint and the questions the hint answers), the held-out
+   benchmarks (UCF-Crime-style open QA, 4-option MC; where-questions with `--spatial=1`,
+   when-questions naming the type for two anomalies) and a tokenizer,
 4. trains the TETG frame classifier and reports frame AUC / AP on the held-out videos,
 5. trains VA-GPT stage one (all tokens, TETG hints), then stage two (SETS, K=0.5) from it,
 6. evaluates the held-out benchmarks (MC by log-likelihood and by generate-then-parse; open QA)
