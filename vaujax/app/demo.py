@@ -311,16 +311,18 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
 def drill_config(c: DemoConfig, classes) -> hint_drills.DrillConfig:
   """The hint drills of a demo run: as many as `c.hint_drills`, durations from the fastest
   clock copy's shortest to the slowest's longest (no time that the copies do not reach), frames
-  and jitter as the run samples and jitters, regions and types as its hints say them."""
+  and jitter as the run samples and jitters, regions and types as its hints say them (two-event
+  drills only where its hints list every run and name their types)."""
   shortest = c.seconds * min(c.fast_clock, 1.0) if not c.fast_clock_seconds \
       else c.fast_clock_seconds
   longest = max(c.max_seconds * max(c.time_scale, 1.0), c.slow_clock_seconds)
   types = bool(c.hint_types)
+  several = types and c.max_events >= 2 and c.hint_intervals == "all"
   return hint_drills.DrillConfig(
       c.hint_drills, tuple(classes), seconds=(shortest, longest), src_fps=c.fps,
       sample_fps=c.sample_fps, frames=c.frames, hint_jitter=c.hint_jitter,
       regions=bool(c.hint_regions), types=types,
-      multi_fraction=c.multi_fraction if types and c.max_events >= 2 else 0.0, seed=c.seed)
+      multi_fraction=c.multi_fraction if several else 0.0, seed=c.seed)
 
 
 def _synthetic_held_out_set(sub: str, name: str, cfg: synthetic.SyntheticConfig, encoder,
