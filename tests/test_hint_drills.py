@@ -110,14 +110,15 @@ def test_fixed_frame_runs_and_bad_configs():
 
 def test_demo_drills_span_the_clock_copies_durations():
   from vaujax.app import demo
-  c = demo.DemoConfig(hint_drills=100)
-  cfg = demo.drill_config(c, CLASSES)
+  c = demo.DemoConfig(hint_drills=33)
+  cfg = demo.drill_config(c, CLASSES, 180)
+  assert cfg.count == 33 * 180                  # per training video
   assert cfg.seconds == (2.0, 48.0) and cfg.frames == 12 and cfg.sample_fps == 1.0
   assert not cfg.regions and not cfg.types and cfg.multi_fraction == 0
   typed = dict(hint_drills=5, hint_types=1, hint_regions=1, max_events=2,
                slow_clock_seconds=40.0, fast_clock_seconds=1.5)
-  every = demo.drill_config(demo.DemoConfig(**typed, hint_intervals="all"), CLASSES)
+  every = demo.drill_config(demo.DemoConfig(**typed, hint_intervals="all"), CLASSES, 10)
   assert every.seconds == (1.5, 48.0) and every.types and every.regions
   assert every.multi_fraction == 0.3
   # the strongest run alone: no hint lists two events, so no drill does
-  assert demo.drill_config(demo.DemoConfig(**typed), CLASSES).multi_fraction == 0
+  assert demo.drill_config(demo.DemoConfig(**typed), CLASSES, 10).multi_fraction == 0

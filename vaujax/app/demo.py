@@ -16,9 +16,9 @@
 3. builds the training data (three QA per clip; with `--spatial=1` they ask where, in a 3x3
    grid; with `--cut_frames=1` cut-frame image examples from the training videos, as the paper
    mixes images in; MC questions of the training videos; with `--hint_drills=N` N invented
-   videos as text only, each its hint and the questions the hint answers), the held-out
-   benchmarks (UCF-Crime-style open QA, 4-option MC; where-questions with `--spatial=1`,
-   when-questions naming the type for two anomalies) and a tokenizer,
+   videos per training video, as text only: each its hint and the questions the hint answers),
+   the held-out benchmarks (UCF-Crime-style open QA, 4-option MC; where-questions with
+   `--spatial=1`, when-questions naming the type for two anomalies) and a tokenizer,
 4. trains the TETG frame classifier and reports frame AUC / AP on the held-out videos,
 5. trains VA-GPT stage one (all tokens, TETG hints), then stage two (SETS, K=0.5) from it,
 6. evaluates the held-out benchmarks (MC by log-likelihood and by generate-then-parse; open QA)
@@ -137,8 +137,9 @@ class DemoConfig:
   # a 20-32 s video's hint then comes from 20-32 frames instead of 12. 1 failed the check (run
   # AA: shorter 53.3%, longer 76.5%; fresh longer 59.0 against 66.7, BUILD.md, 2026-12-06)
   tetg_fps: float = 0.0
-  # text-only drills in reading the hint (data/hint_drills.py): invented videos, each its hint
-  # and the MC questions it answers, durations spanning the time-scaled copies' (0: none)
+  # text-only drills in reading the hint (data/hint_drills.py): invented videos per training
+  # video, each its hint and the MC questions it answers, durations spanning the time-scaled
+  # copies' (0: none)
   hint_drills: int = 0
   seed: int = 0
 
@@ -267,7 +268,7 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
     mc = benchmark_files.multiple_choice(train_all, syn.classes, seed=1000 + copy)
     train_items += benchmark_files.mc_training_items(mc)
   if c.hint_drills:
-    train_items += hint_drills.drill_items(drill_config(c, syn.classes))
+    train_items += hint_drills.drill_items(drill_config(c, syn.classes, len(train)))
   if c.train_hint_labels:   # the training hints' regions and types are read from these
     train_items = instructions.attach_events(train_items, train_all)
   paths["train_json"] = os.path.join(root, "train.json")
@@ -308,18 +309,19 @@ def prepare_data(root: str, c: DemoConfig, log=print) -> dict:
   return paths
 
 
-def drill_config(c: DemoConfig, classes) -> hint_drills.DrillConfig:
-  """The hint drills of a demo run: as many as `c.hint_drills`, durations from the fastest
-  clock copy's shortest to the slowest's longest (no time that the copies do not reach), frames
-  and jitter as the run samples and jitters, regions and types as its hints say them (two-event
-  drills only where its hints list every run and name their types)."""
+def drill_config(c: DemoConfig, classes, train_videos: int) -> hint_drills.DrillConfig:
+  """The hint drills of a demo run: `c.hint_drills` per training video (so a smaller run keeps
+  the share of drills in its training data), durations from the fastest clock copy's shortest
+  to the slowest's longest (no time that the copies do not reach), frames and jitter as the run
+  samples and jitters, regions and types as its hints say them (two-event drills only where its
+  hints list every run and name their types)."""
   shortest = c.seconds * min(c.fast_clock, 1.0) if not c.fast_clock_seconds \
       else c.fast_clock_seconds
   longest = max(c.max_seconds * max(c.time_scale, 1.0), c.slow_clock_seconds)
   types = bool(c.hint_types)
   several = types and c.max_events >= 2 and c.hint_intervals == "all"
   return hint_drills.DrillConfig(
-      c.hint_drills, tuple(classes), seconds=(shortest, longest), src_fps=c.fps,
+      c.hint_drills * train_videos, tuple(classes), seconds=(shortest, longest), src_fps=c.fps,
       sample_fps=c.sample_fps, frames=c.frames, hint_jitter=c.hint_jitter,
       regions=bool(c.hint_regions), types=types,
       multi_fraction=c.multi_fraction if several else 0.0, seed=c.seed)
@@ -654,7 +656,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                                 "--hint_types=1",
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
-           "hint_drills": "text-only drills in reading TETG's hint: this many invented videos, "
+           "hint_drills": "text-only drills in reading TETG's hint: this many invented videos "
+                          "per training video, "
                           "each only its hint and the MC questions the hint answers (when; "
                           "where with --hint_regions=1; the type with --hint_types=1), "
                           "durations spanning the time-scaled copies' (0: none)",
@@ -760,7 +763,7 @@ def main(fv: flags.FlagValues) -> dict:
                    "--hint_regions=1 or --hint_types=1")
   if c.hint_drills:
     try:
-      drill_config(c, _synthetic_config(c).classes)
+      drill_config(c, _synthetic_config(c).classes, 1)
     except ValueError as e:
       raise cli.fail("--hint_drills", str(e)) from None
   if c.tower not in ("tiny", "dinov2"):
