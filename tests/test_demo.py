@@ -134,6 +134,13 @@ def test_config_record_new_legacy_and_damaged_workdirs(tmp_path):
   with pytest.raises(InputError, match="--slow_clock_seconds: .* made with 0.0, not 20"):
     demo.check_or_record_config(str(legacy), dataclasses.replace(c, slow_clock_seconds=20.0))
   assert not (legacy / demo.CONFIG_RECORD).exists()
+  # a field whose default changed later: a record without it was made with its old value
+  del old["hint_drills"]
+  (legacy / "summary.json").write_text(json.dumps({"config": old}))
+  assert c.hint_drills != demo.LEGACY_FLAGS["hint_drills"] == 0
+  with pytest.raises(InputError, match="--hint_drills: .* made with 0, not 33"):
+    demo.check_or_record_config(str(legacy), c)
+  demo.check_or_record_config(str(legacy), dataclasses.replace(c, hint_drills=0))
   unfinished = tmp_path / "unfinished"
   (unfinished / "data").mkdir(parents=True)
   demo.check_or_record_config(str(unfinished), dataclasses.replace(c, seed=5))
