@@ -79,10 +79,10 @@ def drill_items(cfg: DrillConfig) -> list[dict]:
     rng = benchmark_files.seeded_rng(cfg.seed, f"drill{k}")
     drill = _invented_video(cfg, rng, f"drill{k}")
     times = _frame_times(cfg, drill.duration)
+    mc = [m for m in benchmark_files.multiple_choice([drill], cfg.classes, seed=cfg.seed)
+          if _answerable(cfg, m)]
     for _ in range(50):     # a hint whose nearest option is the truth, for every question
       spans = [_tetg_like(cfg, e.interval, times, rng) for e in drill.events]
-      mc = [m for m in benchmark_files.multiple_choice([drill], cfg.classes, seed=cfg.seed)
-            if _answerable(cfg, m)]
       if all(_hint_points_to_truth(m, spans, drill.events) for m in mc):
         break
     else:        # nothing nearer found (a tight event in a few frames): the true intervals
