@@ -88,8 +88,8 @@ class DemoConfig:
   # patch tokens projected to 32 dims: a trained tower's patches say what is where)
   tower: str = "tiny"
   # 8000 steps with fixed 8 s videos (seeds 0/1/2: 95.1/91.1/94.9% MC); with varied videos the
-  # held-out MC was 94-95% already at 4000 (2026-12-06, BUILD.md, Demo figures); 7000 keeps the
-  # demo under 15 minutes with its longer prompts and five held-out sets
+  # held-out MC was 94-95% already at 4000 (2026-12-06, BUILD.md, Demo figures); 7000 holds the
+  # demo near 15 minutes with its longer prompts and five held-out sets (879-934 s alone)
   stage1_steps: int = 7000
   stage2_steps: int = 120
   mc_copies: int = 3            # MC training questions per training video (distinct seeds)
