@@ -65,6 +65,7 @@ def test_help_exits_0_and_explains_every_flag(name, capsys):
     ("demo", ["--train_hint_labels=1"], "--train_hint_labels: sets the hint's regions and "
                                         "types: it needs --hint_regions=1 or --hint_types=1"),
     ("demo", ["--hint_drills=-5"], "--hint_drills: must be positive, got -5"),
+    ("demo", ["--aspects=1,-2"], "--aspects: aspects must be positive ratios, got (1.0, -2.0)"),
     ("demo", ["--hint_drills=10", "--seconds=0.5"], "--hint_drills: drill durations (0.25, 48.0) must "
      "be positive, at least min_event_s 1.0"),
     ("demo", ["--check_out_of_range"], "--check_out_of_range: adds a goal to --check: give "

@@ -770,11 +770,6 @@ def main(fv: flags.FlagValues) -> dict:
   if c.train_hint_labels and not (c.hint_regions or c.hint_types):
     raise cli.fail("--train_hint_labels", "sets the hint's regions and types: it needs "
                    "--hint_regions=1 or --hint_types=1")
-  if c.hint_drills:
-    try:
-      drill_config(c, _synthetic_config(c).classes, 1)
-    except ValueError as e:
-      raise cli.fail("--hint_drills", str(e)) from None
   if c.tower not in ("tiny", "dinov2"):
     raise cli.fail("--tower", f"must be tiny or dinov2, got {c.tower!r}")
   if c.tower == "dinov2" and c.dinov2 != "real":
@@ -790,9 +785,14 @@ def main(fv: flags.FlagValues) -> dict:
     raise cli.fail("--fast_clock_seconds", f"must be at most --seconds ({c.seconds:g}), got "
                    f"{c.fast_clock_seconds:g}")
   try:
-    _synthetic_config(c)
+    syn = _synthetic_config(c)
   except ValueError as e:
     raise cli.fail("--aspects" if "aspect" in str(e) else "flags", str(e)) from None
+  if c.hint_drills:    # after the videos' own flags: the drills' checks name only their own
+    try:
+      drill_config(c, syn.classes, 1)
+    except ValueError as e:
+      raise cli.fail("--hint_drills", str(e)) from None
   if fv.check_out_of_range and not fv.check:
     raise cli.fail("--check_out_of_range", "adds a goal to --check: give --check too")
   if fv.fresh_videos < 0:
