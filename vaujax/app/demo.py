@@ -319,7 +319,7 @@ def drill_config(c: DemoConfig, classes, train_videos: int) -> hint_drills.Drill
   hints list every run and name their types)."""
   shortest = c.seconds * min(c.fast_clock, 1.0) if not c.fast_clock_seconds \
       else c.fast_clock_seconds
-  longest = max(c.max_seconds * max(c.time_scale, 1.0), c.slow_clock_seconds)
+  longest = c.slow_clock_seconds or c.max_seconds * max(c.time_scale, 1.0)
   types = bool(c.hint_types)
   several = types and c.max_events >= 2 and c.hint_intervals == "all"
   return hint_drills.DrillConfig(
