@@ -11,8 +11,6 @@ import pytest
 from vaujax.data import benchmark_files, conversation, hint_drills, instructions, regions
 
 CLASSES = ("Explosion", "Fighting", "RoadAccidents", "Stealing", "Arson")
-SPAN = re.compile(r"(?:(\w[\w ]*?) )?from (\d+\.\d) to (\d+\.\d) seconds(?: near the ([\w ]+?) of "
-                  r"the scene| near the centre of the scene)?")
 
 
 def _hint_and_question(item):

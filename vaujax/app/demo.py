@@ -666,10 +666,10 @@ def define_flags(fv: flags.FlagValues) -> None:
            "hint_jitter": "in training, each boundary of TETG's hint moves by up to this many "
                           "frame spacings (0: none)",
            "hint_drills": "text-only drills in reading TETG's hint: this many invented videos "
-                          "per training video, "
-                          "each only its hint and the MC questions the hint answers (when; "
-                          "where with --hint_regions=1; the type with --hint_types=1), "
-                          "durations spanning the time-scaled copies' (0: none)",
+                          "per training video, each only its hint and the MC questions the "
+                          "hint answers (when; where with --hint_regions=1; the type with "
+                          "--hint_types=1), durations spanning the time-scaled copies' (0: "
+                          "none)",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
                        "model's (data.tetg_fps; 0: TETG reads the model's frames)",
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "

@@ -13,7 +13,7 @@ Each drill draws a duration, one event (or, with typed hints, two of different c
 its class, interval and region, then:
   - the hint's interval as TETG would give it: the event's first and last frame at the run's
     sampling (`video.sample_indices`), each end a frame off with some chance, then moved by up
-    to `hint_jitter` frame spacings as training hints are (`tetg_files.jittered`); redrawn
+    to `hint_jitter` frame spacings as training hints are (`tetg.jittered`); redrawn
     until the true option is the one nearest to it (by summed boundary distance);
   - the hint text (`conversation.hint_text`: the run's class sentence, regions and types when
     the run's hints have them);
@@ -170,6 +170,8 @@ def _hint_points_to_truth(item: dict, spans: Sequence, events: Sequence[Event]) 
 
 
 def _interval_of(option: str) -> tuple[float, float]:
-  """"From 1.5 to 4.0 seconds." -> (1.5, 4.0) (the builder's own wording)."""
+  """"From 1.5 to 4.0 seconds." -> (1.5, 4.0): the inverse of the builder's own wording
+  (`benchmark_files._interval_text`); `evaluate.parsing` reads any answer's, but data does not
+  import evaluate."""
   words = option.split()
   return float(words[1]), float(words[3])
