@@ -106,6 +106,22 @@ def test_fixed_frame_runs_and_bad_configs():
       hint_drills.DrillConfig(**args)
 
 
+def test_drills_sample_frames_as_the_run_does_with_min_frames():
+  # a 3 s video written at 2 fps: 1 fps gives 3 frames; min_frames 8 takes all 6 it has
+  plain = hint_drills.DrillConfig(5, CLASSES)
+  dense = hint_drills.DrillConfig(5, CLASSES, min_frames=8)
+  np.testing.assert_allclose(hint_drills._frame_times(plain, 3.0), [0.0, 1.0, 2.0])
+  np.testing.assert_allclose(hint_drills._frame_times(dense, 3.0), np.arange(6) * 0.5)
+  np.testing.assert_allclose(hint_drills._frame_times(dense, 30.0),
+                             hint_drills._frame_times(plain, 30.0))   # 12 frames either way
+  drills = hint_drills.drill_items(hint_drills.DrillConfig(40, CLASSES, seconds=(2.0, 4.0),
+                                                           min_frames=8))
+  assert all(_answer_from_hint(i) == i["conversations"][1]["value"] for i in drills)
+  from vaujax.app import demo
+  assert demo.drill_config(demo.DemoConfig(hint_drills=1, min_frames=8), CLASSES,
+                           3).min_frames == 8
+
+
 def test_demo_drills_span_the_clock_copies_durations():
   from vaujax.app import demo
   c = demo.DemoConfig(hint_drills=33)

@@ -324,7 +324,8 @@ def drill_config(c: DemoConfig, classes, train_videos: int) -> hint_drills.Drill
   several = types and c.max_events >= 2 and c.hint_intervals == "all"
   return hint_drills.DrillConfig(
       c.hint_drills * train_videos, tuple(classes), seconds=(shortest, longest), src_fps=c.fps,
-      sample_fps=c.sample_fps, frames=c.frames, hint_jitter=c.hint_jitter,
+      sample_fps=c.sample_fps, frames=c.frames, min_frames=c.min_frames,
+      hint_jitter=c.hint_jitter,
       regions=bool(c.hint_regions), types=types,
       multi_fraction=c.multi_fraction if several else 0.0, seed=c.seed)
 

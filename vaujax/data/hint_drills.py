@@ -48,6 +48,8 @@ class DrillConfig:
   sample_fps: float = 1.0                  # ... sampled at this rate, at most `frames` frames
                                            # (0: `frames` uniformly)
   frames: int = 12
+  min_frames: int = 0                      # with sample_fps: a shorter video gives this many
+                                           # frames, faster (data.min_frames)
   edge_error: float = 0.25                 # chance that each end of the hint is a frame off
   hint_jitter: float = 0.5                 # then moved by up to this many frame spacings
   regions: bool = False                    # the hint says where (data.hint_regions)
@@ -125,8 +127,8 @@ def _frame_times(cfg: DrillConfig, duration: float) -> np.ndarray:
   n = max(1, int(round(duration * cfg.src_fps)))
   if cfg.sample_fps <= 0:       # a fixed count (data.sample_fps 0)
     return video.sample_indices(n, cfg.src_fps, count=cfg.frames) / cfg.src_fps
-  return video.sample_indices(n, cfg.src_fps, fps=cfg.sample_fps,
-                              max_frames=cfg.frames) / cfg.src_fps
+  return video.sample_indices(n, cfg.src_fps, fps=cfg.sample_fps, max_frames=cfg.frames,
+                              min_frames=cfg.min_frames or None) / cfg.src_fps
 
 
 def _tetg_like(cfg: DrillConfig, interval, times: np.ndarray, rng) -> tuple[float, float]:
