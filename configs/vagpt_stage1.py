@@ -81,6 +81,12 @@ def get_config(arg=None):
   # answer nearest an inexact hint rather than copy its digits. 0: the hint as TETG gives it
   # (the paper). Recorded in the run; runs saved before the key read 0.
   c.data.hint_jitter = 0.0
+  # group_by_modality: in training only, every batch is all text-only examples or all visual
+  # ones [LLaVA --group_by_modality_length, modality only], so text-only batches (LLaVA's text
+  # conversations, the demo's hint drills) are not padded to the video examples' length; with
+  # length_bucket they are shorter steps. The order stays a function of the seed (exact
+  # resume). Recorded in the run; runs saved before the key read False.
+  c.data.group_by_modality = False
   # tetg_fps: the rate of TETG's own frames in the feature files (`vaujax features --tetg_fps`,
   # written where they outnumber the model's capped frames; vaujax/data/features.py). TETG reads
   # them, the LLM does not, so the hint is as precise on a long video as on a short one; a

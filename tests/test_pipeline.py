@@ -365,3 +365,78 @@ def test_tetgs_own_frames_reach_the_hint_but_not_the_batch(data, tmp_path):
       np.testing.assert_array_equal(a[key], b[key])
   batch = next(iter(pipeline.make_dataset(source, dense_cfg, tok, hint_fn=hint)))
   assert batch["tower_patches"].shape[1:] == (T, N, DV)
+
+
+def _text_item(i):
+  return {"id": f"t{i}", "conversations": [
+      {"from": "human", "value": f"Drill {i}: when does the anomaly happen?"},
+      {"from": "gpt", "value": f"From {i}.0 to {i + 2}.0 seconds."}]}
+
+
+def test_modality_grouped_epochs_order():
+  """Each epoch: every batch one kind, but for at most one mixed batch of the leftovers; no
+  item twice; fewer than a batch sit the epoch out, and not always the same ones; epochs differ;
+  a pure function of (seed, position)."""
+  items = [{"id": f"v{i}", "video": f"v{i}.mp4"} for i in range(23)] + \
+      [_text_item(i) for i in range(17)]
+  source = [dict(item, _index=i) for i, item in enumerate(items)]
+  grouped = pipeline.ModalityGroupedEpochs(source, 4, 5, seed=1)
+  assert grouped.epoch_length == 40 and len(grouped) == 200
+  left_out, orders = [], []
+  for epoch in range(5):
+    order = grouped.order(epoch)
+    orders.append(order.tolist())
+    assert len(set(order.tolist())) == 40 and sorted(order.tolist()) == list(range(40))
+    kinds = [[pipeline.is_text_only(source[i]) for i in batch] for batch in order.reshape(-1, 4)]
+    mixed = [k for k in kinds if len(set(k)) > 1]
+    assert len(mixed) <= 1
+    assert sum(all(k) for k in kinds) == 17 // 4 and sum(not any(k) for k in kinds) == 23 // 4
+  assert len({tuple(o) for o in orders}) == 5
+  odd = pipeline.ModalityGroupedEpochs(source[:39], 4, None, seed=1)   # 39 = 9 batches + 3
+  assert odd.epoch_length == 36 and len(odd) > 10 ** 12
+  for epoch in range(6):
+    left_out.append(frozenset(range(39)) - set(odd.order(epoch).tolist()))
+  assert all(len(s) == 3 for s in left_out) and len(set(left_out)) > 1
+  again = pipeline.ModalityGroupedEpochs(source, 4, 5, seed=1)
+  assert [again[i]["_index"] for i in range(200)] == [grouped[i]["_index"] for i in range(200)]
+  assert pipeline.ModalityGroupedEpochs(source, 4, 5, seed=2).order(0).tolist() != orders[0]
+  with pytest.raises(IndexError):
+    grouped[200]
+  with pytest.raises(ValueError, match="batch_size"):
+    pipeline.ModalityGroupedEpochs(source, 0, 1, seed=0)
+
+
+def test_grouped_pipeline_batches_one_kind_resumes_and_shards(data):
+  """Through the real pipeline (video and text-only items): every batch one kind but for the
+  epoch's one mixed batch, each item once an epoch, an exact resume, and with two processes
+  each process's batches are one kind and the shards disjoint."""
+  root, items, tok, cfg = data
+  source, _ = pipeline.json_source(str(root / "train.json"))
+  source = source + [dict(_text_item(i), _index=len(source) + i) for i in range(9)]
+  grouped = pipeline.PipelineConfig(**{**cfg.__dict__, "num_epochs": 2, "batch_size": 4,
+                                       "group_by_modality": True, "num_frames": T})
+  full = [b["example_index"].tolist() for b in _collect(
+      pipeline.make_dataset(source, grouped, tok))]
+  n = len(source)
+  assert len(full) == 2 * (n // 4)
+  is_text = lambda i: i >= len(items)  # noqa: E731
+  for epoch in (full[:n // 4], full[n // 4:]):
+    flat = [i for b in epoch for i in b]
+    assert len(set(flat)) == len(flat) == n // 4 * 4
+    assert sum(len({is_text(i) for i in b}) > 1 for b in epoch) <= 1
+  it = iter(pipeline.make_dataset(source, grouped, tok))
+  head = [next(it)["example_index"].tolist() for _ in range(5)]
+  resumed = iter(pipeline.make_dataset(source, grouped, tok))
+  resumed.set_state(json.loads(json.dumps(it.get_state())))
+  assert head + [b["example_index"].tolist() for b in resumed] == full
+  shards = [[b["example_index"].tolist() for b in pipeline.make_dataset(
+      source, pipeline.PipelineConfig(**{**grouped.__dict__, "batch_size": 2}), tok,
+      process_index=p, process_count=2)] for p in (0, 1)]
+  for a, b in zip(*shards):    # one global batch of 4: its two halves
+    assert not set(a) & set(b)
+  assert [len({is_text(i) for i in a + b}) > 1 for a, b in zip(*shards)].count(True) <= 2
+  assert [sorted(a + b) for a, b in zip(*shards)] == [sorted(b) for b in full]
+  unshuffled = pipeline.PipelineConfig(**{**grouped.__dict__, "shuffle": False})
+  ordered = [b["example_index"].tolist() for b in _collect(
+      pipeline.make_dataset(source, unshuffled, tok), 3)]
+  assert ordered == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]   # evaluation: file order

@@ -143,6 +143,9 @@ class DemoConfig:
   # from 90.0 / 72.7 / 66.7% (in range / shorter / longer) to 94.0 / 79.5 / 84.6% at seed 0;
   # 2000 from 78.0 / 52.3 / 38.5% to 96.0 / 79.5 / 56.4% at seed 1 (BUILD.md, 2026-12-07)
   hint_drills: int = 33
+  # 1: every training batch is all text-only (the drills) or all video examples
+  # (data.group_by_modality, LLaVA's grouping), so the drills' batches are short steps
+  group_by_modality: int = 0
   seed: int = 0
 
 
@@ -381,6 +384,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   c_.data.hint_types = bool(c.hint_types)
   c_.data.train_hint_labels = bool(c.train_hint_labels)
   c_.data.hint_jitter = c.hint_jitter
+  c_.data.group_by_modality = bool(c.group_by_modality)
   c_.data.tetg_fps = c.tetg_fps
   # the tiny random tower's patches do not say where they are; pooled tokens need the position
   # to answer where-questions (models/vagpt.py, patch_position)
@@ -671,6 +675,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                           "hint answers (when; where with --hint_regions=1; the type with "
                           "--hint_types=1), durations spanning the time-scaled copies' (0: "
                           "none)",
+           "group_by_modality": "1: every training batch is all text-only examples (the hint "
+                                "drills) or all video examples (data.group_by_modality, as "
+                                "LLaVA groups by modality), so the drills' batches are not "
+                                "padded to the videos' length",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
                        "model's (data.tetg_fps; 0: TETG reads the model's frames)",
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
@@ -757,7 +765,7 @@ def main(fv: flags.FlagValues) -> dict:
                                     "fast_clock_seconds", "fast_copy_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial",
                                     "hint_regions", "mirror_copies", "hint_types",
-                                    "train_hint_labels", "hint_drills")
+                                    "train_hint_labels", "hint_drills", "group_by_modality")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):

@@ -2,6 +2,8 @@
 
     source (JSON list or a TFDS data source)
       -> repeat(num_epochs) -> shuffle(seed) -> [process_index::process_count]
+         (or, with group_by_modality, each epoch's shuffled batches all text-only or all
+          visual: ModalityGroupedEpochs)
       -> Prepare (load features, insert TETG hint, tokenize, mask labels, truncate/pad)
       -> batch(drop_remainder) -> iterator with get_state()/set_state()
 
@@ -25,6 +27,7 @@ import json
 import logging
 import os
 import posixpath
+import threading
 from typing import Callable, Mapping, Optional, Sequence
 
 import grain
@@ -76,6 +79,10 @@ class PipelineConfig:
   # annotated `events` (an always-right hint to learn to read; evaluation keeps TETG's own;
   # runs/tetg_files.py).
   hint_labels: bool = False
+  # Training only (data.group_by_modality): every batch all text-only or all visual examples
+  # (LLaVA's group_by_modality_length), so a batch of short text-only examples is not padded
+  # to its video examples' length (`ModalityGroupedEpochs`).
+  group_by_modality: bool = False
 
 
 def video_path(item: Mapping) -> str:
@@ -354,15 +361,77 @@ def drop_examples_without_features(items: Sequence[dict], cfg: PipelineConfig
   return kept, problems
 
 
+class ModalityGroupedEpochs:
+  """`epochs` passes over `source` as a random-access source, each a new shuffle in which every
+  run of `batch_size` consecutive positions (a batch) is all text-only or all visual examples.
+
+  Per epoch (numpy's Generator seeded [seed, epoch]): each kind is shuffled and cut into full
+  batches; the two kinds' leftovers (fewer than a batch each) are shuffled together into at most
+  one mixed batch, and what remains of them (fewer than a batch) sits the epoch out; then the
+  batches are shuffled. Every epoch has the same length, N // batch_size batches, so a position
+  says its epoch, and an item left out of one epoch is drawn again in the next. Pass the global
+  batch (per-process batch x process count): `[p::P]` then gives each process's batches of one
+  kind too. Like grain's shuffle, the order is a pure function of (seed, position), so a
+  checkpointed iterator resumes exactly.
+  """
+
+  def __init__(self, source, batch_size: int, epochs: Optional[int], seed: int):
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    self._source, self._batch, self._seed = source, batch_size, seed
+    text = np.array([is_text_only(source[i]) for i in range(len(source))], bool)
+    self._text, self._visual = np.flatnonzero(text), np.flatnonzero(~text)
+    self.epoch_length = (len(source) // batch_size) * batch_size
+    limit = np.iinfo(np.int64).max // max(1, self.epoch_length)
+    self._epochs = limit if epochs is None else epochs
+    self._orders = collections.OrderedDict()     # epoch -> order, the last few
+    self._lock = threading.Lock()                # grain's threads read concurrently
+
+  def __len__(self):
+    return self._epochs * self.epoch_length
+
+  def order(self, epoch: int) -> np.ndarray:
+    """[epoch_length] source indices of one epoch, in batch order."""
+    with self._lock:
+      if epoch in self._orders:
+        return self._orders[epoch]
+    rng, b = np.random.default_rng([self._seed, epoch]), self._batch
+    batches, rest = [], []
+    for kind in (self._text, self._visual):
+      shuffled = rng.permutation(kind)
+      full = len(shuffled) // b * b
+      batches += list(shuffled[:full].reshape(-1, b))
+      rest.append(shuffled[full:])
+    rest = rng.permutation(np.concatenate(rest))
+    batches += list(rest[:len(rest) // b * b].reshape(-1, b))
+    order = (np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+             if batches else np.zeros(0, np.int64))
+    with self._lock:       # grain's threads may read two epochs around a boundary
+      self._orders[epoch] = order
+      while len(self._orders) > 4:
+        self._orders.popitem(last=False)
+    return order
+
+  def __getitem__(self, index):
+    if not 0 <= index < len(self):
+      raise IndexError(index)
+    epoch, pos = divmod(int(index), self.epoch_length)
+    return self._source[int(self.order(epoch)[pos])]
+
+
 def make_dataset(source, cfg: PipelineConfig, tokenizer: Tokenizer, *,
                  process_index: int = 0, process_count: int = 1,
                  hint_fn: Optional[HintFn] = None, bert_tokenizer=None) -> grain.IterDataset:
   """The batched dataset for one process (`source`: a list of items or a random-access source)."""
-  ds = grain.MapDataset.source(source)
-  if cfg.num_epochs != 1:
-    ds = ds.repeat(cfg.num_epochs)
-  if cfg.shuffle:
-    ds = ds.shuffle(seed=cfg.seed)
+  if cfg.group_by_modality and cfg.shuffle:
+    ds = grain.MapDataset.source(ModalityGroupedEpochs(
+        source, cfg.batch_size * process_count, cfg.num_epochs, cfg.seed))
+  else:
+    ds = grain.MapDataset.source(source)
+    if cfg.num_epochs != 1:
+      ds = ds.repeat(cfg.num_epochs)
+    if cfg.shuffle:
+      ds = ds.shuffle(seed=cfg.seed)
   if cfg.hint_jitter > 0:     # the position in the (repeated, shuffled) stream seeds the draw
     ds = ds.map_with_index(lambda i, item: {**item, "_draw": i})
   ds = ds[process_index::process_count]

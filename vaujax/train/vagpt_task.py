@@ -31,7 +31,8 @@ def pipeline_config(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, *
       read_threads=config.data.get("read_threads", 0),
       prefetch_buffer=config.data.get("prefetch_buffer", 0),
       hint_jitter=float(config.data.get("hint_jitter", 0.0)) if train else 0.0,
-      hint_labels=bool(config.data.get("train_hint_labels", False)) and train)
+      hint_labels=bool(config.data.get("train_hint_labels", False)) and train,
+      group_by_modality=bool(config.data.get("group_by_modality", False)) and train)
 
 
 def make_dataset(config: ml_collections.ConfigDict, cfg: vagpt.VAGPTConfig, tokenizer,
