@@ -80,7 +80,8 @@ class DemoConfig:
   # none). Without drills 4 made the 2-3.5 s held-out videos' Temporal Acc worse (60% against
   # 73%, 2026-12-06); with them 8 lifted TETG's hint on those videos (its nearest option the
   # truth in 93% of the fresh shorter set's questions, 77% at 1 fps) and their MC Temporal Acc
-  # at both seeds (79.5 -> 95.5%, 56.8 -> 68.2%; BUILD.md, 2026-12-07)
+  # at both seeds (79.5 -> 95.5%, 56.8 -> 68.2%); the longer set's moved -17.9 and +7.6
+  # (BUILD.md, 2026-12-07)
   min_frames: int = 8
   # each frame's time in the prompt (none | text); "text" measured worse on out-of-range videos
   # (BUILD.md, Demo figures), so the demo leaves it off
