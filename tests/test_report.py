@@ -260,7 +260,8 @@ def test_frames_like_features_line_up_with_feature_times(written_report):
   np.testing.assert_allclose(feats["timestamps"], [0, 1, 2, 3, 4])
   grey = 10 * np.arange(20)[::4]               # frames 0, 4, 8, ... of the 4-fps video
   for config in ({"sample_fps": 1.0, "frames": 12},            # the features' own sampling
-                 {"sample_fps": 2.0, "frames": 12}):           # another one: nearest frames
+                 {"sample_fps": 2.0, "frames": 12},            # another one: nearest frames
+                 {"sample_fps": 1.0, "frames": 5, "min_frames": 8}):   # the demo caps it
     frames = report.frames_like_features(video, feats, config)
     assert frames.shape[0] == 5
     np.testing.assert_allclose(frames.reshape(5, -1).mean(1), grey, atol=3)

@@ -186,8 +186,9 @@ def frames_like_features(video_path: str, feats: Mapping, c: Mapping) -> np.ndar
   (`sample_fps` up to `frames`), checked against `feats["timestamps"]`; when they differ (a file
   extracted with other settings), every frame is decoded and the nearest to each time taken."""
   stamps = np.asarray(feats["timestamps"], np.float64)
+  least = min(c.get("min_frames") or 0, c.get("frames") or np.inf)   # the demo caps it
   sampling = (dict(fps=c["sample_fps"], max_frames=c.get("frames"),
-                   min_frames=c.get("min_frames") or None) if c.get("sample_fps")
+                   min_frames=int(least) or None) if c.get("sample_fps")
               else dict(num_frames=len(stamps)))
   frames, t = video_io.read_video(video_path, **sampling)
   if len(t) == len(stamps) and np.allclose(t, stamps, atol=1e-3):
