@@ -120,6 +120,8 @@ def test_drills_sample_frames_as_the_run_does_with_min_frames():
   from vaujax.app import demo
   assert demo.drill_config(demo.DemoConfig(hint_drills=1, min_frames=8), CLASSES,
                            3).min_frames == 8
+  assert demo.drill_config(demo.DemoConfig(hint_drills=1, min_frames=8, frames=4), CLASSES,
+                           3).min_frames == 4         # capped at the run's frames
 
 
 def test_demo_drills_span_the_clock_copies_durations():
