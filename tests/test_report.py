@@ -164,6 +164,25 @@ def test_report_text_has_each_sets_row_and_what_differs():
   assert "| 4-option MC (XD-Violence format) | log-likelihood of options | 1.0 | 6.0 | 40 |" in text
 
 
+def test_report_text_says_the_frames_min_frames_adds():
+  """With min_frames 8 (the demo's default) a 4 s training video at 2 fps gives 8 frames, a
+  2-3.5 s one all of its 4-7 (video.sample_indices); capped at `frames`."""
+  s = _summary()
+  s["config"] = {**CONFIG, "min_frames": 8}
+  text = report.report_text(s, {"in_range": 60, "shorter": 24}, 180,
+                            {"loss": "a", "scores": "b", "sets": "c"}, [], OUT_OF_RANGE, 0.5)
+  assert ("8 to 12 frames (1 a second, or faster to give at least 8 where the video has them; "
+          "spread uniformly beyond 12 s: one every 1.3 s at 16 s)") in text
+  assert ("2-3.5 s long (training: 4-16 s): the model sees 4-7 frames (1 a second, or faster "
+          "to give at least 8 where the video has them)") in text
+  assert report.frames_seen(2.0, 3.5, {**CONFIG, "min_frames": 8, "frames": 4}) == \
+      "4 frames spread uniformly, one every 0.5-0.9 s"
+  from vaujax.data import video
+  for seconds, n in ((4.0, 8), (2.0, 4), (3.5, 7)):     # what the sampler gives
+    assert len(video.sample_indices(int(seconds * 2), 2.0, fps=1.0, max_frames=12,
+                                    min_frames=8)) == n
+
+
 def test_report_text_of_a_summary_without_held_out_sets():
   s = _summary()
   del s["held_out"]

@@ -95,21 +95,38 @@ def aspect_names(aspects) -> str:
   return ", ".join(out)
 
 
+def least_frames(c: Mapping) -> int:
+  """The demo's `min_frames`, at most its `frames`, as `demo._min_frames` applies it (0: none)."""
+  return int(min(c.get("min_frames") or 0, c.get("frames") or np.inf))
+
+
 def frames_seen(lo: float, hi: float, c: Mapping) -> str:
-  """How the sampling policy (`sample_fps` up to `frames`, uniformly beyond) covers videos of
-  `lo` to `hi` seconds, in words."""
-  fps, most = c.get("sample_fps"), c.get("frames")
+  """How the sampling policy (`sample_fps` up to `frames`, uniformly beyond; at least
+  `min_frames` where the video, written at `fps`, has them) covers videos of `lo` to `hi`
+  seconds, in words."""
+  fps, most, least = c.get("sample_fps"), c.get("frames"), least_frames(c)
   if not fps:
     return f"{most} frames spread uniformly"
-  count = lambda s: max(1, math.ceil(s * fps - 1e-9))  # noqa: E731 (every round(src/fps)-th frame)
+  # every round(src/fps)-th frame
+  at_rate = lambda s: max(1, math.ceil(s * fps - 1e-9))  # noqa: E731
+
+  def count(s):       # video.sample_indices: fewer than `least` -> as many as the video has
+    n = at_rate(s)
+    if least and n < least:
+      n = min(least, max(1, round(s * c["fps"]))) if c.get("fps") else least
+    return n
+
   n_lo, n_hi = count(lo), count(hi)
+  faster = bool(least) and n_lo > at_rate(lo)
+  rate = f"{fps:g} a second" + (f", or faster to give at least {least} where the video has "
+                                "them" if faster else "")
   span = lambda a, b, unit: f"{a:{unit}}" if a == b else f"{a:{unit}}-{b:{unit}}"  # noqa: E731
   if most and n_lo >= most:
     return f"{most} frames spread uniformly, one every {span(lo / most, hi / most, '.1f')} s"
   if most and n_hi > most:
-    return (f"{n_lo} to {most} frames ({fps:g} a second, spread uniformly beyond "
+    return (f"{n_lo} to {most} frames ({rate}{'; ' if faster else ', '}spread uniformly beyond "
             f"{most / fps:g} s: one every {hi / most:.1f} s at {hi:g} s)")
-  return f"{span(n_lo, n_hi, 'd')} frames ({fps:g} a second)"
+  return f"{span(n_lo, n_hi, 'd')} frames ({rate})"
 
 
 def data_description(c: Mapping) -> str:
@@ -186,9 +203,8 @@ def frames_like_features(video_path: str, feats: Mapping, c: Mapping) -> np.ndar
   (`sample_fps` up to `frames`), checked against `feats["timestamps"]`; when they differ (a file
   extracted with other settings), every frame is decoded and the nearest to each time taken."""
   stamps = np.asarray(feats["timestamps"], np.float64)
-  least = min(c.get("min_frames") or 0, c.get("frames") or np.inf)   # the demo caps it
   sampling = (dict(fps=c["sample_fps"], max_frames=c.get("frames"),
-                   min_frames=int(least) or None) if c.get("sample_fps")
+                   min_frames=least_frames(c) or None) if c.get("sample_fps")
               else dict(num_frames=len(stamps)))
   frames, t = video_io.read_video(video_path, **sampling)
   if len(t) == len(stamps) and np.allclose(t, stamps, atol=1e-3):
