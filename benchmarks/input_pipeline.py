@@ -97,7 +97,8 @@ def run_loop(paths: dict, workdir: str, threads: int, buffer: int, bucket: int =
     firsts.setdefault(h["seq_len"], h["step"])
   steady = [h["data_time"] + h["step_time"] for h in history if h["step"] not in
             firsts.values()] or [h["data_time"] + h["step_time"] for h in history]
-  return {"wall_ms": 1e3 * wall, "mean_wall_ms": 1e3 * float(np.mean(steady)), "data_ms": 1e3 * data, "step_ms": 1e3 * step,
+  return {"wall_ms": 1e3 * wall, "mean_wall_ms": 1e3 * float(np.mean(steady)),
+          "data_ms": 1e3 * data, "step_ms": 1e3 * step,
           "rss_growth_mib": rss[-1] - before, "compiles": len({h["seq_len"] for h in full}),
           "mean_seq_len": float(np.mean([h["seq_len"] for h in full]))}
 
