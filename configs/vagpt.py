@@ -77,6 +77,11 @@ def get_config(arg=None):
     c.query_dim, c.num_queries = 16, 4
   else:
     raise ValueError(f"unknown VA-GPT size {args.size!r} (tiny | paper)")
+  # [ours] The named LLM's sizes, changed where a value is not 0 (models/llama.py LLM_SIZES):
+  # e.g. --config.model.llm_sizes.num_layers=4 for a deeper tiny LLM. Recorded in the run; runs
+  # saved before the key read 0 (the named LLM as it is).
+  c.llm_sizes = ml_collections.ConfigDict(dict(hidden_size=0, intermediate_size=0, num_layers=0,
+                                                num_heads=0, num_kv_heads=0))
   use = args.qformer if args.qformer != "default" else args.size == "paper"
   c.qformer = str(use).lower() in ("true", "1", "yes")   # [LLaMA-VID] text-guided Q-Former
   # [LLaMA-VID] Q-Former sizes: BERT-base (bert-base-uncased + [DEC]: 30523) for the paper, a small BERT for tiny; vocab from the vocab file.

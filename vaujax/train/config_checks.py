@@ -94,6 +94,7 @@ def check_vagpt(config: ml_collections.ConfigDict,
   n(config, "lora.rank", low=0, integer=True, required=False)
   n(config, "model.num_frames", low=1, integer=True)
   n(config, "model.sets_ratio", low=0, high=1, low_open=True)
+  _llm_sizes(config)
   _content_grid(config)
   n(config, "eval.every", low=0, integer=True, required=False)
   n(config, "eval.batches", low=1, integer=True, required=False)
@@ -133,6 +134,25 @@ def check_vagpt(config: ml_collections.ConfigDict,
   _file(config, "eval.json", "held-out instruction file", optional=True)
   if extra is not None:
     extra(config)
+
+
+def _llm_sizes(config) -> None:
+  """model.llm_sizes: each a non-negative integer (0 keeps the named LLM's), and together a
+  shape the LLM can have (heads divide the width and the KV heads, an even head size)."""
+  from vaujax.models import llama
+  sizes = _get(config, "model.llm_sizes")
+  if sizes is _MISSING:
+    return
+  sizes = dict(sizes.items())
+  for key in sizes:
+    if key not in llama.LLM_SIZES:
+      raise InputError(_flag(f"model.llm_sizes.{key}"),
+                       f"is not an LLM size; choose from {list(llama.LLM_SIZES)}")
+    _number(config, f"model.llm_sizes.{key}", low=0, integer=True)
+  try:
+    llama.llm_config(_get(config, "model.llm"), sizes)
+  except ValueError as e:
+    raise InputError(_flag("model.llm_sizes"), str(e)) from e
 
 
 def _content_grid(config) -> None:
