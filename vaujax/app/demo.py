@@ -149,8 +149,10 @@ class DemoConfig:
   hint_drills: int = 33
   # decoder layers of the tiny LLM (model.llm_sizes.num_layers; 0: its own 2). Trained on the
   # drills alone for 3000 steps, 4 layers picked the right option of 400 fresh drills in 81%
-  # against 74% with 2 (a 128-wide 2-layer LLM: 76%), at about twice the step time
-  # (BUILD.md, 2026-12-07)
+  # against 74% with 2, at about twice the step time; but the whole demo with 4 layers and
+  # 3500 stage-one steps (about the same time) did worse at seed 0 (in range MC 88.2%, fresh
+  # shorter / longer 68.2 / 74.4% against 95.5 / 66.7%) and mixed at seed 1 (BUILD.md,
+  # 2026-12-07)
   llm_layers: int = 0
   # 1: every training batch is all text-only (the drills) or all video examples
   # (data.group_by_modality, LLaVA's grouping), so the drills' batches are short steps (mean
