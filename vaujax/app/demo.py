@@ -95,6 +95,8 @@ class DemoConfig:
   # held-out MC was 94-95% already at 4000 (2026-12-06, BUILD.md, Demo figures); 7000 holds the
   # demo near 15 minutes with its longer prompts and five held-out sets (879-934 s alone)
   stage1_steps: int = 7000
+  # stage one's peak learning rate (0: configs/vagpt_stage1.py's, 3e-3 for the tiny LLM)
+  stage1_lr: float = 0.0
   stage2_steps: int = 120
   mc_copies: int = 3            # MC training questions per training video (distinct seeds)
   batch_size: int = 8
@@ -542,6 +544,8 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
                   for k, f in frames_by_set.items() if k != "in_range"))
   t0 = time.perf_counter()
   s1 = stage_config(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir)
+  if c.stage1_lr:
+    s1.optim.learning_rate = c.stage1_lr
   s1.evals.mc = ml_collections.ConfigDict(dict(kind="mc", benchmark=paths["test_mc"],
                                                every=max(1, c.stage1_steps // 2)))
   h1 = stage_history(os.path.join(workdir, "stage1"),
@@ -646,6 +650,8 @@ def define_flags(fv: flags.FlagValues) -> None:
            "frame_times": "each frame's time in the prompt: none | text",
            "out_of_range_videos": "videos in each out-of-range held-out set",
            "stage1_steps": "stage-one training steps",
+           "stage1_lr": "stage one's peak learning rate (0: the stage-one config's, 3e-3 for "
+                        "the tiny LLM)",
            "stage2_steps": "stage-two (SETS) steps",
            "mc_copies": "MC training questions per training video",
            "batch_size": "training batch size",
@@ -788,7 +794,7 @@ def main(fv: flags.FlagValues) -> dict:
                                     "time_scale", "multi_fraction", "cut_frames", "spatial",
                                     "hint_regions", "mirror_copies", "hint_types",
                                     "train_hint_labels", "hint_drills", "group_by_modality",
-                                    "llm_layers")
+                                    "llm_layers", "stage1_lr")
                      and value == 0):
       raise cli.fail(f"--{f.name}", f"must be positive, got {value}")
   if c.hint_intervals not in ("all", "strongest"):
