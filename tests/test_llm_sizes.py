@@ -1,4 +1,5 @@
-"""`model.llm_sizes`: a named LLM's sizes changed from the config (a deeper tiny LLM)."""
+"""`model.llm_sizes` (a named LLM's sizes changed from the config: a deeper tiny LLM) and the demo's
+model flags (`--llm_layers`, `--stage1_lr`)."""
 
 import jax
 import jax.numpy as jnp
@@ -81,3 +82,22 @@ def test_the_demo_flag_sets_the_stage_configs_layers():
               if k != "llm_layers"}
   assert demo._differing_flag(recorded, demo.DemoConfig()) is None
   assert demo._differing_flag(recorded, demo.DemoConfig(llm_layers=4))[0] == "llm_layers"
+
+
+def test_the_demo_stage_one_learning_rate_flag():
+  from configs import vagpt_stage2
+  from vaujax.app import demo
+  paths = {"train_json": "t.json", "features": "f", "tokenizer": "tok", "classes": ["a", "b"],
+           "encoder": "tiny:0", "dino_dim": 64}
+  c = demo.DemoConfig(stage1_lr=1e-3)
+  default = demo.stage_config(vagpt_stage1.get_config, paths, c, 100, "tetg")
+  assert default.optim.learning_rate == vagpt_stage1.get_config("size=tiny").optim.learning_rate
+  s1 = demo.stage_config(vagpt_stage1.get_config, paths, c, 100, "tetg",
+                         learning_rate=c.stage1_lr)
+  assert s1.optim.learning_rate == 1e-3
+  s2 = demo.stage_config(vagpt_stage2.get_config, paths, c, 100, "tetg")
+  assert s2.optim.learning_rate == vagpt_stage2.get_config("size=tiny").optim.learning_rate
+  recorded = {k: v for k, v in demo.dataclasses.asdict(demo.DemoConfig()).items()
+              if k != "stage1_lr"}
+  assert demo._differing_flag(recorded, demo.DemoConfig()) is None
+  assert demo._differing_flag(recorded, c)[0] == "stage1_lr"

@@ -40,8 +40,9 @@ def variants(k_sweep=K_SWEEP) -> list[dict]:
   return rows
 
 
-def _stage(make, paths, c, steps, tetg_dir, use_tetg, sets_ratio):
-  cfg = demo.stage_config(make, paths, c, steps, tetg_dir if use_tetg else "")
+def _stage(make, paths, c, steps, tetg_dir, use_tetg, sets_ratio, learning_rate=0.0):
+  cfg = demo.stage_config(make, paths, c, steps, tetg_dir if use_tetg else "",
+                          learning_rate=learning_rate)
   cfg.model.use_tetg = use_tetg
   cfg.model.use_sets = sets_ratio is not None
   if sets_ratio is not None:
@@ -60,7 +61,8 @@ def run_ablation(workdir: str, c: demo.DemoConfig, k_sweep=K_SWEEP, log=print) -
   log("TETG frame AUC " + ", ".join(f"{k} {f['frame_auc']:.3f}" for k, f in frames.items()))
   stage1 = {}
   for use_tetg in (False, True):
-    s1 = _stage(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir, use_tetg, None)
+    s1 = _stage(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir, use_tetg, None,
+                c.stage1_lr)
     s1.model.use_sets = False
     stage1[use_tetg] = os.path.join(workdir, f"stage1_{'tetg' if use_tetg else 'plain'}")
     loop.train_and_evaluate(s1, stage1[use_tetg])

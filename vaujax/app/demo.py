@@ -390,8 +390,13 @@ def _held_out_set(root: str, name: str, videos: list, labels: dict, feature_dir:
   return out
 
 
-def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str):
+def stage_config(make, paths: dict, c: DemoConfig, steps: int, tetg_dir: str, *,
+                 learning_rate: float = 0.0):
+  """A stage's config (`make`: configs/vagpt_stage1.py or _stage2.py's get_config) for the
+  demo's data and flags; `learning_rate` > 0 replaces the config's peak rate."""
   c_ = make(f"size=tiny,frames={c.frames},steps={steps}")
+  if learning_rate:
+    c_.optim.learning_rate = learning_rate
   c_.data.train_json, c_.data.feature_dir = paths["train_json"], paths["features"]
   c_.data.tokenizer, c_.data.tetg_params = paths["tokenizer"], tetg_dir
   c_.data.classes, c_.data.encoder = ",".join(paths["classes"]), paths["encoder"]
@@ -543,9 +548,8 @@ def run_demo(workdir: str, c: DemoConfig = DemoConfig(), log=print) -> dict:
       + ", ".join(f"{k} AUC {f['frame_auc']:.3f} / AP {f['frame_ap']:.3f}"
                   for k, f in frames_by_set.items() if k != "in_range"))
   t0 = time.perf_counter()
-  s1 = stage_config(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir)
-  if c.stage1_lr:
-    s1.optim.learning_rate = c.stage1_lr
+  s1 = stage_config(vagpt_stage1.get_config, paths, c, c.stage1_steps, tetg_dir,
+                    learning_rate=c.stage1_lr)
   s1.evals.mc = ml_collections.ConfigDict(dict(kind="mc", benchmark=paths["test_mc"],
                                                every=max(1, c.stage1_steps // 2)))
   h1 = stage_history(os.path.join(workdir, "stage1"),
