@@ -212,7 +212,8 @@ def config_from_dict(cd) -> VAGPTConfig:
   """VAGPTConfig from a `configs/vagpt.py` ConfigDict (llm: 'tiny' | 'vicuna_7b_v15' | ...)."""
   # remat and scan_layers cover the LLM and the Q-Former alike
   layers = dict(remat=bool(cd.get("remat", False)), scan_layers=bool(cd.get("scan_layers", False)))
-  llm = dataclasses.replace(llama.llm_config(cd.llm, cd.get("llm_sizes")), attention_impl=cd.get("attention", "chunked"),
+  llm = dataclasses.replace(llama.llm_config(cd.llm, cd.get("llm_sizes")),
+                            attention_impl=cd.get("attention", "chunked"),
                             attention_chunks=int(cd.get("attention_chunks", 8)),
                             remat_policy=str(cd.get("remat_policy", "full")), **layers)
   qformer = None
