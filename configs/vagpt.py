@@ -21,6 +21,9 @@
                                           stacked weights: one compiled layer, and each layer's
                                           gathered weights and recomputed buffers live for one
                                           iteration (on for size=paper)
+  --config.model.llm_sizes.num_layers=4   the named LLM with other sizes (also hidden_size,
+                                          intermediate_size, num_heads, num_kv_heads; 0 keeps
+                                          the named LLM's)
 """
 
 import ml_collections
