@@ -47,6 +47,9 @@ def test_runs_saved_before_the_key_read_zero_and_bad_values_name_the_flag():
   assert run_dir.diff_configs(saved, given) == []
   given.model.llm_sizes.num_layers = 4
   assert run_dir.diff_configs(saved, given) == ["model.llm_sizes.num_layers: 0 -> 4"]
+  # run_dir spells the sizes out (it does not import JAX): the same list as llama's
+  assert sorted(k.rsplit(".", 1)[1] for k in run_dir.LEGACY_VALUES
+                if k.startswith("model.llm_sizes.")) == sorted(llama.LLM_SIZES)
 
   obj = run_dir.config_to_json(vagpt_stage1.get_config("size=tiny,frames=4"))
 

@@ -304,7 +304,9 @@ LEGACY_VALUES = {"data.sample_fps": 0.0, "data.frame_times": "none", "data.imgsp
                  "model.patch_position": False, "data.min_frames": 0, "data.hint_jitter": 0.0,
                  "model.content_grid": 1, "data.tetg_fps": 0.0, "data.hint_regions": False,
                  "data.hint_types": False, "data.train_hint_labels": False,
-                 "data.group_by_modality": False, **{f"model.llm_sizes.{k}": 0 for k in (
+                 "data.group_by_modality": False,
+                 # llama.LLM_SIZES, spelled out: this module does not import JAX
+                 **{f"model.llm_sizes.{k}": 0 for k in (
                      "hidden_size", "intermediate_size", "num_layers", "num_heads",
                      "num_kv_heads")}}
 
